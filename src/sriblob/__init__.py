@@ -1,0 +1,69 @@
+"""Async blob storage named by Subresource Integrity.
+
+Blobs are immutable and stored under their integrity (``sha512-<base64>``);
+every backend implements :class:`BlobStore` and verifies bytes on the way in
+and out.
+"""
+
+from __future__ import annotations
+
+from ._config import (
+    Configured,
+    Misconfigured,
+    S3StoreConfig,
+    Unconfigured,
+    load_s3_config_from_env,
+)
+from ._integrity import Integrity, IntegrityHasher
+from ._memory import MemoryBlobStore
+from ._store import BlobReader, BlobSource, BlobStore, Data
+from .exceptions import (
+    AccessDenied,
+    BlobNotFound,
+    BlobTooLarge,
+    BucketNotFound,
+    ConfigurationError,
+    IntegrityMismatch,
+    InvalidIntegrity,
+    SriblobError,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
+    UnknownBackend,
+)
+
+__all__ = [
+    "AccessDenied",
+    "BlobNotFound",
+    "BlobReader",
+    "BlobSource",
+    "BlobStore",
+    "BlobTooLarge",
+    "BucketNotFound",
+    "ConfigurationError",
+    "Configured",
+    "Data",
+    "Integrity",
+    "IntegrityHasher",
+    "IntegrityMismatch",
+    "InvalidIntegrity",
+    "MemoryBlobStore",
+    "Misconfigured",
+    "S3StoreConfig",
+    "SriblobError",
+    "StoreClosed",
+    "StoreError",
+    "StoreUnavailable",
+    "Unconfigured",
+    "UnknownBackend",
+    "load_s3_config_from_env",
+]
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415 -- only when asked
+
+        return version("sriblob")
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -1,0 +1,220 @@
+"""Subresource Integrity values: parsing, hashing and verification."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from typing import TYPE_CHECKING, Final, Literal
+
+import attrs
+
+from .exceptions import IntegrityMismatch, InvalidIntegrity
+
+if TYPE_CHECKING:
+    from ._compat import Buffer
+
+Algorithm = Literal["sha256", "sha384", "sha512"]
+
+#: Digest size in bytes, and strength order (later is stronger).
+_DIGEST_SIZES: Final[dict[str, int]] = {"sha256": 32, "sha384": 48, "sha512": 64}
+_STRENGTH: Final[dict[str, int]] = {"sha256": 1, "sha384": 2, "sha512": 3}
+#: Longest input quoted back in an error message.
+_QUOTE_LIMIT: Final = 60
+_BASE64_RE: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _quote(text: str) -> str:
+    """Return a short, printable rendering of *text* for an error message."""
+    if len(text) > _QUOTE_LIMIT:
+        return repr(text[:_QUOTE_LIMIT]) + f"... ({len(text)} characters)"
+    return repr(text)
+
+
+def _invalid(reason: str, text: str) -> InvalidIntegrity:
+    shown = text[:_QUOTE_LIMIT]
+    msg = f"Invalid integrity {_quote(text)}: {reason}."
+    return InvalidIntegrity(msg, text=shown)
+
+
+@attrs.frozen(order=True, repr=False)
+class Integrity:
+    """A parsed Subresource Integrity value: one algorithm and its digest.
+
+    Instances are immutable, hashable and ordered; ``str()`` gives the
+    canonical form ``<algorithm>-<base64 digest>`` that stores key blobs by.
+
+    Build one with :meth:`parse`, :meth:`from_bytes` or an
+    :class:`IntegrityHasher`; the constructor does not validate.
+
+    .. versionadded:: 0.1.0
+    """
+
+    algorithm: Algorithm
+    digest: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> Integrity:
+        """Parse an SRI string and keep its strongest hash.
+
+        Accepts ``<alg>-<base64>`` with optional ``?options``, several hashes
+        separated by whitespace, and the algorithms sha256, sha384 and
+        sha512. Hashes of other algorithms are ignored as the SRI
+        specification says, but at least one supported hash must be present.
+        Each supported hash must be canonical standard base64 (with padding)
+        of exactly its algorithm's digest length.
+
+        Args:
+            text: The SRI string, for example an npm ``dist.integrity``.
+
+        Returns:
+            The strongest hash: sha512 over sha384 over sha256. Among equally
+            strong hashes, the first one wins.
+
+        Raises:
+            InvalidIntegrity: *text* is not a string, is empty, has no
+                supported hash, or a supported hash is malformed.
+        """
+        if isinstance(text, Integrity):
+            return text
+        if not isinstance(text, str):
+            msg = f"Integrity must be a str, not {type(text).__name__}."
+            raise InvalidIntegrity(msg, text=repr(text)[:_QUOTE_LIMIT])
+        best: Integrity | None = None
+        unsupported: list[str] = []
+        for token in text.split():
+            algorithm, sep, rest = token.partition("-")
+            if not sep:
+                raise _invalid(f"{_quote(token)} is not '<algorithm>-<base64>'", text)
+            if algorithm not in _DIGEST_SIZES:
+                unsupported.append(algorithm)
+                continue
+            digest = _decode_digest(algorithm, rest.partition("?")[0], text)
+            candidate = cls(algorithm, digest)  # type: ignore[arg-type]
+            if best is None or _STRENGTH[algorithm] > _STRENGTH[best.algorithm]:
+                best = candidate
+        if best is None:
+            if unsupported:
+                names = ", ".join(_quote(a) for a in unsupported[:3])
+                raise _invalid(
+                    f"no supported hash algorithm (got {names}; "
+                    "use sha256, sha384 or sha512)",
+                    text,
+                )
+            raise _invalid("it is empty", text)
+        return best
+
+    @classmethod
+    def from_bytes(cls, data: Buffer, algorithm: Algorithm = "sha512") -> Integrity:
+        """Hash *data* and return its integrity.
+
+        Args:
+            data: Any bytes-like object.
+            algorithm: sha256, sha384 or sha512.
+
+        Raises:
+            ValueError: *algorithm* is not supported.
+        """
+        hasher = IntegrityHasher(algorithm)
+        hasher.update(data)
+        return hasher.integrity()
+
+    def hasher(self) -> IntegrityHasher:
+        """Return a new incremental hasher of this integrity's algorithm."""
+        return IntegrityHasher(self.algorithm)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}-{base64.b64encode(self.digest).decode('ascii')}"
+
+    def __repr__(self) -> str:
+        return f"Integrity({str(self)!r})"
+
+
+def _decode_digest(algorithm: str, encoded: str, text: str) -> bytes:
+    size = _DIGEST_SIZES[algorithm]
+    expected_length = 4 * ((size + 2) // 3)
+    if not _BASE64_RE.fullmatch(encoded):
+        raise _invalid(f"the {algorithm} digest is not standard base64", text)
+    if len(encoded) != expected_length:
+        raise _invalid(
+            f"a {algorithm} digest is {expected_length} base64 characters "
+            f"({size} bytes), not {len(encoded)}",
+            text,
+        )
+    try:
+        digest = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise _invalid(f"the {algorithm} digest is not valid base64", text) from None
+    if len(digest) != size or base64.b64encode(digest).decode("ascii") != encoded:
+        raise _invalid(f"the {algorithm} digest is not canonical base64", text)
+    return digest
+
+
+def coerce_integrity(value: str | Integrity) -> Integrity:
+    """Return *value* as an :class:`Integrity`, parsing strings."""
+    if isinstance(value, Integrity):
+        return value
+    return Integrity.parse(value)
+
+
+class IntegrityHasher:
+    """Hash bytes incrementally and check them against an integrity.
+
+    Stores feed every chunk through one of these while streaming, so
+    verification never needs the whole blob in memory::
+
+        hasher = IntegrityHasher("sha512")
+        for chunk in chunks:
+            hasher.update(chunk)
+        hasher.verify(expected)  # raises IntegrityMismatch
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("_algorithm", "_hash", "_size")
+
+    def __init__(self, algorithm: Algorithm = "sha512") -> None:
+        if algorithm not in _DIGEST_SIZES:
+            msg = (
+                f"Unsupported integrity algorithm {algorithm!r}; "
+                "use 'sha256', 'sha384' or 'sha512'."
+            )
+            raise ValueError(msg)
+        self._algorithm: Algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+        self._size = 0
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The hash algorithm."""
+        return self._algorithm
+
+    @property
+    def size(self) -> int:
+        """How many bytes have been hashed so far."""
+        return self._size
+
+    def update(self, data: Buffer) -> None:
+        """Hash another chunk (bytes-like; large chunks release the GIL)."""
+        view = memoryview(data)
+        self._hash.update(view)
+        self._size += view.nbytes
+
+    def integrity(self) -> Integrity:
+        """Return the integrity of everything hashed so far."""
+        return Integrity(self._algorithm, self._hash.digest())
+
+    def verify(self, expected: Integrity) -> None:
+        """Raise unless everything hashed so far matches *expected*.
+
+        Raises:
+            IntegrityMismatch: The digests differ.
+        """
+        actual = self.integrity()
+        if actual != expected:
+            msg = (
+                f"Integrity mismatch: expected {expected}, got {actual} "
+                f"({self._size} bytes)."
+            )
+            raise IntegrityMismatch(msg, expected=str(expected), actual=str(actual))

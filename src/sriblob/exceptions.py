@@ -1,0 +1,163 @@
+"""Every error sriblob raises.
+
+All of them derive from :class:`SriblobError`, so ``except SriblobError``
+catches anything the library raises on purpose::
+
+    SriblobError
+    ├── InvalidIntegrity          (also ValueError)  malformed SRI string
+    ├── IntegrityMismatch                            bytes don't hash to the name
+    ├── BlobNotFound              (also LookupError) open() of an absent blob
+    ├── BlobTooLarge                                 over a store's max_blob_size
+    ├── UnknownBackend            (also LookupError) registry has no such id
+    ├── ConfigurationError        (also ValueError)  missing or invalid settings
+    ├── StoreClosed               (also RuntimeError) store used outside its lifetime
+    └── StoreError                                   a backend failed
+        ├── AccessDenied                             credentials refused
+        ├── BucketNotFound                           the bucket doesn't exist
+        └── StoreUnavailable                         unreachable, timed out, 5xx
+
+Context travels as attributes (``integrity``, ``backend``, ``bucket``,
+``endpoint``, ...), never as secrets: no message or attribute ever carries a
+secret access key.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDenied",
+    "BlobNotFound",
+    "BlobTooLarge",
+    "BucketNotFound",
+    "ConfigurationError",
+    "IntegrityMismatch",
+    "InvalidIntegrity",
+    "SriblobError",
+    "StoreClosed",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownBackend",
+]
+
+
+class SriblobError(Exception):
+    """Base class of every error sriblob raises."""
+
+
+class InvalidIntegrity(SriblobError, ValueError):
+    """A string is not a usable Subresource Integrity value.
+
+    Attributes:
+        text: The offending input, truncated to a readable length.
+    """
+
+    def __init__(self, message: str, *, text: str) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+class IntegrityMismatch(SriblobError):
+    """Bytes do not hash to the integrity they are stored or requested under.
+
+    Attributes:
+        expected: The integrity the bytes should have had (canonical string).
+        actual: The integrity the bytes really have (canonical string).
+    """
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class BlobNotFound(SriblobError, LookupError):
+    """The store holds no blob under this integrity.
+
+    Attributes:
+        integrity: The canonical integrity that was looked up.
+        backend: The id of the store that was asked.
+    """
+
+    def __init__(self, message: str, *, integrity: str, backend: str) -> None:
+        super().__init__(message)
+        self.integrity = integrity
+        self.backend = backend
+
+
+class BlobTooLarge(SriblobError):
+    """A blob is larger than the store's ``max_blob_size``.
+
+    Attributes:
+        limit: The configured limit in bytes.
+        backend: The id of the store that refused the blob.
+    """
+
+    def __init__(self, message: str, *, limit: int, backend: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.backend = backend
+
+
+class UnknownBackend(SriblobError, LookupError):
+    """A registry was asked for a store id it doesn't hold.
+
+    Attributes:
+        id: The id that was asked for.
+        known: The ids the registry does hold, sorted.
+    """
+
+    def __init__(self, message: str, *, id: str, known: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.id = id
+        self.known = known
+
+
+class ConfigurationError(SriblobError, ValueError):
+    """Settings are missing or invalid.
+
+    Attributes:
+        fields: The config field names that are missing or invalid, in the
+            order the config class declares them. Never their values.
+    """
+
+    def __init__(self, message: str, *, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class StoreClosed(SriblobError, RuntimeError):
+    """A store was used before it was opened or after it was closed."""
+
+
+class StoreError(SriblobError):
+    """A storage backend failed to carry out an operation.
+
+    Attributes:
+        backend: The id of the store.
+        bucket: The bucket involved, if the backend has buckets.
+        endpoint: The endpoint URL involved, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str,
+        bucket: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.bucket = bucket
+        self.endpoint = endpoint
+
+
+class AccessDenied(StoreError):
+    """The backend refused the credentials or the operation."""
+
+
+class BucketNotFound(StoreError):
+    """The configured bucket does not exist."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend could not be reached, timed out, or kept failing."""
