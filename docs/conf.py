@@ -1,0 +1,31 @@
+"""Sphinx configuration."""
+
+from importlib.metadata import version as _version
+
+project = "sriblob"
+author = "The sriblob developers"
+copyright = "2026, The sriblob developers"  # noqa: A001
+release = _version("sriblob")
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.doctest",
+]
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+source_suffix = {".md": "markdown"}
+exclude_patterns = ["_build"]
+nitpicky = False
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+intersphinx_mapping = {"python": ("https://docs.python.org/3", None)}
+intersphinx_disabled_reftypes = ["*"]
+html_theme = "furo"
+html_title = "sriblob"

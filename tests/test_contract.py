@@ -1,0 +1,420 @@
+"""The BlobStore contract: every backend passes these tests unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sriblob import (
+    BlobNotFound,
+    BlobReader,
+    BlobStore,
+    BlobTooLarge,
+    Integrity,
+    IntegrityMismatch,
+    InvalidIntegrity,
+    StoreClosed,
+)
+
+from .helpers import Backend, CountingSource, blob, chunked, collect, integrity_of
+
+SMALL = b"hello, sriblob"
+MALFORMED = ["", "sha512-", "md5-abc", "sha512-abc", "not an integrity", "../etc"]
+
+
+class TestPut:
+    async def test_put_then_get_returns_the_bytes(self, store: BlobStore) -> None:
+        """A blob put under its integrity is read back byte for byte."""
+        integrity = integrity_of(SMALL)
+
+        await store.put(integrity, SMALL)
+
+        assert await store.get(integrity) == SMALL
+        assert await store.has(integrity)
+
+    async def test_put_accepts_integrity_objects(self, store: BlobStore) -> None:
+        """put/get/has/delete take an Integrity as well as a string."""
+        integrity = Integrity.from_bytes(SMALL)
+
+        await store.put(integrity, SMALL)
+
+        assert await store.get(integrity) == SMALL
+        assert await store.has(integrity)
+        await store.delete(integrity)
+        assert not await store.has(integrity)
+
+    @pytest.mark.parametrize("kind", [bytearray, memoryview])
+    async def test_put_accepts_bytes_like(self, store: BlobStore, kind: type) -> None:
+        """Any bytes-like object can be stored."""
+        integrity = integrity_of(SMALL)
+
+        await store.put(integrity, kind(SMALL))
+
+        assert await store.get(integrity) == SMALL
+
+    async def test_put_streams_async_iterables(self, store: BlobStore) -> None:
+        """An async iterable of chunks is stored as their concatenation."""
+        data = blob(3 * 1024 * 1024 + 17)
+        integrity = integrity_of(data)
+
+        await store.put(integrity, chunked(data, 300_000))
+
+        assert await store.get(integrity) == data
+
+    async def test_put_empty_blob(self, store: BlobStore) -> None:
+        """The empty blob is a blob like any other."""
+        integrity = integrity_of(b"")
+
+        await store.put(integrity, b"")
+
+        assert await store.get(integrity) == b""
+        assert integrity in await collect(store)
+
+    async def test_put_keys_by_canonical_integrity(self, store: BlobStore) -> None:
+        """A multi-hash SRI string is stored under its strongest hash."""
+        sha256 = integrity_of(SMALL, "sha256")
+        sha512 = integrity_of(SMALL)
+
+        await store.put(f"{sha256} {sha512}?opt", SMALL)
+
+        assert await collect(store) == {sha512}
+        assert await store.get(sha512) == SMALL
+
+    async def test_put_other_algorithms(self, store: BlobStore) -> None:
+        """sha256 and sha384 integrities are verified and stored too."""
+        for algorithm in ("sha256", "sha384"):
+            integrity = integrity_of(SMALL, algorithm)
+            await store.put(integrity, SMALL)
+            assert await store.get(integrity) == SMALL
+
+    async def test_put_mismatch_stores_nothing(
+        self, backend: Backend, store: BlobStore
+    ) -> None:
+        """Bytes that don't match the integrity are refused and leave no trace."""
+        integrity = integrity_of(SMALL)
+
+        with pytest.raises(IntegrityMismatch) as excinfo:
+            await store.put(integrity, b"something else")
+
+        assert excinfo.value.expected == integrity
+        assert excinfo.value.actual == integrity_of(b"something else")
+        assert not await store.has(integrity)
+        assert await collect(store) == set()
+        assert await backend.leftovers(store) == []
+
+    async def test_streamed_mismatch_stores_nothing(
+        self, backend: Backend, store: BlobStore
+    ) -> None:
+        """A streamed blob that turns out wrong at its end leaves no trace."""
+        data = blob(2 * 1024 * 1024)
+        integrity = integrity_of(data)
+
+        with pytest.raises(IntegrityMismatch):
+            await store.put(integrity, chunked(data[:-1] + b"!"))
+
+        assert not await store.has(integrity)
+        assert await collect(store) == set()
+        assert await backend.leftovers(store) == []
+
+    async def test_put_twice_is_a_no_op(self, store: BlobStore) -> None:
+        """Putting a stored blob again changes nothing."""
+        integrity = integrity_of(SMALL)
+        await store.put(integrity, SMALL)
+
+        await store.put(integrity, SMALL)
+
+        assert await store.get(integrity) == SMALL
+        assert await collect(store) == {integrity}
+
+    async def test_concurrent_puts_of_one_blob(self, store: BlobStore) -> None:
+        """Many concurrent puts of the same blob store it once, intact."""
+        data = blob(600_000)
+        integrity = integrity_of(data)
+
+        await asyncio.gather(*(store.put(integrity, data) for _ in range(8)))
+
+        assert await store.get(integrity) == data
+        assert await collect(store) == {integrity}
+
+    async def test_failing_source_stores_nothing(
+        self, backend: Backend, store: BlobStore
+    ) -> None:
+        """An error raised by the data source propagates and leaves nothing."""
+        data = blob(1024 * 1024)
+
+        async def broken() -> AsyncIterator[bytes]:
+            yield data[:500_000]
+            raise OSError("source broke")
+
+        with pytest.raises(OSError, match="source broke"):
+            await store.put(integrity_of(data), broken())
+
+        assert await collect(store) == set()
+        assert await backend.leftovers(store) == []
+
+    async def test_put_rejects_str_data(self, store: BlobStore) -> None:
+        """Text must be encoded first; the error says so."""
+        with pytest.raises(TypeError, match="encode"):
+            await store.put(integrity_of(SMALL), "hello")  # type: ignore[arg-type]
+
+    async def test_put_rejects_non_bytes_chunks(self, store: BlobStore) -> None:
+        """A stream yielding something other than bytes is a TypeError."""
+
+        async def numbers() -> AsyncIterator[int]:
+            yield 1
+
+        with pytest.raises(TypeError, match="bytes-like"):
+            await store.put(integrity_of(SMALL), numbers())  # type: ignore[arg-type]
+        assert await collect(store) == set()
+
+
+class TestAdd:
+    async def test_add_returns_the_integrity(self, store: BlobStore) -> None:
+        """add() computes, returns and stores under the canonical integrity."""
+        integrity = await store.add(SMALL)
+
+        assert integrity == integrity_of(SMALL)
+        assert await store.get(integrity) == SMALL
+
+    async def test_add_streams(self, backend: Backend, store: BlobStore) -> None:
+        """add() of a stream stores it under its hash and leaves no staging."""
+        data = blob(3 * 1024 * 1024 + 5)
+
+        integrity = await store.add(chunked(data))
+
+        assert integrity == integrity_of(data)
+        assert await store.get(integrity) == data
+        assert await collect(store) == {integrity}
+        assert await backend.leftovers(store) == []
+
+    async def test_add_with_algorithm(self, store: BlobStore) -> None:
+        """add() names the blob by the algorithm asked for."""
+        integrity = await store.add(SMALL, algorithm="sha256")
+
+        assert integrity == integrity_of(SMALL, "sha256")
+        assert await store.has(integrity)
+
+    async def test_add_existing_blob(self, store: BlobStore) -> None:
+        """Adding bytes that are already stored keeps one copy."""
+        first = await store.add(SMALL)
+        second = await store.add(chunked(SMALL, 3))
+
+        assert first == second
+        assert await collect(store) == {first}
+
+    async def test_add_failing_source(self, backend: Backend, store: BlobStore) -> None:
+        """A failing stream given to add() leaves no staging object behind."""
+
+        async def broken() -> AsyncIterator[bytes]:
+            yield b"x" * 100_000
+            raise OSError("gone")
+
+        with pytest.raises(OSError, match="gone"):
+            await store.add(broken())
+
+        assert await collect(store) == set()
+        assert await backend.leftovers(store) == []
+
+    async def test_add_unknown_algorithm(self, store: BlobStore) -> None:
+        """An unsupported algorithm is refused before anything is read."""
+        source = CountingSource(SMALL)
+
+        with pytest.raises(ValueError, match="sha512"):
+            await store.add(source, algorithm="md5")  # type: ignore[arg-type]
+
+        assert source.pulled == 0
+
+
+class TestGet:
+    async def test_get_absent_is_none(self, store: BlobStore) -> None:
+        """get() of a blob the store doesn't hold returns None."""
+        assert await store.get(integrity_of(b"absent")) is None
+
+    async def test_get_corrupted_raises(self, backend: Backend, store: BlobStore) -> None:
+        """Corrupted stored bytes are never returned as good data."""
+        integrity = integrity_of(SMALL)
+        await store.put(integrity, SMALL)
+        await backend.corrupt(store, Integrity.parse(integrity), b"HELLO, sriblob")
+
+        with pytest.raises(IntegrityMismatch) as excinfo:
+            await store.get(integrity)
+
+        assert excinfo.value.expected == integrity
+
+    async def test_get_large(self, store: BlobStore) -> None:
+        """A multi-megabyte blob comes back intact."""
+        data = blob(5 * 1024 * 1024 + 3)
+        integrity = await store.add(data)
+
+        assert await store.get(integrity) == data
+
+
+class TestOpen:
+    async def test_open_streams_chunks(self, store: BlobStore) -> None:
+        """open() yields a reader whose chunks concatenate to the blob."""
+        data = blob(3 * 1024 * 1024 + 1)
+        integrity = await store.add(data)
+
+        async with store.open(integrity) as reader:
+            assert isinstance(reader, BlobReader)
+            assert str(reader.integrity) == integrity
+            assert reader.size in (None, len(data))
+            chunks = [chunk async for chunk in reader]
+
+        assert len(chunks) > 1
+        assert b"".join(chunks) == data
+
+    async def test_open_absent_raises(self, store: BlobStore) -> None:
+        """open() of an absent blob raises BlobNotFound naming it."""
+        integrity = integrity_of(b"absent")
+
+        with pytest.raises(BlobNotFound) as excinfo:
+            async with store.open(integrity):
+                pass
+
+        assert excinfo.value.integrity == integrity
+        assert excinfo.value.backend == store.id
+
+    async def test_open_corrupted_raises_by_the_end(
+        self, backend: Backend, store: BlobStore
+    ) -> None:
+        """Streaming corrupted bytes raises IntegrityMismatch at the end at the latest."""
+        data = blob(2 * 1024 * 1024)
+        integrity = await store.add(data)
+        await backend.corrupt(store, Integrity.parse(integrity), data[:-1] + b"\0")
+
+        with pytest.raises(IntegrityMismatch):
+            async with store.open(integrity) as reader:
+                async for _ in reader:
+                    pass
+
+    async def test_read(self, store: BlobStore) -> None:
+        """BlobReader.read() returns the whole verified blob."""
+        integrity = await store.add(SMALL)
+
+        async with store.open(integrity) as reader:
+            assert await reader.read() == SMALL
+
+
+class TestHasDeleteList:
+    async def test_has_absent(self, store: BlobStore) -> None:
+        """has() is False for a blob that was never put."""
+        assert not await store.has(integrity_of(b"nope"))
+
+    async def test_delete(self, store: BlobStore) -> None:
+        """A deleted blob is gone from has, get and list."""
+        integrity = await store.add(SMALL)
+
+        await store.delete(integrity)
+
+        assert not await store.has(integrity)
+        assert await store.get(integrity) is None
+        assert await collect(store) == set()
+
+    async def test_delete_is_idempotent(self, store: BlobStore) -> None:
+        """Deleting an absent blob does nothing."""
+        await store.delete(integrity_of(b"never there"))
+        await store.delete(integrity_of(b"never there"))
+
+    async def test_list_every_blob(self, store: BlobStore) -> None:
+        """list() yields every stored blob's canonical integrity once."""
+        expected = {await store.add(blob(100 + n, seed=n)) for n in range(25)}
+
+        listed = [name async for name in store.list()]
+
+        assert sorted(listed) == sorted(expected)
+
+    async def test_list_empty(self, store: BlobStore) -> None:
+        """An empty store lists nothing."""
+        assert await collect(store) == set()
+
+
+class TestMalformedIntegrity:
+    @pytest.mark.parametrize("text", MALFORMED)
+    async def test_rejected_before_io(self, store: BlobStore, text: str) -> None:
+        """Every method refuses a malformed integrity with InvalidIntegrity."""
+        source = CountingSource(SMALL)
+        with pytest.raises(InvalidIntegrity):
+            await store.put(text, source)
+        with pytest.raises(InvalidIntegrity):
+            await store.get(text)
+        with pytest.raises(InvalidIntegrity):
+            store.open(text)
+        with pytest.raises(InvalidIntegrity):
+            await store.has(text)
+        with pytest.raises(InvalidIntegrity):
+            await store.delete(text)
+        assert source.pulled == 0
+
+
+class TestVerifyOff:
+    async def test_put_and_read_derived_bytes(self, backend: Backend) -> None:
+        """With verify=False, bytes are stored and served under any integrity."""
+        name = integrity_of(b"upstream tarball")
+        async with backend.make(verify=False) as store:
+            assert not store.verify
+            assert "verify=False" in repr(store)
+
+            await store.put(name, b"repacked archive")
+
+            assert await store.get(name) == b"repacked archive"
+            async with store.open(name) as reader:
+                assert await reader.read() == b"repacked archive"
+            assert await collect(store) == {name}
+
+    async def test_add_still_hashes(self, backend: Backend) -> None:
+        """add() must hash to name the blob, even with verify=False."""
+        async with backend.make(verify=False) as store:
+            assert await store.add(SMALL) == integrity_of(SMALL)
+
+
+class TestSizeLimit:
+    async def test_put_over_limit(self, backend: Backend) -> None:
+        """A blob over max_blob_size is refused and nothing is stored."""
+        async with backend.make(max_blob_size=1000) as store:
+            data = blob(1001)
+            with pytest.raises(BlobTooLarge) as excinfo:
+                await store.put(integrity_of(data), data)
+            assert excinfo.value.limit == 1000
+            assert await collect(store) == set()
+
+    async def test_stream_stops_early(self, backend: Backend) -> None:
+        """A stream is cut off as soon as it crosses the limit, unread beyond."""
+        async with backend.make(max_blob_size=100_000) as store:
+            source = CountingSource(blob(1_000_000), chunk=10_000)
+            with pytest.raises(BlobTooLarge):
+                await store.add(source)
+            assert source.pulled == 110_000
+            assert await collect(store) == set()
+            assert await backend.leftovers(store) == []
+
+    async def test_at_limit_is_fine(self, backend: Backend) -> None:
+        """A blob exactly max_blob_size long is accepted."""
+        async with backend.make(max_blob_size=1000) as store:
+            data = blob(1000)
+            assert await store.add(data) == integrity_of(data)
+
+
+class TestLifecycle:
+    async def test_closed_store_refuses_work(self, backend: Backend) -> None:
+        """A closed store raises StoreClosed instead of doing I/O."""
+        async with backend.make() as store:
+            pass
+
+        with pytest.raises(StoreClosed, match="closed"):
+            await store.has(integrity_of(SMALL))
+        with pytest.raises(StoreClosed):
+            await store.put(integrity_of(SMALL), SMALL)
+
+    async def test_aclose_twice(self, backend: Backend) -> None:
+        """aclose() is idempotent."""
+        async with backend.make() as store:
+            await store.aclose()
+        await store.aclose()
+
+    async def test_repr_names_the_backend(self, store: BlobStore) -> None:
+        """repr() shows the store's class and id."""
+        assert type(store).__name__ in repr(store)
+        assert repr(store.id) in repr(store)
