@@ -331,6 +331,24 @@ class TestHasDeleteList:
         assert await collect(store) == set()
 
 
+class TestStat:
+    async def test_stat_reports_size(self, store: BlobStore) -> None:
+        """stat() gives the size of a stored blob without reading it."""
+        data = blob(123_456)
+        integrity = await store.add(data)
+
+        info = await store.stat(integrity)
+
+        assert info is not None
+        assert info.integrity == integrity
+        assert info.size == len(data)
+        assert info.stored_at is None or info.stored_at.tzinfo is not None
+
+    async def test_stat_absent(self, store: BlobStore) -> None:
+        """stat() of an absent blob is None."""
+        assert await store.stat(integrity_of(b"absent")) is None
+
+
 class TestMalformedIntegrity:
     @pytest.mark.parametrize("text", MALFORMED)
     async def test_rejected_before_io(self, store: BlobStore, text: str) -> None:
@@ -346,6 +364,8 @@ class TestMalformedIntegrity:
             await store.has(text)
         with pytest.raises(InvalidIntegrity):
             await store.delete(text)
+        with pytest.raises(InvalidIntegrity):
+            await store.stat(text)
         assert source.pulled == 0
 
 

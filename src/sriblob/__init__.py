@@ -16,7 +16,7 @@ from ._config import (
 )
 from ._integrity import Integrity, IntegrityHasher
 from ._memory import MemoryBlobStore
-from ._store import BlobReader, BlobSource, BlobStore, Data
+from ._store import BlobInfo, BlobReader, BlobSource, BlobStore, Data
 from .exceptions import (
     AccessDenied,
     BlobNotFound,
@@ -34,6 +34,7 @@ from .exceptions import (
 
 __all__ = [
     "AccessDenied",
+    "BlobInfo",
     "BlobNotFound",
     "BlobReader",
     "BlobSource",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from ._store import CHUNK_SIZE, BlobSource, BlobStore
+from ._store import CHUNK_SIZE, BlobInfo, BlobSource, BlobStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -76,6 +76,10 @@ class MemoryBlobStore(BlobStore):
                 yield data[start : start + CHUNK_SIZE]
 
         yield chunks(), len(data)
+
+    async def _stat(self, integrity: Integrity) -> BlobInfo | None:
+        data = self._blobs.get(str(integrity))
+        return None if data is None else BlobInfo(str(integrity), len(data))
 
     async def _has(self, integrity: Integrity) -> bool:
         return str(integrity) in self._blobs

@@ -5,9 +5,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Final, Self, TypeAlias
+
+import attrs
 
 from ._compat import Buffer
 
@@ -17,7 +20,7 @@ from .exceptions import BlobNotFound, BlobTooLarge, InvalidIntegrity, StoreClose
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["BlobReader", "BlobSource", "BlobStore", "Data"]
+__all__ = ["BlobInfo", "BlobReader", "BlobSource", "BlobStore", "Data"]
 
 logger = logging.getLogger("sriblob")
 
@@ -29,6 +32,24 @@ Data: TypeAlias = Buffer | AsyncIterable[Buffer]
 THREAD_HASH_THRESHOLD: Final = 256 * 1024
 #: Chunk size for slicing bytes-like input and for backends' reads.
 CHUNK_SIZE: Final = 1024 * 1024
+
+
+@attrs.frozen
+class BlobInfo:
+    """What a store knows about a blob without reading its bytes.
+
+    Attributes:
+        integrity: The blob's canonical integrity.
+        size: The blob's size in bytes.
+        stored_at: When the blob was stored (timezone-aware), where the
+            backend records it; None otherwise.
+
+    .. versionadded:: 0.1.0
+    """
+
+    integrity: str
+    size: int
+    stored_at: dt.datetime | None = None
 
 
 class _PipelinedHasher:
@@ -531,6 +552,26 @@ class BlobStore(abc.ABC):
         logger.debug("has backend=%s integrity=%s found=%s", self._id, wanted, found)
         return found
 
+    async def stat(self, integrity: str | Integrity, /) -> BlobInfo | None:
+        """Return the blob's size (and storage time) without reading it.
+
+        Returns:
+            A :class:`BlobInfo`, or None when the store doesn't hold the blob.
+
+        Raises:
+            InvalidIntegrity: *integrity* is malformed (before any I/O).
+        """
+        wanted = coerce_integrity(integrity)
+        self._check_usable()
+        info = await self._stat(wanted)
+        logger.debug(
+            "stat backend=%s integrity=%s size=%s",
+            self._id,
+            wanted,
+            None if info is None else info.size,
+        )
+        return info
+
     async def delete(self, integrity: str | Integrity, /) -> None:
         """Delete the blob; deleting an absent blob does nothing.
 
@@ -590,6 +631,22 @@ class BlobStore(abc.ABC):
 
         Raises :class:`~sriblob.BlobNotFound` on entry when absent.
         """
+
+    async def _stat(self, integrity: Integrity) -> BlobInfo | None:
+        """Return the blob's info, or None. Backends should override this.
+
+        The default opens the blob and, if the backend gives no size, counts
+        its bytes.
+        """
+        try:
+            async with self._open(integrity) as (chunks, size):
+                if size is None:
+                    size = 0
+                    async for chunk in chunks:
+                        size += len(chunk)
+        except BlobNotFound:
+            return None
+        return BlobInfo(str(integrity), size)
 
     @abc.abstractmethod
     async def _has(self, integrity: Integrity) -> bool:
