@@ -26,7 +26,12 @@ def tests(session: nox.Session) -> None:
     """Run the test suite against real servers on loopback."""
     session.install("-e", ".", "--group", "tests")
     session.run(
-        "coverage", "run", "-m", "pytest", *session.posargs, env={"COVERAGE_PROCESS_START": ""}
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        *session.posargs,
+        env={"COVERAGE_PROCESS_START": ""},
     )
     session.run("coverage", "combine", success_codes=[0, 1])
     session.run("coverage", "report")
@@ -52,5 +57,9 @@ def docs(session: nox.Session) -> None:
     """Build the docs with warnings as errors, and run their examples."""
     session.install("-e", ".", "--group", "docs")
     out = os.path.join("docs", "_build")
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", f"{out}/html")
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "doctest", "docs", f"{out}/doctest")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", f"{out}/html"
+    )
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "doctest", "docs", f"{out}/doctest"
+    )

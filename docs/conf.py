@@ -4,7 +4,7 @@ from importlib.metadata import version as _version
 
 project = "sriblob"
 author = "The sriblob developers"
-copyright = "2026, The sriblob developers"  # noqa: A001
+copyright = "2026, The sriblob developers"
 release = _version("sriblob")
 version = ".".join(release.split(".")[:2])
 

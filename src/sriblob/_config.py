@@ -46,7 +46,9 @@ def _non_empty(_: object, attribute: attrs.Attribute[Any], value: object) -> Non
         raise _problem(attribute, "must be a non-empty string")
 
 
-def _optional_non_empty(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+def _optional_non_empty(
+    _: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
     if value is not None:
         _non_empty(_, attribute, value)
 
@@ -66,7 +68,9 @@ def _endpoint(_: object, attribute: attrs.Attribute[Any], value: object) -> None
         raise _problem(attribute, requirement)
 
 
-def _in_range(low: float, high: float) -> Callable[[object, attrs.Attribute[Any], object], None]:
+def _in_range(
+    low: float, high: float
+) -> Callable[[object, attrs.Attribute[Any], object], None]:
     def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if (
             isinstance(value, bool)

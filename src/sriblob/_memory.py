@@ -30,7 +30,11 @@ class MemoryBlobStore(BlobStore):
     """
 
     def __init__(
-        self, *, id: str = "memory", verify: bool = True, max_blob_size: int | None = None
+        self,
+        *,
+        id: str = "memory",
+        verify: bool = True,
+        max_blob_size: int | None = None,
     ) -> None:
         super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
         self._blobs: dict[str, bytes] = {}

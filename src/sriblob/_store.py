@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import datetime as dt
+import datetime as dt  # noqa: TC003 -- BlobInfo's annotations resolve at runtime
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Final, Self, TypeAlias
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Final, Self, TypeAlias
 import attrs
 
 from ._compat import Buffer
-
 from ._integrity import Algorithm, Integrity, IntegrityHasher, coerce_integrity
 from .exceptions import BlobNotFound, BlobTooLarge, InvalidIntegrity, StoreClosed
 
@@ -239,8 +238,7 @@ class BlobSource:
         async for chunk in self._iterable:  # type: ignore[union-attr]
             if isinstance(chunk, str) or _as_buffer(chunk) is None:
                 msg = (
-                    "Blob data chunks must be bytes-like, "
-                    f"not {type(chunk).__name__}."
+                    f"Blob data chunks must be bytes-like, not {type(chunk).__name__}."
                 )
                 raise TypeError(msg)
             yield chunk
@@ -421,7 +419,9 @@ class BlobStore(abc.ABC):
             )
             raise StoreClosed(msg)
 
-    def _source(self, data: Data, expected: Integrity | None, algorithm: Algorithm) -> BlobSource:
+    def _source(
+        self, data: Data, expected: Integrity | None, algorithm: Algorithm
+    ) -> BlobSource:
         return BlobSource(
             data,
             expected=expected,
@@ -478,7 +478,10 @@ class BlobStore(abc.ABC):
         source = self._source(data, None, algorithm)
         integrity = await self._add(source)
         logger.debug(
-            "add backend=%s integrity=%s size=%d", self._id, integrity, source.bytes_read
+            "add backend=%s integrity=%s size=%d",
+            self._id,
+            integrity,
+            source.bytes_read,
         )
         return str(integrity)
 
@@ -626,7 +629,9 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def _open(
         self, integrity: Integrity
-    ) -> contextlib.AbstractAsyncContextManager[tuple[AsyncIterator[bytes], int | None]]:
+    ) -> contextlib.AbstractAsyncContextManager[
+        tuple[AsyncIterator[bytes], int | None]
+    ]:
         """Yield the stored chunks unverified and the size if known.
 
         Raises :class:`~sriblob.BlobNotFound` on entry when absent.
@@ -639,7 +644,8 @@ class BlobStore(abc.ABC):
         its bytes.
         """
         try:
-            async with self._open(integrity) as (chunks, size):
+            async with self._open(integrity) as (chunks, known_size):
+                size = known_size
                 if size is None:
                     size = 0
                     async for chunk in chunks:
