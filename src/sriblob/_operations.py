@@ -300,7 +300,8 @@ async def migrate(
     Raises:
         ValueError: *concurrency* is not a positive int, or *source* and
             *target* are the same store.
-        StoreError: Listing the source failed.
+        StoreError: Listing the source failed, or (with *delete_source*)
+            putting the canary blob into the target did.
 
     .. versionadded:: 0.1.0
     """
