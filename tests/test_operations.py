@@ -267,6 +267,21 @@ class TestMigrate:
             del blobs[bad]
             await assert_holds(target, blobs)
 
+    async def test_size_cap_of_the_target(self, backend: Backend) -> None:
+        """Blobs over the target's max_blob_size fail alone; the rest is copied."""
+        async with (
+            MemoryBlobStore() as source,
+            backend.make(max_blob_size=1500) as target,
+        ):
+            small = await fill(source, 2)
+            big = await fill(source, 1, size=3 * 1024 * 1024)
+
+            report = await migrate(source, target)
+
+            assert [f.integrity for f in report.failed] == list(big)
+            assert report.failed[0].reason.startswith("BlobTooLarge: ")
+            await assert_holds(target, small)
+
     async def test_delete_source_after_verified_presence(
         self, backend: Backend
     ) -> None:

@@ -587,8 +587,10 @@ async def collect_garbage(
 
     Args:
         store: The store to collect.
-        live: The integrities to keep (``str`` or :class:`~sriblob.Integrity`;
-            any hash of a blob names it), an iterable or async iterable.
+        live: The integrities to keep (``str`` or :class:`~sriblob.Integrity`),
+            an iterable or async iterable. Each keeps the blob that
+            :meth:`BlobStore.get` finds under it: a multi-hash string keeps
+            the blob stored under its strongest hash only.
         dry_run: Report only; delete nothing.
         grace: Spare blobs stored less than this long before *now*.
         now: The time *grace* counts back from (timezone-aware); the
