@@ -54,6 +54,7 @@ class Instrumented(MemoryBlobStore):
         size_skew: Added to the size ``stat()`` reports.
         ghosts: Integrities the listing yields although they aren't stored.
         list_error_after: Make the listing fail after this many names.
+        listing_open: Whether a listing is suspended mid-way right now.
     """
 
     def __init__(self, *, id: str = "instrumented", delay: float = 0.0) -> None:
@@ -69,6 +70,7 @@ class Instrumented(MemoryBlobStore):
         self.size_skew = 0
         self.ghosts: list[str] = []
         self.list_error_after: int | None = None
+        self.listing_open = False
 
     async def _put(self, integrity: Integrity, source: BlobSource) -> None:
         if self.puts_before_failing is not None:
@@ -104,15 +106,19 @@ class Instrumented(MemoryBlobStore):
         return attrs.evolve(info, size=info.size + self.size_skew, stored_at=stored_at)
 
     async def _list(self) -> AsyncIterator[str]:
-        listed = 0
-        async for name in super()._list():
-            if listed == self.list_error_after:
-                msg = "listing broke"
-                raise StoreUnavailable(msg, backend=self.id)
-            listed += 1
-            yield name
-        for name in self.ghosts:
-            yield name
+        self.listing_open = True
+        try:
+            listed = 0
+            async for name in super()._list():
+                if listed == self.list_error_after:
+                    msg = "listing broke"
+                    raise StoreUnavailable(msg, backend=self.id)
+                listed += 1
+                yield name
+            for name in self.ghosts:
+                yield name
+        finally:
+            self.listing_open = False
 
 
 async def fill(store: BlobStore, count: int, size: int = 1000) -> dict[str, bytes]:
@@ -240,6 +246,8 @@ class TestMigrate:
                 await task
 
             assert source.in_flight == 0
+            await asyncio.sleep(0)  # let the loop finalize the inner listing
+            assert not source.listing_open
             copied = await collect(target)
             assert 4 <= len(copied) < len(blobs)
 

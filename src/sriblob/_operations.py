@@ -200,8 +200,15 @@ async def _pool(
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=concurrency)
 
     async def produce() -> None:
-        async for item in items:
-            await queue.put(item)
+        try:
+            async for item in items:
+                await queue.put(item)
+        finally:
+            # Close the listing even when stopped early, so a backend's
+            # cursor or connection is released now, not when it is collected.
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
         for _ in range(concurrency):
             await queue.put(None)
 
