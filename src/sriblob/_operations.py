@@ -207,7 +207,8 @@ async def _pool(
             # Close the listing even when stopped early, so a backend's
             # cursor or connection is released now, not when it is collected.
             aclose = getattr(items, "aclose", None)
-            if aclose is not None:
+            # BlobStore.list() is an async generator; its type just doesn't say.
+            if aclose is not None:  # pragma: no branch
                 await aclose()
         for _ in range(concurrency):
             await queue.put(None)
