@@ -16,6 +16,16 @@ from ._config import (
 )
 from ._integrity import Integrity, IntegrityHasher
 from ._memory import MemoryBlobStore
+from ._operations import (
+    Failure,
+    GarbageReport,
+    MigrationReport,
+    Progress,
+    VerifyReport,
+    collect_garbage,
+    migrate,
+    verify,
+)
 from ._store import BlobInfo, BlobReader, BlobSource, BlobStore, Data
 from .exceptions import (
     AccessDenied,
@@ -44,12 +54,16 @@ __all__ = [
     "ConfigurationError",
     "Configured",
     "Data",
+    "Failure",
+    "GarbageReport",
     "Integrity",
     "IntegrityHasher",
     "IntegrityMismatch",
     "InvalidIntegrity",
     "MemoryBlobStore",
+    "MigrationReport",
     "Misconfigured",
+    "Progress",
     "S3StoreConfig",
     "SriblobError",
     "StoreClosed",
@@ -57,7 +71,11 @@ __all__ = [
     "StoreUnavailable",
     "Unconfigured",
     "UnknownBackend",
+    "VerifyReport",
+    "collect_garbage",
     "load_s3_config_from_env",
+    "migrate",
+    "verify",
 ]
 
 

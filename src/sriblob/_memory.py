@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from ._store import CHUNK_SIZE, BlobInfo, BlobSource, BlobStore
@@ -20,6 +21,7 @@ class MemoryBlobStore(BlobStore):
 
     Meant for tests and examples; it implements the whole contract,
     verification included. Every blob is held whole in memory.
+    :meth:`~BlobStore.stat` reports when each blob was stored.
 
     Args:
         id: The store's id in a registry.
@@ -38,12 +40,19 @@ class MemoryBlobStore(BlobStore):
     ) -> None:
         super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
         self._blobs: dict[str, bytes] = {}
+        self._stored_at: dict[str, dt.datetime] = {}
 
     def _repr_details(self) -> str:
         return f"blobs={len(self._blobs)}"
 
     async def _stop(self) -> None:
         self._blobs.clear()
+        self._stored_at.clear()
+
+    def _store(self, name: str, data: bytes) -> None:
+        if name not in self._blobs:
+            self._blobs[name] = data
+            self._stored_at[name] = dt.datetime.now(dt.UTC)
 
     async def _collect(self, source: BlobSource) -> bytes:
         view = await source.buffer()
@@ -57,11 +66,11 @@ class MemoryBlobStore(BlobStore):
     async def _put(self, integrity: Integrity, source: BlobSource) -> None:
         if str(integrity) in self._blobs:
             return
-        self._blobs[str(integrity)] = await self._collect(source)
+        self._store(str(integrity), await self._collect(source))
 
     async def _add(self, source: BlobSource) -> Integrity:
         data = await self._collect(source)
-        self._blobs.setdefault(str(source.integrity), data)
+        self._store(str(source.integrity), data)
         return source.integrity
 
     async def _get(self, integrity: Integrity) -> bytes | None:
@@ -82,14 +91,18 @@ class MemoryBlobStore(BlobStore):
         yield chunks(), len(data)
 
     async def _stat(self, integrity: Integrity) -> BlobInfo | None:
-        data = self._blobs.get(str(integrity))
-        return None if data is None else BlobInfo(str(integrity), len(data))
+        name = str(integrity)
+        data = self._blobs.get(name)
+        if data is None:
+            return None
+        return BlobInfo(name, len(data), self._stored_at.get(name))
 
     async def _has(self, integrity: Integrity) -> bool:
         return str(integrity) in self._blobs
 
     async def _delete(self, integrity: Integrity) -> None:
         self._blobs.pop(str(integrity), None)
+        self._stored_at.pop(str(integrity), None)
 
     async def _list(self) -> AsyncIterator[str]:
         for name in list(self._blobs):

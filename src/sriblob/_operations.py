@@ -1,0 +1,681 @@
+"""Whole-store operations: migrate, verify and collect garbage.
+
+They use only the public :class:`~sriblob.BlobStore` API, so they work for
+every backend, and any pair of backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+from collections.abc import AsyncIterable, Callable
+from typing import TYPE_CHECKING, Self, TypeAlias
+
+import attrs
+
+from ._integrity import Integrity, coerce_integrity
+from .exceptions import IntegrityMismatch, SriblobError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Iterable
+
+    from ._store import BlobReader, BlobStore
+
+__all__ = [
+    "Failure",
+    "GarbageReport",
+    "MigrationReport",
+    "Progress",
+    "VerifyReport",
+    "collect_garbage",
+    "migrate",
+    "verify",
+]
+
+logger = logging.getLogger("sriblob")
+
+#: What a per-blob step may raise without stopping the run: the library's
+#: own errors and the OS's. Anything else is a bug and propagates.
+_RECORDED = (SriblobError, OSError)
+
+#: What ``on_progress`` must be: called with one positional :class:`Progress`.
+ProgressCallback: TypeAlias = Callable[["Progress"], object]
+
+
+@attrs.frozen
+class Failure:
+    """A blob an operation could not handle, and why.
+
+    Attributes:
+        integrity: The blob's canonical integrity.
+        reason: One line: the exception's type and message.
+
+    .. versionadded:: 0.1.0
+    """
+
+    integrity: str
+    reason: str
+
+
+def _failure(integrity: str, exc: BaseException) -> Failure:
+    """Describe *exc* in one line."""
+    text = " ".join(str(exc).split())
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return Failure(integrity, reason)
+
+
+@attrs.frozen
+class Progress:
+    """How far an operation has come, as ``on_progress`` receives it.
+
+    A new value is passed after every blob, with counts that never decrease.
+
+    Attributes:
+        blobs_done: Blobs handled so far, whatever the outcome.
+        bytes_done: Bytes copied (:func:`migrate`) or read and checked
+            (:func:`verify`) so far.
+        copied: Blobs copied so far (always 0 for :func:`verify`).
+        skipped: Blobs the target already held (always 0 for
+            :func:`verify`).
+        failed: Blobs that failed so far (for :func:`verify`, corrupt ones
+            included).
+        current: The integrity of the blob just handled.
+
+    .. versionadded:: 0.1.0
+    """
+
+    blobs_done: int
+    bytes_done: int
+    copied: int
+    skipped: int
+    failed: int
+    current: str
+
+
+@attrs.frozen
+class MigrationReport:
+    """What :func:`migrate` did.
+
+    Attributes:
+        copied: Blobs copied into the target.
+        skipped: Blobs the target already held (not read again).
+        failed: The blobs that could not be copied (or, with
+            ``delete_source``, not safely deleted), sorted by integrity.
+        bytes_copied: Bytes copied into the target.
+        deleted: Blobs deleted from the source (``delete_source=True``).
+
+    .. versionadded:: 0.1.0
+    """
+
+    copied: int
+    skipped: int
+    failed: tuple[Failure, ...]
+    bytes_copied: int
+    deleted: int
+
+    @property
+    def ok(self) -> bool:
+        """True when no blob failed: the target holds every listed blob."""
+        return not self.failed
+
+
+@attrs.frozen
+class VerifyReport:
+    """What :func:`verify` found.
+
+    Attributes:
+        checked: Blobs read through to the end and found intact.
+        bytes_checked: Bytes read from the intact blobs.
+        corrupt: Blobs whose bytes don't match their integrity, sorted.
+        failed: Blobs that could not be read (other than corruption), and
+            corrupt blobs that could not be deleted, sorted by integrity.
+        deleted: Corrupt blobs deleted (``delete_corrupt=True``).
+
+    .. versionadded:: 0.1.0
+    """
+
+    checked: int
+    bytes_checked: int
+    corrupt: tuple[str, ...]
+    failed: tuple[Failure, ...]
+    deleted: int
+
+    @property
+    def ok(self) -> bool:
+        """True when every blob was read and found intact."""
+        return not self.corrupt and not self.failed
+
+
+@attrs.frozen
+class GarbageReport:
+    """What :func:`collect_garbage` deleted, or would delete in a dry run.
+
+    Attributes:
+        deleted: The blobs deleted, sorted; in a dry run, the blobs that
+            would have been deleted (nothing was).
+        bytes_freed: Their total size; in a dry run, what would be freed.
+        kept: Listed blobs that are live.
+        spared_fresh: Blobs that are not live but were spared because they
+            may have been stored too recently (see :func:`collect_garbage`).
+        dry_run: Whether this was a dry run.
+
+    .. versionadded:: 0.1.0
+    """
+
+    deleted: tuple[str, ...]
+    bytes_freed: int
+    kept: int
+    spared_fresh: int
+    dry_run: bool
+
+
+class _NotDeletedError(SriblobError):
+    """A migrated blob was kept in the source: its copy wasn't confirmed."""
+
+
+def _check_concurrency(concurrency: int) -> None:
+    if (
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or concurrency < 1
+    ):
+        msg = f"concurrency must be an int >= 1, not {concurrency!r}."
+        raise ValueError(msg)
+
+
+async def _pool(
+    items: AsyncIterator[str],
+    handle: Callable[[str], Awaitable[None]],
+    concurrency: int,
+) -> None:
+    """Run *handle* over *items* with at most *concurrency* running at once.
+
+    A fixed set of workers takes items from a queue that holds at most
+    *concurrency* of them, so neither tasks nor listed items pile up however
+    long the listing is. The first exception *handle* or the listing raises
+    stops everything and propagates; so does cancellation.
+    """
+    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=concurrency)
+
+    async def produce() -> None:
+        try:
+            async for item in items:
+                await queue.put(item)
+        finally:
+            # Close the listing even when stopped early, so a backend's
+            # cursor or connection is released now, not when it is collected.
+            aclose = getattr(items, "aclose", None)
+            # BlobStore.list() is an async generator; its type just doesn't say.
+            if aclose is not None:  # pragma: no branch
+                await aclose()
+        for _ in range(concurrency):
+            await queue.put(None)
+
+    async def work() -> None:
+        while (item := await queue.get()) is not None:
+            await handle(item)
+
+    tasks = [asyncio.create_task(produce())]
+    tasks += [asyncio.create_task(work()) for _ in range(concurrency)]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
+
+
+class _CountingReader:
+    """Pass a reader's chunks through, counting their bytes."""
+
+    def __init__(self, reader: BlobReader) -> None:
+        self._reader = reader
+        self.size = 0
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await anext(self._reader)
+        self.size += len(chunk)
+        return chunk
+
+
+async def _check_distinct(source: BlobStore, target: BlobStore) -> None:
+    """Refuse to delete from a source that is the target under another name.
+
+    Two store objects can share one bucket or directory; then every blob
+    looks migrated, and deleting it from the source deletes the only copy.
+    A random canary blob put into the target must not appear in the source.
+    """
+    canary = os.urandom(32)
+    integrity = Integrity.from_bytes(canary)
+    await target.put(integrity, canary)
+    try:
+        shared = await source.has(integrity)
+    finally:
+        await target.delete(integrity)
+    if shared:
+        msg = (
+            f"{source!r} and {target!r} hold the same blobs (a blob put into "
+            "the target appeared in the source): they are one storage "
+            "location, and delete_source=True would delete the only copy. "
+            "Point the target somewhere else."
+        )
+        raise ValueError(msg)
+
+
+async def migrate(
+    source: BlobStore,
+    target: BlobStore,
+    *,
+    concurrency: int = 4,
+    delete_source: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> MigrationReport:
+    """Copy every blob of *source* into *target*, resumably.
+
+    Each blob is streamed (memory stays bounded whatever its size) and
+    verified twice: by the source as it is read and by the target as it is
+    written, unless a store was opened with ``verify=False``. Blobs the
+    target already has are skipped without being read, so running
+    ``migrate`` again after an interruption finishes the job. Up to
+    *concurrency* blobs are copied at once.
+
+    A blob that fails (corrupt in the source, a backend error, ...) is
+    recorded in :attr:`MigrationReport.failed` and the run goes on;
+    cancellation and unexpected errors (including one raised by
+    *on_progress*) stop the run and propagate.
+
+    Args:
+        source: The store to copy from.
+        target: The store to copy into.
+        concurrency: How many blobs to copy at once.
+        delete_source: Delete each blob from *source* once ``target.stat()``
+            shows it with the source's size. Before anything is deleted, a
+            canary blob checks that the two stores are not one storage
+            location under two names.
+        on_progress: Called with a :class:`Progress` after every blob.
+
+    Returns:
+        A :class:`MigrationReport`; check :attr:`~MigrationReport.ok`.
+
+    Raises:
+        ValueError: *concurrency* is not a positive int, or *source* and
+            *target* are the same store.
+        StoreError: Listing the source failed, or (with *delete_source*)
+            putting the canary blob into the target did.
+
+    .. versionadded:: 0.1.0
+    """
+    _check_concurrency(concurrency)
+    if source is target:
+        msg = "source and target are the same store; migrate into another store."
+        raise ValueError(msg)
+    if delete_source:
+        await _check_distinct(source, target)
+    run = _Migration(source, target, delete_source, on_progress)
+    await _pool(source.list(), run.copy, concurrency)
+    report = MigrationReport(
+        copied=run.copied,
+        skipped=run.skipped,
+        failed=tuple(sorted(run.failures, key=lambda failure: failure.integrity)),
+        bytes_copied=run.bytes_copied,
+        deleted=run.deleted,
+    )
+    logger.info(
+        "migrate source=%s target=%s copied=%d skipped=%d failed=%d "
+        "bytes_copied=%d deleted=%d",
+        source.id,
+        target.id,
+        report.copied,
+        report.skipped,
+        len(report.failed),
+        report.bytes_copied,
+        report.deleted,
+    )
+    return report
+
+
+@attrs.define
+class _Migration:
+    """The state of one :func:`migrate` run, shared by its workers."""
+
+    _source: BlobStore
+    _target: BlobStore
+    _delete_source: bool
+    _on_progress: ProgressCallback | None
+    done: int = 0
+    copied: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    bytes_copied: int = 0
+    failures: list[Failure] = attrs.Factory(list)
+
+    async def copy(self, integrity: str) -> None:
+        try:
+            if await self._target.has(integrity):
+                self.skipped += 1
+                logger.debug("migrate skipped integrity=%s", integrity)
+            else:
+                async with self._source.open(integrity) as reader:
+                    counting = _CountingReader(reader)
+                    await self._target.put(integrity, counting)
+                self.copied += 1
+                self.bytes_copied += counting.size
+                logger.debug(
+                    "migrate copied integrity=%s size=%d", integrity, counting.size
+                )
+            if self._delete_source:
+                await self._delete_if_copied(integrity)
+        except _RECORDED as exc:
+            failure = _failure(integrity, exc)
+            self.failures.append(failure)
+            logger.warning(
+                "migrate failed integrity=%s reason=%s", integrity, failure.reason
+            )
+        self.done += 1
+        if self._on_progress is not None:
+            self._on_progress(
+                Progress(
+                    blobs_done=self.done,
+                    bytes_done=self.bytes_copied,
+                    copied=self.copied,
+                    skipped=self.skipped,
+                    failed=len(self.failures),
+                    current=integrity,
+                )
+            )
+
+    async def _delete_if_copied(self, integrity: str) -> None:
+        source_info = await self._source.stat(integrity)
+        target_info = await self._target.stat(integrity)
+        if source_info is None:
+            msg = "vanished from the source before it could be deleted"
+            raise _NotDeletedError(msg)
+        if target_info is None or target_info.size != source_info.size:
+            found = "nothing" if target_info is None else f"{target_info.size} bytes"
+            msg = (
+                f"not deleted from the source: the target holds {found}, "
+                f"the source {source_info.size} bytes"
+            )
+            raise _NotDeletedError(msg)
+        await self._source.delete(integrity)
+        self.deleted += 1
+        logger.debug(
+            "migrate deleted from source integrity=%s size=%d",
+            integrity,
+            source_info.size,
+        )
+
+
+async def verify(
+    store: BlobStore,
+    *,
+    concurrency: int = 4,
+    delete_corrupt: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> VerifyReport:
+    """Read every blob of *store* through the end, checking its integrity.
+
+    Blobs are streamed through :meth:`BlobStore.open`, which hashes them as
+    they come, so memory stays bounded. Corrupt blobs are collected in
+    :attr:`VerifyReport.corrupt`; blobs that can't be read for another reason
+    in :attr:`VerifyReport.failed`. Up to *concurrency* blobs are read at
+    once.
+
+    With *delete_corrupt*, corrupt blobs are deleted, so that a healthy copy
+    can be put again (from a replica, with :func:`migrate`, or from the
+    original source).
+
+    Args:
+        store: The store to check; it must verify (``verify=True``).
+        concurrency: How many blobs to read at once.
+        delete_corrupt: Delete the blobs found corrupt.
+        on_progress: Called with a :class:`Progress` after every blob.
+
+    Returns:
+        A :class:`VerifyReport`; check :attr:`~VerifyReport.ok`.
+
+    Raises:
+        ValueError: *store* was opened with ``verify=False`` (it can't detect
+            corruption), or *concurrency* is not a positive int.
+        StoreError: Listing the store failed.
+
+    .. versionadded:: 0.1.0
+    """
+    if not store.verify:
+        msg = (
+            f"{store!r} doesn't verify what it reads, so it can't detect "
+            "corruption; open the store with verify=True to check it."
+        )
+        raise ValueError(msg)
+    _check_concurrency(concurrency)
+
+    run = _Verification(store, delete_corrupt, on_progress)
+    await _pool(store.list(), run.check, concurrency)
+    report = VerifyReport(
+        checked=run.checked,
+        bytes_checked=run.bytes_checked,
+        corrupt=tuple(sorted(run.corrupt)),
+        failed=tuple(sorted(run.failures, key=lambda failure: failure.integrity)),
+        deleted=run.deleted,
+    )
+    logger.info(
+        "verify store=%s checked=%d bytes_checked=%d corrupt=%d failed=%d deleted=%d",
+        store.id,
+        report.checked,
+        report.bytes_checked,
+        len(report.corrupt),
+        len(report.failed),
+        report.deleted,
+    )
+    return report
+
+
+@attrs.define
+class _Verification:
+    """The state of one :func:`verify` run, shared by its workers."""
+
+    _store: BlobStore
+    _delete_corrupt: bool
+    _on_progress: ProgressCallback | None
+    done: int = 0
+    checked: int = 0
+    bytes_checked: int = 0
+    deleted: int = 0
+    corrupt: list[str] = attrs.Factory(list)
+    failures: list[Failure] = attrs.Factory(list)
+
+    async def check(self, integrity: str) -> None:
+        size = 0
+        try:
+            async with self._store.open(integrity) as reader:
+                async for chunk in reader:
+                    size += len(chunk)
+        except IntegrityMismatch:
+            self.corrupt.append(integrity)
+            logger.warning("verify corrupt integrity=%s", integrity)
+            if self._delete_corrupt:
+                await self._delete(integrity)
+        except _RECORDED as exc:
+            self._fail(integrity, exc)
+        else:
+            self.checked += 1
+            self.bytes_checked += size
+            logger.debug("verify ok integrity=%s size=%d", integrity, size)
+        self.done += 1
+        if self._on_progress is not None:
+            self._on_progress(
+                Progress(
+                    blobs_done=self.done,
+                    bytes_done=self.bytes_checked,
+                    copied=0,
+                    skipped=0,
+                    failed=self.done - self.checked,
+                    current=integrity,
+                )
+            )
+
+    async def _delete(self, integrity: str) -> None:
+        try:
+            await self._store.delete(integrity)
+        except _RECORDED as exc:
+            self._fail(integrity, exc)
+        else:
+            self.deleted += 1
+            logger.debug("verify deleted corrupt integrity=%s", integrity)
+
+    def _fail(self, integrity: str, exc: BaseException) -> None:
+        failure = _failure(integrity, exc)
+        self.failures.append(failure)
+        logger.warning(
+            "verify failed integrity=%s reason=%s", integrity, failure.reason
+        )
+
+
+async def _live_set(
+    live: Iterable[str | Integrity] | AsyncIterable[str | Integrity],
+) -> set[str]:
+    if isinstance(live, str):
+        msg = "live must be an iterable of integrities, not a single str."
+        raise TypeError(msg)
+    if isinstance(live, AsyncIterable):
+        return {str(coerce_integrity(item)) async for item in live}
+    return {str(coerce_integrity(item)) for item in live}
+
+
+async def collect_garbage(
+    store: BlobStore,
+    live: Iterable[str | Integrity] | AsyncIterable[str | Integrity],
+    *,
+    dry_run: bool = True,
+    grace: dt.timedelta = dt.timedelta(hours=1),
+    now: dt.datetime | None = None,
+) -> GarbageReport:
+    """Delete every blob of *store* that is not in *live*.
+
+    A dry run (the default) deletes nothing and reports what would be
+    deleted and how many bytes that would free.
+
+    The run goes in this order: *now* is fixed (the current time unless
+    given); the store is listed, and the listing kept in memory as a
+    snapshot (about a hundred bytes a blob); *live*
+    is read (all of it, so a malformed integrity raises before anything is
+    deleted); then each snapshot blob that isn't live is looked at with
+    :meth:`BlobStore.stat` and deleted unless it is spared.
+
+    **What is protected.** Blobs in *live* are never deleted. A blob put
+    after the listing finished is never deleted (it isn't in the snapshot).
+    A blob that isn't live is spared (counted in
+    :attr:`GarbageReport.spared_fresh`) when its storage time is later than
+    ``now - grace``. So when a writer puts a blob and then records it where
+    *live* comes from, the blob is safe provided the writer records it
+    within *grace* of putting it and *live* is read after *now*: pass an
+    async iterable (or a generator) that queries the references when it is
+    iterated, or take *now* before computing a precomputed *live*.
+
+    A backend that records no storage time (``stat().stored_at`` is None)
+    can't show which blobs are recent: such blobs are always spared while
+    *grace* is positive. With ``grace=timedelta(0)`` only the snapshot
+    protects them: use it only while no writer is between putting a blob
+    and recording it.
+
+    **What is not protected.** Putting a blob that is already stored is a
+    no-op and doesn't renew its storage time, so a writer that "puts" an
+    old, unreferenced blob and records it after *live* was read can lose it
+    to a concurrent collection. Writers that reuse blobs should record the
+    reference first, or check :meth:`BlobStore.has` after recording it and
+    put the blob again if it is gone.
+
+    Args:
+        store: The store to collect.
+        live: The integrities to keep (``str`` or :class:`~sriblob.Integrity`),
+            an iterable or async iterable. Each keeps the blob that
+            :meth:`BlobStore.get` finds under it: a multi-hash string keeps
+            the blob stored under its strongest hash only.
+        dry_run: Report only; delete nothing.
+        grace: Spare blobs stored less than this long before *now*.
+        now: The time *grace* counts back from (timezone-aware); the
+            current time by default.
+
+    Returns:
+        A :class:`GarbageReport`.
+
+    Raises:
+        InvalidIntegrity: *live* holds a malformed integrity; nothing was
+            deleted.
+        ValueError: *grace* is negative or *now* is naive.
+        TypeError: *live* is a single string.
+        StoreError: The store failed; blobs deleted so far stay deleted.
+
+    .. versionadded:: 0.1.0
+    """
+    if not isinstance(grace, dt.timedelta) or grace < dt.timedelta(0):
+        msg = f"grace must be a timedelta >= 0, not {grace!r}."
+        raise ValueError(msg)
+    if now is None:
+        now = dt.datetime.now(dt.UTC)
+    elif now.tzinfo is None or now.utcoffset() is None:
+        msg = "now must be timezone-aware, e.g. datetime.now(datetime.UTC)."
+        raise ValueError(msg)
+    cutoff = now - grace
+
+    snapshot = [integrity async for integrity in store.list()]
+    keep = await _live_set(live)
+
+    doomed: list[str] = []
+    bytes_freed = kept = spared = 0
+    for integrity in snapshot:
+        if integrity in keep:
+            kept += 1
+            continue
+        info = await store.stat(integrity)
+        if info is None:
+            continue  # deleted by someone else meanwhile
+        if info.stored_at is None:
+            fresh = grace > dt.timedelta(0)
+        else:
+            fresh = info.stored_at > cutoff
+        if fresh:
+            spared += 1
+            logger.debug(
+                "collect_garbage spared integrity=%s stored_at=%s",
+                integrity,
+                info.stored_at,
+            )
+            continue
+        if not dry_run:
+            await store.delete(integrity)
+        doomed.append(integrity)
+        bytes_freed += info.size
+        logger.debug(
+            "collect_garbage %s integrity=%s size=%d",
+            "would delete" if dry_run else "deleted",
+            integrity,
+            info.size,
+        )
+
+    report = GarbageReport(
+        deleted=tuple(sorted(doomed)),
+        bytes_freed=bytes_freed,
+        kept=kept,
+        spared_fresh=spared,
+        dry_run=dry_run,
+    )
+    logger.info(
+        "collect_garbage store=%s dry_run=%s deleted=%d bytes_freed=%d kept=%d "
+        "spared_fresh=%d",
+        store.id,
+        dry_run,
+        len(report.deleted),
+        report.bytes_freed,
+        report.kept,
+        report.spared_fresh,
+    )
+    return report
