@@ -263,7 +263,7 @@ class PostgresBlobStore(BlobStore):
         id: The store's id in a registry.
         schema: The schema holding the tables; created if missing.
         table_prefix: Prefix of the table names, so several stores can share
-            a schema.
+            a schema; may be empty.
         chunk_size: Bytes per chunk row. Fixed when the blob is written;
             changing it later only affects new blobs.
         max_connections: The size of the pool created from *dsn*.
@@ -307,9 +307,11 @@ class PostgresBlobStore(BlobStore):
         if schema.startswith("pg_"):
             msg = f"schema names starting with 'pg_' are reserved; got {schema!r}."
             raise ValueError(msg)
-        _check_identifier(
-            "table_prefix", table_prefix, _MAX_IDENTIFIER - len(_LONGEST_SUFFIX)
-        )
+        # An empty prefix is fine: tables named plain "blobs", "chunks", ...
+        if table_prefix != "":
+            _check_identifier(
+                "table_prefix", table_prefix, _MAX_IDENTIFIER - len(_LONGEST_SUFFIX)
+            )
         for name, value, upper in (
             ("chunk_size", chunk_size, _MAX_CHUNK_SIZE),
             ("max_connections", max_connections, 10_000),
