@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import subprocess
 import sys
@@ -245,6 +246,18 @@ class TestPools:
             async with PostgresBlobStore(pool=pool, schema=schema) as again:
                 assert await again.get(integrity) == b"on the host's pool"
 
+    async def test_unclosed_store_warns(self, postgres_dsn: str, schema: str) -> None:
+        """A store collected with its own pool still open emits a ResourceWarning."""
+        store = PostgresBlobStore(postgres_dsn, schema=schema)
+        await store.__aenter__()
+        pool = store._connections
+
+        with pytest.warns(ResourceWarning, match="never closed"):  # noqa: PT031
+            del store  # refcounting collects it right here
+            gc.collect()
+
+        await pool.close()
+
     async def test_own_pool_is_closed(self, postgres_dsn: str, schema: str) -> None:
         """A pool the store created from its DSN is closed by aclose()."""
         async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
@@ -444,6 +457,32 @@ class TestStreaming:
             async with asyncio.timeout(10):  # the only connection is free again
                 assert await store.has(integrity)
             assert pool.get_idle_size() == pool.get_size()
+
+    async def test_cancelled_readers_give_their_connection_back(
+        self, postgres_dsn: str, schema: str
+    ) -> None:
+        """Readers cancelled at any point leave the pool's one connection usable."""
+        async with (
+            host_pool(postgres_dsn, max_size=1) as pool,
+            PostgresBlobStore(pool=pool, schema=schema, chunk_size=4096) as store,
+        ):
+            store._read_ahead = 1
+            integrity = await store.add(blob(1024 * 1024))
+
+            async def read() -> None:
+                async with store.open(integrity) as reader:
+                    async for _ in reader:
+                        await asyncio.sleep(0)
+
+            for step in range(12):
+                task = asyncio.create_task(read())
+                for _ in range(step * 7):  # cancel a little later each time
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                async with asyncio.timeout(10):
+                    assert await store.has(integrity)
 
     async def test_callers_error_passes_through(
         self, postgres_dsn: str, schema: str

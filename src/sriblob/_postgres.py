@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import re
 import urllib.parse
+import warnings
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
@@ -334,6 +335,15 @@ class PostgresBlobStore(BlobStore):
         self._max_connections = max_connections
         self._read_ahead = max(1, min(256, _READ_AHEAD_BYTES // chunk_size))
         self._list_page_size = _LIST_PAGE_SIZE
+
+    def __del__(self) -> None:
+        # getattr: __init__ may have raised before setting everything.
+        if getattr(self, "_owns_pool", False) and self._started and not self._closed:
+            msg = (
+                f"{self!r} was never closed; use `async with PostgresBlobStore(...)`"
+                " or `await store.aclose()` to close its connection pool."
+            )
+            warnings.warn(msg, ResourceWarning, source=self, stacklevel=1)
 
     @property
     def schema(self) -> str:
