@@ -204,6 +204,11 @@ class TestConstruction:
         assert "db.example:5433/blobs" in text
         assert "schema='s'" in text
         assert "table_prefix='sriblob_'" in text
+        assert (store.schema, store.table_prefix, store.chunk_size) == (
+            "s",
+            "sriblob_",
+            1024 * 1024,
+        )
 
     def test_missing_asyncpg_names_the_extra(
         self, monkeypatch: pytest.MonkeyPatch
@@ -257,6 +262,21 @@ class TestPools:
             gc.collect()
 
         await pool.close()
+
+    async def test_failed_start_leaves_host_pool_open(
+        self, postgres_dsn: str, schema: str
+    ) -> None:
+        """A store that fails to start on a host's pool doesn't close that pool."""
+        async with host_pool(postgres_dsn) as pool:
+            async with PostgresBlobStore(pool=pool, schema=schema) as store:
+                await pool.execute(
+                    f"UPDATE {store._sql.version} SET version = $1", SCHEMA_VERSION + 1
+                )
+
+            with pytest.raises(StoreError, match="newer than this sriblob"):
+                await PostgresBlobStore(pool=pool, schema=schema).__aenter__()
+
+            assert await pool.fetchval("SELECT 1") == 1
 
     async def test_own_pool_is_closed(self, postgres_dsn: str, schema: str) -> None:
         """A pool the store created from its DSN is closed by aclose()."""

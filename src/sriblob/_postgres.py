@@ -7,7 +7,7 @@ import hashlib
 import re
 import urllib.parse
 import warnings
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import attrs
 
@@ -104,7 +104,9 @@ def dsn_problem(dsn: object) -> str | None:
 
     The answer never contains the DSN itself, which may hold a password.
     """
-    if not isinstance(dsn, str) or not dsn.strip():
+    if not isinstance(dsn, str):
+        return f"it must be a str, not {type(dsn).__name__}"
+    if not dsn.strip():
         return "it is empty"
     try:
         parts = urllib.parse.urlsplit(dsn)
@@ -213,29 +215,31 @@ class _Passthrough(Exception):  # noqa: N818 -- a carrier, never escapes
         self.error = error
 
 
-async def _fixed_chunks(source: BlobSource, chunk_size: int) -> AsyncIterator[Buffer]:
+async def _fixed_chunks(source: BlobSource, chunk_size: int) -> AsyncGenerator[Buffer]:
     """Re-cut the source's chunks (any sizes) into rows of *chunk_size* bytes.
 
     The source's own errors (a broken producer's OSError, a mismatch) come
     out wrapped in :class:`_Passthrough`, so they aren't mistaken for ours.
     """
     pending = bytearray()
-    chunks = source.chunks(chunk_size)
-    while True:
-        try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            break
-        except Exception as exc:
-            raise _Passthrough(exc) from exc
-        view = memoryview(chunk)
-        if not pending and view.nbytes == chunk_size:
-            yield view
-            continue
-        pending += view
-        while len(pending) >= chunk_size:
-            yield bytes(pending[:chunk_size])
-            del pending[:chunk_size]
+    # BlobSource.chunks() is an async generator; close it when we stop early.
+    chunks = cast("AsyncGenerator[Buffer]", source.chunks(chunk_size))
+    async with contextlib.aclosing(chunks):
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                raise _Passthrough(exc) from exc
+            view = memoryview(chunk)
+            if not pending and view.nbytes == chunk_size:
+                yield view
+                continue
+            pending += view
+            while len(pending) >= chunk_size:
+                yield bytes(pending[:chunk_size])
+                del pending[:chunk_size]
     if pending:
         yield bytes(pending)
 
@@ -459,10 +463,12 @@ class PostgresBlobStore(BlobStore):
             with self._translate("store a blob"):
                 async with self._connections.acquire() as conn, conn.transaction():
                     blob_id = await conn.fetchval(sql.next_id)
-                    seq = 0
-                    async for chunk in _fixed_chunks(source, self._chunk_size):
-                        await conn.execute(sql.insert_chunk, blob_id, seq, chunk)
-                        seq += 1
+                    rows = _fixed_chunks(source, self._chunk_size)
+                    async with contextlib.aclosing(rows):
+                        seq = 0
+                        async for chunk in rows:
+                            await conn.execute(sql.insert_chunk, blob_id, seq, chunk)
+                            seq += 1
                     # The source verified itself when it ended; only now may
                     # the blob row appear. A concurrent writer of the same
                     # blob makes this wait for its commit, then do nothing.
