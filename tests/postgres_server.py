@@ -1,6 +1,8 @@
-"""A PostgreSQL server for the tests: the one given, or a throwaway cluster.
+"""PostgreSQL for the tests: a server (given, or a throwaway cluster) and the backend.
 
-``SRIBLOB_TEST_POSTGRES_DSN`` names a server to use. Otherwise the session
+``SRIBLOB_TEST_POSTGRES_DSN`` names a server to use; its user must be
+allowed to create schemas and roles (tests work in fresh schemas and drop
+them). Otherwise the session
 starts its own cluster with the local PostgreSQL binaries (Debian's
 ``postgresql`` package; ``.ci/install-postgres.sh`` installs it): ``initdb``
 into a temp dir, as an unprivileged user when running as root, listening on
@@ -15,17 +17,24 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import pytest
 
+from sriblob import BlobStore, Integrity, PostgresBlobStore
+
+from .helpers import Backend
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 #: Names a PostgreSQL server for the tests instead of a throwaway cluster.
 DSN_VARIABLE = "SRIBLOB_TEST_POSTGRES_DSN"
@@ -97,9 +106,10 @@ def throwaway_cluster(initdb: str, pg_ctl: str) -> Iterator[str]:
         )
         for attempt in range(3):  # another process may take the free port
             port = _free_port()
+            # pg_ctl hands the options to a shell.
             options = (
                 f"-c listen_addresses=127.0.0.1 -p {port}"
-                f" -c unix_socket_directories={root}"
+                f" -c {shlex.quote(f'unix_socket_directories={root}')}"
                 " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
                 " -c max_connections=300"
             )
@@ -139,3 +149,57 @@ def _postgres_dsn() -> Iterator[str]:
         pytest.skip(reason)
     with throwaway_cluster(initdb, pg_ctl) as dsn:
         yield dsn
+
+
+def fresh_schema() -> str:
+    """Return a schema name no other test uses."""
+    return f"sriblob_test_{uuid.uuid4().hex[:16]}"
+
+
+async def drop_schema(dsn: str, schema: str) -> None:
+    """Drop a test's schema and everything in it."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(name="postgres_backend")
+def _postgres_backend(postgres_dsn: str) -> Backend:
+    @contextlib.asynccontextmanager
+    async def make(**options: Any) -> AsyncIterator[BlobStore]:
+        # Each store gets its own schema, so tests never see each other.
+        schema = fresh_schema()
+        try:
+            async with PostgresBlobStore(
+                postgres_dsn, schema=schema, **options
+            ) as store:
+                yield store
+        finally:
+            await drop_schema(postgres_dsn, schema)
+
+    async def corrupt(store: BlobStore, integrity: Integrity, data: bytes) -> None:
+        assert isinstance(store, PostgresBlobStore)
+        sql = store._sql
+        async with store._connections.acquire() as conn, conn.transaction():
+            blob_id = await conn.fetchval(
+                f"SELECT id FROM {sql.blobs} WHERE integrity = $1", str(integrity)
+            )
+            await conn.execute(f"DELETE FROM {sql.chunks} WHERE blob_id = $1", blob_id)
+            size = store.chunk_size
+            for seq, start in enumerate(range(0, len(data), size)):
+                await conn.execute(
+                    sql.insert_chunk, blob_id, seq, data[start : start + size]
+                )
+
+    async def leftovers(store: BlobStore) -> list[str]:
+        assert isinstance(store, PostgresBlobStore)
+        sql = store._sql
+        orphans = await store._connections.fetch(
+            f"SELECT DISTINCT c.blob_id FROM {sql.chunks} c"
+            f" LEFT JOIN {sql.blobs} b ON b.id = c.blob_id WHERE b.id IS NULL"
+        )
+        return [f"chunk rows of blob id {row[0]}" for row in orphans]
+
+    return Backend("postgres", make, corrupt, leftovers)

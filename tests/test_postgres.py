@@ -26,8 +26,8 @@ from sriblob import (
 )
 from sriblob._postgres import SCHEMA_VERSION, register_postgres
 
-from .conftest import drop_schema, fresh_schema
 from .helpers import blob, chunked, collect, integrity_of
+from .postgres_server import drop_schema, fresh_schema
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -81,9 +81,9 @@ async def count_rows(store: PostgresBlobStore, table: str) -> int:
 
 async def ids_drawn(store: PostgresBlobStore) -> int:
     """Return how many blob ids writers have drawn: one per write begun."""
-    blob_ids = store._sql.blobs.replace("blobs", "blob_ids")
     drawn: int = await store._connections.fetchval(
-        f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {blob_ids}"
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+        f" FROM {store._sql.blob_ids}"
     )
     return drawn
 

@@ -137,6 +137,7 @@ class _Sql:
     schema: str
     blobs: str
     chunks: str
+    blob_ids: str
     version: str
     lock_key: int
     migrations: tuple[str, ...]
@@ -166,6 +167,7 @@ class _Sql:
             schema=schema,
             blobs=blobs,
             chunks=chunks,
+            blob_ids=blob_ids,
             version=version,
             lock_key=int.from_bytes(digest[:8], "big", signed=True),
             migrations=tuple(
