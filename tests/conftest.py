@@ -11,10 +11,11 @@ import pytest
 from sriblob import BlobStore, Integrity, MemoryBlobStore
 
 from .helpers import Backend
+from .postgres_server import _postgres_backend, _postgres_dsn  # noqa: F401 -- fixtures
 
 #: Every backend the contract suite runs against; each needs a fixture
 #: named ``<kind>_backend`` returning a :class:`Backend`.
-BACKENDS = ["memory"]
+BACKENDS = ["memory", "postgres"]
 
 
 @pytest.fixture(name="memory_backend")

@@ -26,6 +26,7 @@ from ._operations import (
     migrate,
     verify,
 )
+from ._postgres import PostgresBlobStore
 from ._store import BlobInfo, BlobReader, BlobSource, BlobStore, Data
 from .exceptions import (
     AccessDenied,
@@ -63,6 +64,7 @@ __all__ = [
     "MemoryBlobStore",
     "MigrationReport",
     "Misconfigured",
+    "PostgresBlobStore",
     "Progress",
     "S3StoreConfig",
     "SriblobError",

@@ -1,0 +1,621 @@
+"""A PostgreSQL store on asyncpg: blobs as fixed-size ``bytea`` chunk rows."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import urllib.parse
+import warnings
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+
+import attrs
+
+from ._store import CHUNK_SIZE, BlobSource, BlobStore
+from .exceptions import AccessDenied, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+
+    import asyncpg
+
+    from ._compat import Buffer
+    from ._integrity import Integrity
+
+__all__ = ["PostgresBlobStore", "register_postgres"]
+
+#: The environment variable the plugin reads the DSN from.
+DSN_VARIABLE: Final = "SRIBLOB_POSTGRES_DSN"
+
+#: The schema version this code reads and writes; see ``_MIGRATIONS``.
+SCHEMA_VERSION: Final = 1
+
+#: How many bytes of chunk rows an open() fetches per round trip.
+_READ_AHEAD_BYTES: Final = 2 * 1024 * 1024
+#: Blob rows per list() page; each page is one short query.
+_LIST_PAGE_SIZE: Final = 1000
+_MAX_CHUNK_SIZE: Final = 64 * 1024 * 1024
+#: PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
+_MAX_IDENTIFIER: Final = 63
+_IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]*")
+_LONGEST_SUFFIX: Final = "schema_version"
+_SCHEMES: Final = ("postgres", "postgresql")
+_INSTALL_HINT: Final = (
+    "PostgresBlobStore needs asyncpg; install it with "
+    "`pip install 'sriblob[postgres]'`."
+)
+
+# Each entry moves the schema from the previous version to its index + 1.
+# Chunk rows carry a surrogate blob id so a write can stream them before its
+# integrity is known (add()); the blob row, inserted last in the same
+# transaction, is what makes a blob exist. The foreign key is deferred for
+# that reason, and cascades so deleting the blob row deletes its chunks.
+# Chunks are usually compressed archives already: STORAGE EXTERNAL keeps
+# them out of line in TOAST without a futile compression attempt.
+_MIGRATIONS: Final = (
+    """
+    CREATE SEQUENCE {blob_ids};
+    CREATE TABLE {blobs} (
+        integrity text COLLATE "C" PRIMARY KEY,
+        id bigint NOT NULL UNIQUE,
+        size bigint NOT NULL CHECK (size >= 0),
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE {chunks} (
+        blob_id bigint NOT NULL REFERENCES {blobs} (id)
+            ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+        seq integer NOT NULL CHECK (seq >= 0),
+        data bytea NOT NULL,
+        PRIMARY KEY (blob_id, seq)
+    );
+    ALTER TABLE {chunks} ALTER COLUMN data SET STORAGE EXTERNAL;
+    """,
+)
+
+
+def _import_asyncpg() -> None:
+    try:
+        import asyncpg  # noqa: F401, PLC0415 -- an optional dependency
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+
+
+def _check_identifier(what: str, value: object, max_length: int) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        msg = (
+            f"{what} must be lowercase letters, digits and underscores, starting "
+            f"with a letter or underscore; got {value!r}."
+        )
+        raise ValueError(msg)
+    if len(value) > max_length:
+        msg = f"{what} must be at most {max_length} characters long; got {value!r}."
+        raise ValueError(msg)
+    return value
+
+
+def _quote(identifier: str) -> str:
+    # Identifiers are validated to [a-z0-9_]; quoting keeps keywords usable.
+    return f'"{identifier}"'
+
+
+def dsn_problem(dsn: object) -> str | None:
+    """Return what is wrong with a PostgreSQL DSN, or None if it looks usable.
+
+    The answer never contains the DSN itself, which may hold a password.
+    """
+    if not isinstance(dsn, str):
+        return f"it must be a str, not {type(dsn).__name__}"
+    if not dsn.strip():
+        return "it is empty"
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        if parts.scheme not in _SCHEMES:
+            return "it must be a URL starting with postgresql:// or postgres://"
+        if "," not in parts.netloc:  # several hosts carry their own ports
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        return "it is not a valid URL (check the host and port)"
+    return None
+
+
+def _describe_dsn(dsn: str) -> str:
+    """Return ``host:port/database`` for messages: no user, no password."""
+    parts = urllib.parse.urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2] or "localhost"
+    return f"{host}{parts.path or '/'}"
+
+
+@attrs.frozen
+class _Sql:
+    """One store's statements, its quoted schema-qualified names filled in.
+
+    Every name passed :func:`_check_identifier` and is quoted; values are
+    always bind parameters. That is why the f-strings below are safe.
+    """
+
+    schema: str
+    blobs: str
+    chunks: str
+    blob_ids: str
+    version: str
+    lock_key: int
+    migrations: tuple[str, ...]
+    create_version: str
+    read_version: str
+    write_version: str
+    next_id: str
+    insert_chunk: str
+    insert_blob: str
+    get: str
+    find: str
+    open_chunks: str
+    has: str
+    delete: str
+    list_page: str
+
+    @classmethod
+    def build(cls, schema: str, prefix: str) -> _Sql:
+        def name(suffix: str) -> str:
+            return f"{_quote(schema)}.{_quote(prefix + suffix)}"
+
+        blobs, chunks, version = name("blobs"), name("chunks"), name(_LONGEST_SUFFIX)
+        blob_ids = name("blob_ids")
+        # One advisory lock per table set, so unrelated stores don't queue.
+        digest = hashlib.sha256(f"sriblob:{schema}.{prefix}".encode()).digest()
+        return cls(
+            schema=schema,
+            blobs=blobs,
+            chunks=chunks,
+            blob_ids=blob_ids,
+            version=version,
+            lock_key=int.from_bytes(digest[:8], "big", signed=True),
+            migrations=tuple(
+                script.format(blobs=blobs, chunks=chunks, blob_ids=blob_ids)
+                for script in _MIGRATIONS
+            ),
+            create_version=(
+                f"CREATE TABLE {version} ("
+                " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+                " version integer NOT NULL);"
+                f" INSERT INTO {version} (version) VALUES (0)"
+            ),
+            read_version=f"SELECT version FROM {version}",
+            write_version=f"UPDATE {version} SET version = $1",
+            next_id=f"SELECT nextval('{blob_ids}')",
+            insert_chunk=(
+                f"INSERT INTO {chunks} (blob_id, seq, data) VALUES ($1, $2, $3)"
+            ),
+            insert_blob=(
+                f"INSERT INTO {blobs} (integrity, id, size) VALUES ($1, $2, $3)"
+                " ON CONFLICT (integrity) DO NOTHING RETURNING true"
+            ),
+            get=(
+                f"SELECT c.data FROM {blobs} b LEFT JOIN {chunks} c"
+                " ON c.blob_id = b.id WHERE b.integrity = $1 ORDER BY c.seq"
+            ),
+            find=f"SELECT id, size FROM {blobs} WHERE integrity = $1",
+            open_chunks=(f"SELECT data FROM {chunks} WHERE blob_id = $1 ORDER BY seq"),
+            has=f"SELECT EXISTS (SELECT 1 FROM {blobs} WHERE integrity = $1)",
+            delete=f"DELETE FROM {blobs} WHERE integrity = $1",
+            list_page=(
+                f"SELECT integrity FROM {blobs} WHERE integrity > $1"
+                " ORDER BY integrity LIMIT $2"
+            ),
+        )
+
+
+class _LostRace(Exception):
+    """Another writer committed the same blob first."""
+
+
+class _Passthrough(Exception):
+    """Carries an exception that isn't the database's past ``_translate``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+
+async def _fixed_chunks(source: BlobSource, chunk_size: int) -> AsyncGenerator[Buffer]:
+    """Re-cut the source's chunks (any sizes) into rows of *chunk_size* bytes.
+
+    The source's own errors (a broken producer's OSError, a mismatch) come
+    out wrapped in :class:`_Passthrough`, so they aren't mistaken for ours.
+    """
+    pending = bytearray()
+    # BlobSource.chunks() is an async generator; close it when we stop early.
+    chunks = cast("AsyncGenerator[Buffer]", source.chunks(chunk_size))
+    async with contextlib.aclosing(chunks):
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                raise _Passthrough(exc) from exc
+            view = memoryview(chunk)
+            if not pending and view.nbytes == chunk_size:
+                yield view
+                continue
+            pending += view
+            while len(pending) >= chunk_size:
+                yield bytes(pending[:chunk_size])
+                del pending[:chunk_size]
+    if pending:
+        yield bytes(pending)
+
+
+class PostgresBlobStore(BlobStore):
+    """A store that keeps blobs in PostgreSQL, as fixed-size ``bytea`` chunks.
+
+    Each blob is one row in ``<prefix>blobs`` (integrity, size, creation
+    time) plus its bytes cut into ``chunk_size`` rows in ``<prefix>chunks``;
+    :meth:`open` streams those rows, so no blob is ever held whole in memory.
+    A write inserts its chunk rows and then the blob row in one transaction:
+    a failure, a mismatch or a cancellation leaves nothing, and a concurrent
+    write of the same blob on another connection is a no-op.
+
+    The tables are created on first use (``async with``) by a versioned
+    migration that holds an advisory lock, so many instances can start at
+    once.
+
+    Give exactly one of *dsn* and *pool*. A pool the store creates from a DSN
+    is closed by :meth:`aclose`; a *pool* the host owns is never closed.
+
+    Args:
+        dsn: A ``postgresql://`` URL. The password may be in it; it never
+            appears in a ``repr()`` or a message.
+        pool: An :class:`asyncpg.Pool` the host already owns.
+        id: The store's id in a registry.
+        schema: The schema holding the tables; created if missing.
+        table_prefix: Prefix of the table names, so several stores can share
+            a schema; may be empty.
+        chunk_size: Bytes per chunk row. Fixed when the blob is written;
+            changing it later only affects new blobs.
+        max_connections: The size of the pool created from *dsn*.
+        verify: See :class:`BlobStore`.
+        max_blob_size: See :class:`BlobStore`.
+
+    Raises:
+        ImportError: asyncpg is not installed (``pip install 'sriblob[postgres]'``).
+        TypeError: Neither or both of *dsn* and *pool* were given.
+        ValueError: The DSN, an identifier or a size is invalid.
+
+    .. versionadded:: 0.1.0
+    """
+
+    _requires_start = True
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: asyncpg.Pool[Any] | None = None,
+        id: str = "postgres",
+        schema: str = "public",
+        table_prefix: str = "sriblob_",
+        chunk_size: int = CHUNK_SIZE,
+        max_connections: int = 10,
+        verify: bool = True,
+        max_blob_size: int | None = None,
+    ) -> None:
+        super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
+        if (dsn is None) == (pool is None):
+            msg = (
+                "Give PostgresBlobStore exactly one of a DSN "
+                "(PostgresBlobStore('postgresql://...')) or an asyncpg pool (pool=...)."
+            )
+            raise TypeError(msg)
+        if dsn is not None and (problem := dsn_problem(dsn)) is not None:
+            msg = f"Invalid PostgreSQL DSN: {problem}."
+            raise ValueError(msg)
+        _check_identifier("schema", schema, _MAX_IDENTIFIER)
+        if schema.startswith("pg_"):
+            msg = f"schema names starting with 'pg_' are reserved; got {schema!r}."
+            raise ValueError(msg)
+        # An empty prefix is fine: tables named plain "blobs", "chunks", ...
+        if table_prefix != "":
+            _check_identifier(
+                "table_prefix", table_prefix, _MAX_IDENTIFIER - len(_LONGEST_SUFFIX)
+            )
+        for name, value, upper in (
+            ("chunk_size", chunk_size, _MAX_CHUNK_SIZE),
+            ("max_connections", max_connections, 10_000),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                msg = f"{name} must be an int, not {type(value).__name__}."
+                raise TypeError(msg)
+            if not 1 <= value <= upper:
+                msg = f"{name} must be between 1 and {upper}; got {value}."
+                raise ValueError(msg)
+        _import_asyncpg()
+        self._dsn = dsn
+        self._pool: asyncpg.Pool[Any] | None = pool
+        self._owns_pool = pool is None
+        self._where = _describe_dsn(dsn) if dsn is not None else None
+        self._schema = schema
+        self._table_prefix = table_prefix
+        self._sql = _Sql.build(schema, table_prefix)
+        self._chunk_size = chunk_size
+        self._max_connections = max_connections
+        self._read_ahead = max(1, min(256, _READ_AHEAD_BYTES // chunk_size))
+        self._list_page_size = _LIST_PAGE_SIZE
+
+    def __del__(self) -> None:
+        # getattr: __init__ may have raised before setting everything.
+        if getattr(self, "_owns_pool", False) and self._started and not self._closed:
+            msg = (
+                f"{self!r} was never closed; use `async with PostgresBlobStore(...)`"
+                " or `await store.aclose()` to close its connection pool."
+            )
+            warnings.warn(msg, ResourceWarning, source=self, stacklevel=1)
+
+    @property
+    def schema(self) -> str:
+        """The schema holding the store's tables."""
+        return self._schema
+
+    @property
+    def table_prefix(self) -> str:
+        """The prefix of the store's table names."""
+        return self._table_prefix
+
+    @property
+    def chunk_size(self) -> int:
+        """Bytes per chunk row for new blobs."""
+        return self._chunk_size
+
+    def _repr_details(self) -> str:
+        where = (
+            f"dsn={self._where!r}" if self._where is not None else "pool=<host pool>"
+        )
+        return (
+            f"{where} schema={self._schema!r} table_prefix={self._table_prefix!r} "
+            f"chunk_size={self._chunk_size}"
+        )
+
+    # -- errors ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        """Turn asyncpg's and the network's errors into sriblob's."""
+        import asyncpg  # noqa: PLC0415 -- optional; present once constructed
+
+        try:
+            yield
+        except (
+            asyncpg.InsufficientPrivilegeError,
+            asyncpg.InvalidAuthorizationSpecificationError,
+        ) as exc:
+            msg = f"PostgreSQL refused to {action}: {exc}"
+            raise AccessDenied(msg, backend=self._id, endpoint=self._where) from exc
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.ConnectionDoesNotExistError,
+            asyncpg.TooManyConnectionsError,
+        ) as exc:
+            msg = f"PostgreSQL is unavailable to {action}: {type(exc).__name__}: {exc}"
+            raise StoreUnavailable(msg, backend=self._id, endpoint=self._where) from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            msg = f"PostgreSQL failed to {action}: {type(exc).__name__}: {exc}"
+            raise StoreError(msg, backend=self._id, endpoint=self._where) from exc
+
+    @property
+    def _connections(self) -> asyncpg.Pool[Any]:
+        assert self._pool is not None  # noqa: S101 -- set by _start or __init__
+        return self._pool
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def _start(self) -> None:
+        import asyncpg  # noqa: PLC0415 -- optional; present once constructed
+
+        if self._owns_pool:
+            with self._translate("connect"):
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=self._max_connections
+                )
+        try:
+            with self._translate("create or migrate the tables"):
+                await self._migrate()
+        except BaseException:
+            if self._owns_pool:
+                await self._connections.close()
+            raise
+
+    async def _stop(self) -> None:
+        if self._owns_pool and self._pool is not None:
+            await self._pool.close()
+
+    async def _migrate(self) -> None:
+        sql = self._sql
+        async with self._connections.acquire() as conn, conn.transaction():
+            # Serialises concurrent first starts: DDL races fail otherwise.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.lock_key)
+            if not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                sql.schema,
+            ):
+                await conn.execute(f"CREATE SCHEMA {_quote(sql.schema)}")
+            if await conn.fetchval("SELECT to_regclass($1) IS NULL", sql.version):
+                await conn.execute(sql.create_version)
+            current: int = await conn.fetchval(sql.read_version)
+            if current > SCHEMA_VERSION:
+                msg = (
+                    f"The tables {sql.blobs} and {sql.chunks} have schema version "
+                    f"{current}, newer than this sriblob's {SCHEMA_VERSION}; "
+                    "upgrade sriblob."
+                )
+                raise StoreError(msg, backend=self._id, endpoint=self._where)
+            for script in sql.migrations[current:]:
+                await conn.execute(script)
+            if current < SCHEMA_VERSION:
+                await conn.execute(sql.write_version, SCHEMA_VERSION)
+
+    # -- writing ---------------------------------------------------------------
+
+    async def _write(self, source: BlobSource) -> Integrity:
+        sql = self._sql
+        failure: Exception | None = None
+        try:
+            with self._translate("store a blob"):
+                async with self._connections.acquire() as conn, conn.transaction():
+                    blob_id = await conn.fetchval(sql.next_id)
+                    rows = _fixed_chunks(source, self._chunk_size)
+                    async with contextlib.aclosing(rows):
+                        seq = 0
+                        async for chunk in rows:
+                            await conn.execute(sql.insert_chunk, blob_id, seq, chunk)
+                            seq += 1
+                    # The source verified itself when it ended; only now may
+                    # the blob row appear. A concurrent writer of the same
+                    # blob makes this wait for its commit, then do nothing.
+                    won = await conn.fetchval(
+                        sql.insert_blob,
+                        str(source.integrity),
+                        blob_id,
+                        source.bytes_read,
+                    )
+                    if not won:
+                        raise _LostRace  # noqa: TRY301 -- rolls the chunks back
+        except _LostRace:
+            pass
+        except _Passthrough as passthrough:
+            failure = passthrough.error
+        if failure is not None:
+            raise failure
+        return source.integrity
+
+    async def _put(self, integrity: Integrity, source: BlobSource) -> None:
+        if await self._has(integrity):
+            return
+        await self._write(source)
+
+    async def _add(self, source: BlobSource) -> Integrity:
+        return await self._write(source)
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _get(self, integrity: Integrity) -> bytes | None:
+        with self._translate("read a blob"):
+            # One statement, one snapshot: the blob row joined to its chunks.
+            rows = await self._connections.fetch(self._sql.get, str(integrity))
+        if not rows:
+            return None
+        return b"".join(row[0] for row in rows if row[0] is not None)
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, integrity: Integrity
+    ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+        sql = self._sql
+        failure: Exception | None = None
+        try:
+            with self._translate("read a blob"):
+                # The connection is held until the reader closes: the cursor
+                # lives in a repeatable-read transaction, so the chunks read
+                # are the blob row's, even if it is deleted meanwhile.
+                async with (
+                    self._connections.acquire() as conn,
+                    conn.transaction(isolation="repeatable_read", readonly=True),
+                ):
+                    row = await conn.fetchrow(sql.find, str(integrity))
+                    if row is None:
+                        raise self._not_found(integrity)
+                    cursor = await conn.cursor(sql.open_chunks, row["id"])
+
+                    async def chunks() -> AsyncGenerator[bytes]:
+                        while True:
+                            with self._translate("read a blob"):
+                                rows = await cursor.fetch(self._read_ahead)
+                            if not rows:
+                                return
+                            for chunk_row in rows:
+                                yield chunk_row[0]
+
+                    stream = chunks()
+                    try:
+                        yield stream, row["size"]
+                    except Exception as exc:
+                        # The caller's error (or the reader's, translated
+                        # already) is not ours to translate.
+                        raise _Passthrough(exc) from exc
+                    finally:
+                        await stream.aclose()
+        except _Passthrough as passthrough:
+            failure = passthrough.error
+        if failure is not None:
+            raise failure
+
+    async def _has(self, integrity: Integrity) -> bool:
+        with self._translate("look a blob up"):
+            found: bool = await self._connections.fetchval(
+                self._sql.has, str(integrity)
+            )
+        return found
+
+    async def _delete(self, integrity: Integrity) -> None:
+        with self._translate("delete a blob"):
+            # The foreign key cascades to the chunk rows.
+            await self._connections.execute(self._sql.delete, str(integrity))
+
+    async def _list(self) -> AsyncIterator[str]:
+        # Keyset pagination: each page is a short index scan on its own
+        # connection, so a slow consumer holds no connection or snapshot.
+        after = ""
+        while True:
+            with self._translate("list blobs"):
+                rows = await self._connections.fetch(
+                    self._sql.list_page, after, self._list_page_size
+                )
+            for row in rows:
+                yield row[0]
+            if len(rows) < self._list_page_size:
+                return
+            after = rows[-1][0]
+
+
+class _Registry(Protocol):
+    def register(self, store: BlobStore, /) -> object: ...
+
+
+def register_postgres(
+    registry: _Registry, env: Mapping[str, str], logger: logging.Logger
+) -> None:
+    """Register a :class:`PostgresBlobStore` when ``SRIBLOB_POSTGRES_DSN`` is set.
+
+    The ``sriblob.stores`` entry point ``postgres``. An invalid DSN, or a
+    missing asyncpg, is logged as an error naming the variable, and nothing
+    is registered; the DSN's password is never logged.
+
+    Args:
+        registry: Where to register the store.
+        env: The environment to read.
+        logger: Where to report problems.
+
+    .. versionadded:: 0.1.0
+    """
+    dsn = env.get(DSN_VARIABLE)
+    if not dsn:
+        return
+    if (problem := dsn_problem(dsn)) is not None:
+        logger.error(
+            "%s is invalid: %s; the postgres store is not registered.",
+            DSN_VARIABLE,
+            problem,
+        )
+        return
+    try:
+        store = PostgresBlobStore(dsn)
+    except ImportError:
+        logger.error(  # noqa: TRY400 -- the hint is the whole story
+            "%s is set, but %s The postgres store is not registered.",
+            DSN_VARIABLE,
+            _INSTALL_HINT,
+        )
+        return
+    registry.register(store)
