@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import attrs
 
-from ._store import CHUNK_SIZE, BlobSource, BlobStore
+from ._store import CHUNK_SIZE, BlobInfo, BlobSource, BlobStore
 from .exceptions import AccessDenied, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -149,6 +149,7 @@ class _Sql:
     insert_blob: str
     get: str
     find: str
+    stat: str
     open_chunks: str
     has: str
     delete: str
@@ -195,6 +196,7 @@ class _Sql:
                 " ON c.blob_id = b.id WHERE b.integrity = $1 ORDER BY c.seq"
             ),
             find=f"SELECT id, size FROM {blobs} WHERE integrity = $1",
+            stat=f"SELECT size, created_at FROM {blobs} WHERE integrity = $1",
             open_chunks=(f"SELECT data FROM {chunks} WHERE blob_id = $1 ORDER BY seq"),
             has=f"SELECT EXISTS (SELECT 1 FROM {blobs} WHERE integrity = $1)",
             delete=f"DELETE FROM {blobs} WHERE integrity = $1",
@@ -550,6 +552,13 @@ class PostgresBlobStore(BlobStore):
             failure = passthrough.error
         if failure is not None:
             raise failure
+
+    async def _stat(self, integrity: Integrity) -> BlobInfo | None:
+        with self._translate("look a blob up"):
+            row = await self._connections.fetchrow(self._sql.stat, str(integrity))
+        if row is None:
+            return None
+        return BlobInfo(str(integrity), row["size"], row["created_at"])
 
     async def _has(self, integrity: Integrity) -> bool:
         with self._translate("look a blob up"):

@@ -594,13 +594,21 @@ class BlobStore(abc.ABC):
         skipped. Order is backend-defined.
         """
         self._check_usable()
-        async for name in self._list():
-            try:
-                parsed = Integrity.parse(name)
-            except InvalidIntegrity:
-                continue
-            if str(parsed) == name:
-                yield name
+        names = self._list()
+        try:
+            async for name in names:
+                try:
+                    parsed = Integrity.parse(name)
+                except InvalidIntegrity:
+                    continue
+                if str(parsed) == name:
+                    yield name
+        finally:
+            # A consumer that stops early closes the backend's listing now,
+            # releasing its connection or cursor, not whenever GC gets to it.
+            close = getattr(names, "aclose", None)
+            if close is not None:
+                await close()
 
     # -- hooks for backends ------------------------------------------------
 
