@@ -16,6 +16,7 @@ from ._config import (
 )
 from ._integrity import Integrity, IntegrityHasher
 from ._memory import MemoryBlobStore
+from ._s3 import S3BlobStore
 from ._store import BlobReader, BlobSource, BlobStore, Data
 from .exceptions import (
     AccessDenied,
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidIntegrity",
     "MemoryBlobStore",
     "Misconfigured",
+    "S3BlobStore",
     "S3StoreConfig",
     "SriblobError",
     "StoreClosed",
