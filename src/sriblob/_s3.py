@@ -20,6 +20,9 @@ from botocore.exceptions import (
     IncompleteReadError,
     ResponseStreamingError,
 )
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 
 from ._config import MAX_PART_SIZE, MAX_PARTS, MiB, S3StoreConfig
 from ._store import CHUNK_SIZE, BlobSource, BlobStore
@@ -124,7 +127,8 @@ def streamed_part_size(number: int, configured: int) -> int:
 
     The configured size for the first 1,000 parts, doubling every 1,000
     parts after that (capped at 5 GiB): memory stays at the configured size
-    for all but huge streams, and 10,000 parts reach S3's 5 TiB object limit.
+    for all but huge streams, and from the default 8 MiB, 10,000 parts reach
+    S3's 5 TiB object limit.
     """
     step = (number - 1) // PARTS_PER_SIZE_STEP
     return min(MAX_PART_SIZE, configured << step)
@@ -266,7 +270,7 @@ class S3BlobStore(BlobStore):
             max_pool_connections=config.max_concurrency + EXTRA_CONNECTIONS,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
-            retries={"max_attempts": config.max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
             s3={"addressing_style": "path" if config.force_path_style else "virtual"},
             request_checksum_calculation=config.checksum_mode,
             response_checksum_validation=config.checksum_mode,
@@ -328,7 +332,8 @@ class S3BlobStore(BlobStore):
                 kind, what = StoreError, f"the server answered {code or status}"
         elif isinstance(
             error,
-            HTTPClientError
+            BotoConnectionError
+            | HTTPClientError
             | ResponseStreamingError
             | IncompleteReadError
             | aiohttp.ClientError
