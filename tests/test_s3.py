@@ -438,6 +438,55 @@ class TestPut:
         assert leftovers() == []
         assert stored_keys(s3_admin, store.config) == []
 
+    async def test_second_cancellation_waits_for_the_abort(
+        self, store: S3BlobStore, s3_admin: S3Client, leftovers: Callable[[], list[str]]
+    ) -> None:
+        """Cancelling again while the abort runs still lets the abort finish."""
+        data = blob(11 * MiB)
+        uploading = asyncio.Event()
+        aborting = asyncio.Event()
+        client = store._client
+        upload_part = client.upload_part
+        abort = client.abort_multipart_upload
+
+        async def spy_part(**kwargs: Any) -> Any:
+            uploading.set()
+            return await upload_part(**kwargs)
+
+        async def slow_abort(**kwargs: Any) -> Any:
+            aborting.set()
+            await asyncio.sleep(0.3)
+            return await abort(**kwargs)
+
+        client.upload_part = spy_part  # type: ignore[method-assign]
+        client.abort_multipart_upload = slow_abort  # type: ignore[method-assign]
+
+        async def stalls() -> AsyncIterator[bytes]:
+            yield data
+            await asyncio.Event().wait()
+            yield b""  # pragma: no cover -- never reached
+
+        task = asyncio.create_task(store.add(stalls()))
+        await asyncio.wait_for(uploading.wait(), 10)
+        task.cancel()
+        await asyncio.wait_for(aborting.wait(), 10)
+        task.cancel()
+
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert leftovers() == []
+        assert stored_keys(s3_admin, store.config) == []
+
+    async def test_empty_stream(self, store: S3BlobStore) -> None:
+        """An empty stream is stored as an empty object with one PutObject."""
+        sent = record(store)
+        integrity = integrity_of(b"")
+
+        await store.put(integrity, chunked(b""))
+
+        assert operations(sent)[-1] == "PutObject"
+        assert await store.get(integrity) == b""
+
     async def test_failed_part_aborts(
         self, store: S3BlobStore, leftovers: Callable[[], list[str]]
     ) -> None:
@@ -686,6 +735,7 @@ class TestErrors:
                 store.add(b"x"),
                 store.delete(integrity),
                 collect(store),
+                store.open(integrity).__aenter__(),
             ]
             for call in calls:
                 with pytest.raises(BucketNotFound) as excinfo:

@@ -317,7 +317,8 @@ class S3BlobStore(BlobStore):
         kind: type[StoreError]
         if isinstance(error, ClientError):
             code, status = _code(error), _status(error)
-            if code == "NoSuchBucket":
+            # HEAD answers carry no error code: a 404 to HeadBucket is the bucket.
+            if code == "NoSuchBucket" or (action == "HeadBucket" and status == 404):  # noqa: PLR2004
                 kind, what = BucketNotFound, "the bucket does not exist"
             elif code in _DENIED_CODES or status == 403:  # noqa: PLR2004
                 kind = AccessDenied
@@ -363,13 +364,7 @@ class S3BlobStore(BlobStore):
         if self._bucket_seen:
             return
         with self._translate("HeadBucket"):
-            try:
-                await self._client.head_bucket(Bucket=self._config.bucket)
-            except ClientError as error:
-                if _status(error) != 404:  # noqa: PLR2004
-                    raise
-                error.response.setdefault("Error", {})["Code"] = "NoSuchBucket"
-                raise
+            await self._client.head_bucket(Bucket=self._config.bucket)
         self._bucket_seen = True
 
     # -- helpers -------------------------------------------------------------
