@@ -26,6 +26,14 @@ if TYPE_CHECKING:
 BACKENDS = ["memory", "s3"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark contract tests of the S3 backend ``s3``, so ``-m "not s3"`` skips them."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "s3":
+            item.add_marker(pytest.mark.s3)
+
+
 @pytest.fixture(name="memory_backend")
 def _memory_backend() -> Backend:
     @contextlib.asynccontextmanager

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
+pytestmark = pytest.mark.s3
+
 MiB = 1024 * 1024
 
 
