@@ -507,10 +507,10 @@ class TestPut:
             return await upload_part(**kwargs)
 
         client.upload_part = failing  # type: ignore[method-assign]
-        data = blob(11 * MiB)
+        data = blob(30 * MiB)
 
         with pytest.raises(StoreUnavailable, match="UploadPart"):
-            await store.put(integrity_of(data), data)
+            await store.put(integrity_of(data), chunked(data, MiB))
 
         assert leftovers() == []
         assert await collect(store) == set()

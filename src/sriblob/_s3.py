@@ -168,6 +168,13 @@ async def _prepend(first: list[Part], rest: AsyncIterator[Part]) -> AsyncIterato
         yield part
 
 
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    """Close *iterator* if it is an async generator, releasing its source."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 async def _wait_out(task: asyncio.Future[Any]) -> None:
     """Await *task* to the end even if we are cancelled meanwhile.
 
@@ -586,7 +593,11 @@ class S3BlobStore(BlobStore):
             assert view is not None  # noqa: S101 -- size is known
             await self._put_object(key, view)
             return
-        await self._write(key, self._parts(source))
+        parts = self._parts(source)
+        try:
+            await self._write(key, parts)
+        finally:
+            await _close(parts)
 
     async def _add(self, source: BlobSource) -> Integrity:
         if source.size is not None:
@@ -602,6 +613,13 @@ class S3BlobStore(BlobStore):
                     await self._write(key, _slices(view, size))
             return source.integrity
         parts = self._parts(source)
+        try:
+            return await self._stage(source, parts)
+        finally:
+            await _close(parts)
+
+    async def _stage(self, source: BlobSource, parts: AsyncIterator[Part]) -> Integrity:
+        """Store a stream: directly if it fits in one part, else via staging."""
         first = await anext(parts, None)
         second = None if first is None else await anext(parts, None)
         if second is None:
