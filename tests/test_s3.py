@@ -27,6 +27,7 @@ from sriblob import (
     StoreError,
     StoreUnavailable,
 )
+from sriblob import _s3 as s3_module
 from sriblob._s3 import part_size_for, streamed_part_size
 from sriblob.keys import integrity_to_key
 
@@ -515,6 +516,44 @@ class TestPut:
         assert leftovers() == []
         assert await collect(store) == set()
 
+    async def test_failed_abort_is_logged_and_the_cause_raised(
+        self, store: S3BlobStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """If the abort itself fails, it is logged and the original error wins."""
+
+        async def failing_abort(**kwargs: Any) -> Any:
+            raise ConnectionResetError
+
+        store._client.abort_multipart_upload = failing_abort  # type: ignore[method-assign]
+        data = blob(12 * MiB)
+
+        with pytest.raises(IntegrityMismatch):
+            await store.put(integrity_of(data), chunked(data[:-1] + b"?", MiB))
+
+        assert "abort backend=s3" in caplog.text
+        assert "ConnectionResetError" in caplog.text
+
+    async def test_too_many_parts(
+        self,
+        store: S3BlobStore,
+        monkeypatch: pytest.MonkeyPatch,
+        leftovers: Callable[[], list[str]],
+    ) -> None:
+        """A stream needing more parts than S3 allows is refused and aborted."""
+        monkeypatch.setattr(s3_module, "MAX_PARTS", 2)
+        data = blob(11 * MiB)
+
+        with pytest.raises(ValueError, match="part_size"):
+            await store.put(integrity_of(data), chunked(data, MiB))
+
+        assert leftovers() == []
+
+    async def test_invalid_bucket_name(self, s3_config: S3StoreConfig) -> None:
+        """A request botocore refuses to send is a StoreError naming the bucket."""
+        async with opened(other_config(s3_config, bucket="no/slashes")) as store:
+            with pytest.raises(StoreError, match="no/slashes"):
+                await store.has(integrity_of(b"x"))
+
 
 class TestPartSizes:
     """How part sizes are chosen."""
@@ -595,6 +634,27 @@ class TestAdd:
 
         assert leftovers() == []
         assert await collect(store) == set()
+
+    async def test_failed_staging_cleanup_is_logged(
+        self, store: S3BlobStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A staging key that can't be deleted is logged; the blob is still added."""
+        client = store._client
+        delete = client.delete_object
+        staging = store.config.key_prefix + ".staging/"
+
+        async def failing_delete(**kwargs: Any) -> Any:
+            if kwargs["Key"].startswith(staging):
+                raise ConnectionResetError
+            return await delete(**kwargs)
+
+        client.delete_object = failing_delete  # type: ignore[method-assign]
+        data = blob(11 * MiB)
+
+        integrity = await store.add(chunked(data, MiB))
+
+        assert integrity == integrity_of(data)
+        assert "staging cleanup backend=s3" in caplog.text
 
     async def test_staging_keys_are_never_listed(
         self, store: S3BlobStore, s3_admin: S3Client
