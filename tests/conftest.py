@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
-from sriblob import BlobStore, Integrity, MemoryBlobStore
+from sriblob import BlobStore, Integrity, MemoryBlobStore, S3BlobStore, S3StoreConfig
+from sriblob.keys import integrity_to_key
 
-from .helpers import Backend
+from .helpers import MOTO_REGION, Backend, s3_leftovers
 from .postgres_server import _postgres_backend, _postgres_dsn  # noqa: F401 -- fixtures
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from mypy_boto3_s3 import S3Client
 
 #: Every backend the contract suite runs against; each needs a fixture
 #: named ``<kind>_backend`` returning a :class:`Backend`.
-BACKENDS = ["memory", "postgres"]
+BACKENDS = ["memory", "postgres", "s3"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark contract tests of the S3 backend ``s3``, so ``-m "not s3"`` skips them."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "s3":
+            item.add_marker(pytest.mark.s3)
 
 
 @pytest.fixture(name="memory_backend")
@@ -33,6 +50,75 @@ def _memory_backend() -> Backend:
         return []
 
     return Backend("memory", make, corrupt, leftovers)
+
+
+@pytest.fixture(name="moto_endpoint", scope="session")
+def _moto_endpoint() -> Iterator[str]:
+    # A real HTTP server on a free loopback port, not mock_aws: the store
+    # must speak real S3 over a socket.
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(name="s3_admin", scope="session")
+def _s3_admin(moto_endpoint: str) -> S3Client:
+    """A plain boto3 client, to arrange and inspect buckets behind the store."""
+    client: S3Client = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name=MOTO_REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return client
+
+
+@pytest.fixture(name="s3_config")
+def _s3_config(moto_endpoint: str, s3_admin: S3Client) -> Iterator[S3StoreConfig]:
+    """A config for a fresh, empty bucket on the moto server (path style)."""
+    bucket = f"sriblob-{uuid.uuid4().hex}"
+    s3_admin.create_bucket(Bucket=bucket)
+    yield S3StoreConfig(
+        bucket=bucket,
+        access_key_id="testing",
+        secret_access_key="testing",
+        endpoint=moto_endpoint,
+        region=MOTO_REGION,
+        force_path_style=True,
+        part_size=5 * 1024 * 1024,
+        multipart_threshold=5 * 1024 * 1024,
+    )
+    # Free moto's memory: every test's blobs would otherwise stay until exit.
+    for upload in s3_admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3_admin.abort_multipart_upload(
+            Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
+    for page in s3_admin.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for entry in page.get("Contents", []):
+            s3_admin.delete_object(Bucket=bucket, Key=entry["Key"])
+    s3_admin.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture(name="s3_backend")
+def _s3_backend(s3_config: S3StoreConfig, s3_admin: S3Client) -> Backend:
+    @contextlib.asynccontextmanager
+    async def make(**options: Any) -> AsyncIterator[BlobStore]:
+        async with S3BlobStore(s3_config, **options) as store:
+            yield store
+
+    async def corrupt(store: BlobStore, integrity: Integrity, data: bytes) -> None:
+        key = integrity_to_key(integrity, prefix=s3_config.key_prefix)
+        await asyncio.to_thread(
+            s3_admin.put_object, Bucket=s3_config.bucket, Key=key, Body=data
+        )
+
+    async def leftovers(store: BlobStore) -> list[str]:
+        return await asyncio.to_thread(s3_leftovers, s3_admin, s3_config)
+
+    return Backend("s3", make, corrupt, leftovers)
 
 
 @pytest.fixture(name="backend", params=BACKENDS)

@@ -5,11 +5,17 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from sriblob import BlobStore, Integrity
+from sriblob import BlobStore, Integrity, S3StoreConfig
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: The region the tests' moto buckets live in.
+MOTO_REGION: Final = "us-east-1"
 
 #: Build an open store of one backend; keyword options go to the constructor.
 MakeStore = Callable[..., AbstractAsyncContextManager[BlobStore]]
@@ -68,3 +74,12 @@ async def collect(store: BlobStore) -> set[str]:
 def integrity_of(data: bytes, algorithm: Any = "sha512") -> str:
     """Return the canonical integrity string of *data*."""
     return str(Integrity.from_bytes(data, algorithm))
+
+
+def s3_leftovers(client: S3Client, config: S3StoreConfig) -> list[str]:
+    """List what a failed S3 write must not leave: staging keys, open uploads."""
+    staging = config.key_prefix + ".staging/"
+    listed = client.list_objects_v2(Bucket=config.bucket, Prefix=staging)
+    keys = [entry["Key"] for entry in listed.get("Contents", [])]
+    uploads = client.list_multipart_uploads(Bucket=config.bucket).get("Uploads", [])
+    return keys + [f"upload:{upload['Key']}" for upload in uploads]

@@ -27,6 +27,7 @@ from ._operations import (
     verify,
 )
 from ._postgres import PostgresBlobStore
+from ._s3 import S3BlobStore
 from ._store import BlobInfo, BlobReader, BlobSource, BlobStore, Data
 from .exceptions import (
     AccessDenied,
@@ -66,6 +67,7 @@ __all__ = [
     "Misconfigured",
     "PostgresBlobStore",
     "Progress",
+    "S3BlobStore",
     "S3StoreConfig",
     "SriblobError",
     "StoreClosed",
