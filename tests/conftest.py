@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 from sriblob import BlobStore, Integrity, MemoryBlobStore, S3BlobStore, S3StoreConfig
 from sriblob.keys import integrity_to_key
 
-from .helpers import MOTO_REGION, Backend, s3_leftovers
+from .helpers import MOTO_REGION, Backend, S3Target, s3_leftovers
 from .postgres_server import _postgres_backend, _postgres_dsn  # noqa: F401 -- fixtures
 
 if TYPE_CHECKING:
@@ -52,50 +52,61 @@ def _memory_backend() -> Backend:
     return Backend("memory", make, corrupt, leftovers)
 
 
-@pytest.fixture(name="moto_endpoint", scope="session")
-def _moto_endpoint() -> Iterator[str]:
+@pytest.fixture(name="s3_target", scope="session")
+def _s3_target() -> Iterator[S3Target]:
+    """The S3 server under test: the one SRIBLOB_TEST_S3_* names, else moto."""
+    target = S3Target.from_env()
+    if target is not None:
+        yield target
+        return
     # A real HTTP server on a free loopback port, not mock_aws: the store
     # must speak real S3 over a socket.
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    yield S3Target.known(
+        "moto",
+        endpoint=f"http://{host}:{port}",
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
     server.stop()
 
 
 @pytest.fixture(name="s3_admin", scope="session")
-def _s3_admin(moto_endpoint: str) -> S3Client:
+def _s3_admin(s3_target: S3Target) -> S3Client:
     """A plain boto3 client, to arrange and inspect buckets behind the store."""
     client: S3Client = boto3.client(
         "s3",
-        endpoint_url=moto_endpoint,
+        endpoint_url=s3_target.endpoint,
         region_name=MOTO_REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=s3_target.access_key_id,
+        aws_secret_access_key=s3_target.secret_access_key,
     )
     return client
 
 
 @pytest.fixture(name="s3_config")
-def _s3_config(moto_endpoint: str, s3_admin: S3Client) -> Iterator[S3StoreConfig]:
-    """A config for a fresh, empty bucket on the moto server (path style)."""
+def _s3_config(s3_target: S3Target, s3_admin: S3Client) -> Iterator[S3StoreConfig]:
+    """A config for a fresh, empty bucket on the server under test (path style)."""
     bucket = f"sriblob-{uuid.uuid4().hex}"
     s3_admin.create_bucket(Bucket=bucket)
     yield S3StoreConfig(
         bucket=bucket,
-        access_key_id="testing",
-        secret_access_key="testing",
-        endpoint=moto_endpoint,
+        access_key_id=s3_target.access_key_id,
+        secret_access_key=s3_target.secret_access_key,
+        endpoint=s3_target.endpoint,
         region=MOTO_REGION,
         force_path_style=True,
         part_size=5 * 1024 * 1024,
         multipart_threshold=5 * 1024 * 1024,
     )
-    # Free moto's memory: every test's blobs would otherwise stay until exit.
-    for upload in s3_admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-        s3_admin.abort_multipart_upload(
-            Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-        )
+    # Free the server's memory: every test's blobs would otherwise stay until exit.
+    if s3_target.lists_uploads:
+        for upload in s3_admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            s3_admin.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
     for page in s3_admin.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for entry in page.get("Contents", []):
             s3_admin.delete_object(Bucket=bucket, Key=entry["Key"])

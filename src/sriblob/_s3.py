@@ -333,6 +333,11 @@ class S3BlobStore(BlobStore):
                     f"access denied ({code or status}); check the access key id, "
                     "the secret access key and the bucket policy"
                 )
+            elif code == "NotImplemented" or status == 501:  # noqa: PLR2004
+                # Not transient: small S3-compatible servers lack whole
+                # operations (s3rver: UploadPartCopy, AbortMultipartUpload).
+                kind = StoreError
+                what = f"the server does not implement {action} ({code or status})"
             elif code in _UNAVAILABLE_CODES or status >= 500:  # noqa: PLR2004
                 kind = StoreUnavailable
                 what = f"the server kept failing ({code or status}) after retries"
