@@ -1,8 +1,15 @@
-"""Development tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``bench``."""
+"""Development tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``.
+
+``nox -s compat`` runs the S3 suite against every S3 server we support.
+"""
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import tempfile
+import time
+from pathlib import Path
 
 import nox
 
@@ -76,3 +83,73 @@ def docs(session: nox.Session) -> None:
         "docs",
         f"{build}/doctest",
     )
+
+
+#: Servers ``compat`` runs the S3 suite against, in order. moto is started
+#: by the tests themselves; the others by their script under compat/.
+COMPAT_TARGETS = ["moto", "s3rver", "ceph"]
+COMPAT_SCRIPTS = {"s3rver": "compat/s3rver.sh", "ceph": "compat/ceph-rgw.sh"}
+COMPAT_TESTS = [
+    "tests/test_contract.py",
+    "tests/test_s3.py",
+    "tests/test_interop_bun.py",
+    "tests/test_compat_servers.py",
+]
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    """Parse the ``export NAME=value`` lines a compat script wrote."""
+    env = {}
+    for line in path.read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = " ".join(shlex.split(value))
+    return env
+
+
+@nox.session(python="3.11")
+def compat(session: nox.Session) -> None:
+    """Run the contract, S3 and Bun interop tests against moto, s3rver and Ceph RGW.
+
+    Each server runs on loopback and is stopped even when its tests fail.
+    Needs ``bash compat/install.sh`` first. ``nox -s compat -- ceph`` picks
+    targets; arguments after ``--`` that aren't target names go to pytest.
+    """
+    targets = [a for a in session.posargs if a in COMPAT_TARGETS] or COMPAT_TARGETS
+    pytest_args = [a for a in session.posargs if a not in COMPAT_TARGETS]
+    missing = [
+        what
+        for what, present in [
+            ("radosgw", shutil.which("radosgw") is not None),
+            ("bun", Path("compat/node_modules/.bin/bun").exists()),
+            ("s3rver", Path("compat/node_modules/s3rver").is_dir()),
+        ]
+        if not present and (what != "radosgw" or "ceph" in targets)
+    ]
+    if missing:
+        session.error(f"{', '.join(missing)} missing: run `bash compat/install.sh`.")
+    _install(session, "-e", ".", "--group", "tests")
+    failed, timings = [], []
+    for target in targets:
+        started = time.monotonic()
+        env = {"SRIBLOB_TEST_REQUIRE_BUN": "1"}
+        workdir = Path(tempfile.mkdtemp(prefix=f"sriblob-compat-{target}-"))
+        script = COMPAT_SCRIPTS.get(target)
+        try:
+            if script is not None:
+                session.run("bash", script, "start", str(workdir), external=True)
+                env |= _read_env(workdir / "env")
+            session.log(f"compat: {target} {env.get('SRIBLOB_TEST_S3_VERSION', '')}")
+            session.run(
+                "pytest", "-m", "s3", "-p", "no:cacheprovider",
+                *COMPAT_TESTS, *pytest_args, env=env,
+            )  # fmt: skip
+        except nox.command.CommandFailed:
+            failed.append(target)
+        finally:
+            if script is not None:
+                session.run("bash", script, "stop", str(workdir), external=True)
+            shutil.rmtree(workdir, ignore_errors=True)
+            timings.append(f"{target} {time.monotonic() - started:.0f} s")
+    session.log(f"compat: {', '.join(timings)}")
+    if failed:
+        session.error(f"compat failed on: {', '.join(failed)}")

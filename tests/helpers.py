@@ -48,6 +48,10 @@ class S3Target:
         copies_parts: Whether UploadPartCopy works (s3rver: no).
         multipart_etags: Whether a multipart object's ETag ends in
             ``-<parts>`` as on AWS (s3rver: a plain MD5).
+        complete_etag: Whether CompleteMultipartUpload answers with the
+            object's ETag (Ceph RGW 16: empty).
+        conditional_create: Whether ``If-None-Match: *`` refuses to
+            overwrite (s3rver ignores it).
     """
 
     name: str
@@ -61,6 +65,8 @@ class S3Target:
     aborts_uploads: bool = True
     copies_parts: bool = True
     multipart_etags: bool = True
+    complete_etag: bool = True
+    conditional_create: bool = True
 
     @classmethod
     def from_env(cls) -> S3Target | None:
@@ -91,7 +97,10 @@ class S3Target:
                 aborts_uploads=False,
                 copies_parts=False,
                 multipart_etags=False,
+                conditional_create=False,
             )
+        elif name == "ceph":
+            fields.update(complete_etag=False)
         return cls(name=name, **fields)
 
 
