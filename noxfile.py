@@ -138,7 +138,12 @@ def compat(session: nox.Session) -> None:
             if script is not None:
                 session.run("bash", script, "start", str(workdir), external=True)
                 env |= _read_env(workdir / "env")
-            session.log(f"compat: {target} {env.get('SRIBLOB_TEST_S3_VERSION', '')}")
+            if script is None:
+                session.run(
+                    "python", "-c", "import moto; print('moto', moto.__version__)"
+                )
+            else:
+                session.log(f"compat: {target} {env['SRIBLOB_TEST_S3_VERSION']}")
             session.run(
                 "pytest", "-m", "s3", "-p", "no:cacheprovider",
                 *COMPAT_TESTS, *pytest_args, env=env,
