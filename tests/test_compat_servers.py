@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 from botocore.exceptions import ClientError
 
@@ -138,17 +139,7 @@ class TestChecksums:
         self, s3_config: S3StoreConfig, mode: str
     ) -> None:
         """Both checksum settings store and read single and multipart blobs."""
-        config = S3StoreConfig(
-            bucket=s3_config.bucket,
-            access_key_id=s3_config.access_key_id,
-            secret_access_key=s3_config.secret_access_key,
-            endpoint=s3_config.endpoint,
-            region=s3_config.region,
-            force_path_style=True,
-            part_size=5 * MiB,
-            multipart_threshold=5 * MiB,
-            checksum_mode=mode,  # type: ignore[arg-type]
-        )
+        config = attrs.evolve(s3_config, checksum_mode=mode)  # type: ignore[arg-type]
         async with S3BlobStore(config) as store:
             for data in [b"small", blob(11 * MiB)]:
                 integrity = await store.add(data)
@@ -175,14 +166,7 @@ class TestMissing:
 
     async def test_store_maps_a_missing_bucket(self, s3_config: S3StoreConfig) -> None:
         """has() of a missing bucket is BucketNotFound, told apart by HeadBucket."""
-        config = S3StoreConfig(
-            bucket=f"missing-{uuid.uuid4().hex}",
-            access_key_id=s3_config.access_key_id,
-            secret_access_key=s3_config.secret_access_key,
-            endpoint=s3_config.endpoint,
-            region=s3_config.region,
-            force_path_style=True,
-        )
+        config = attrs.evolve(s3_config, bucket=f"missing-{uuid.uuid4().hex}")
         async with S3BlobStore(config) as store:
             with pytest.raises(BucketNotFound):
                 await store.has(integrity_of(b"x"))
