@@ -14,6 +14,7 @@ from ._config import (
     Unconfigured,
     load_s3_config_from_env,
 )
+from ._filesystem import FilesystemBlobStore
 from ._integrity import Integrity, IntegrityHasher
 from ._memory import MemoryBlobStore
 from ._store import BlobReader, BlobSource, BlobStore, Data
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigurationError",
     "Configured",
     "Data",
+    "FilesystemBlobStore",
     "Integrity",
     "IntegrityHasher",
     "IntegrityMismatch",
