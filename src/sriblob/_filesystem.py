@@ -44,17 +44,18 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _make_dirs(path: Path, top: Path) -> None:
-    """Create *path* and its parents up to *top*, syncing each new entry."""
+    """Create *path* and its parents, syncing each new entry below *top*."""
     if path.is_dir():
         return
-    if path != top:
-        _make_dirs(path.parent, top)
+    if path == top:
+        path.mkdir(parents=True, exist_ok=True)
+        return
+    _make_dirs(path.parent, top)
     try:
         path.mkdir()
     except FileExistsError:
         return  # a concurrent writer made it
-    if path != top:
-        _fsync_dir(path.parent)
+    _fsync_dir(path.parent)
 
 
 class _TempFile:
