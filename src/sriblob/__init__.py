@@ -17,6 +17,7 @@ from ._config import (
 from ._filesystem import FilesystemBlobStore
 from ._integrity import Integrity, IntegrityHasher
 from ._memory import MemoryBlobStore
+from ._registry import BlobStoreRegistry, default_registry
 from ._store import BlobReader, BlobSource, BlobStore, Data
 from .exceptions import (
     AccessDenied,
@@ -39,6 +40,7 @@ __all__ = [
     "BlobReader",
     "BlobSource",
     "BlobStore",
+    "BlobStoreRegistry",
     "BlobTooLarge",
     "BucketNotFound",
     "ConfigurationError",
@@ -58,6 +60,7 @@ __all__ = [
     "StoreUnavailable",
     "Unconfigured",
     "UnknownBackend",
+    "default_registry",
     "load_s3_config_from_env",
 ]
 
