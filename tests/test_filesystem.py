@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from typing import TYPE_CHECKING
 
 import pytest
 
 from sriblob import FilesystemBlobStore, Integrity, InvalidIntegrity
+from sriblob._filesystem import _TempFile
 from sriblob.keys import integrity_to_key
 
 from .helpers import blob, chunked, collect, integrity_of
@@ -212,6 +214,37 @@ class TestTempFiles:
 
         assert temp_files(tmp_path) == []
         assert await collect(store) == set()
+
+    async def test_cancelled_while_creating_temp(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A put cancelled while its temp file is being created removes it later."""
+        store = FilesystemBlobStore(tmp_path)
+        entered, gate = threading.Event(), threading.Event()
+        created: list[Path] = []
+        real_create = _TempFile.create
+
+        def slow_create(directory: Path, top: Path) -> _TempFile:
+            entered.set()
+            gate.wait(10)
+            temp = real_create(directory, top)
+            created.append(temp.path)
+            return temp
+
+        monkeypatch.setattr(_TempFile, "create", slow_create)
+        task = asyncio.create_task(store.put(integrity_of(SMALL), chunked(SMALL)))
+        await asyncio.to_thread(entered.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()
+        for _ in range(500):
+            if created and not created[0].exists():
+                break
+            await asyncio.sleep(0.01)
+
+        assert len(created) == 1
+        assert not created[0].exists()
 
     async def test_cancelled_add_leaves_no_temp(self, tmp_path: Path) -> None:
         """Cancelling a streamed add mid-way removes its staging file."""

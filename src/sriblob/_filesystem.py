@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import secrets
 import threading
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Final, TypeVar
 
 from ._integrity import Integrity, coerce_integrity
 from ._store import CHUNK_SIZE, BlobSource, BlobStore
@@ -18,11 +19,13 @@ from .exceptions import InvalidIntegrity
 from .keys import integrity_to_key, key_to_integrity
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Generator, Iterator
+    from collections.abc import AsyncIterator, Callable, Generator, Iterator
 
     from ._compat import Buffer
 
 __all__ = ["FilesystemBlobStore"]
+
+_T = TypeVar("_T")
 
 #: Every temp file's name starts with this; listings never show them.
 TEMP_PREFIX: Final = ".tmp-"
@@ -117,6 +120,27 @@ class _TempFile:
                 self.path.unlink()
 
 
+async def _acquire(acquire: Callable[[], _T], release: Callable[[_T], None]) -> _T:
+    """Run *acquire* in a worker thread and return what it returns.
+
+    A worker thread can't be stopped: if the caller is cancelled meanwhile,
+    the thread still creates its file, and *release* (in a thread too)
+    removes or closes it once the thread is done.
+    """
+    acquiring = asyncio.ensure_future(asyncio.to_thread(acquire))
+    try:
+        return await asyncio.shield(acquiring)
+    except asyncio.CancelledError:
+
+        def release_later(done: asyncio.Future[_T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                loop = asyncio.get_running_loop()
+                loop.run_in_executor(None, release, done.result())
+
+        acquiring.add_done_callback(release_later)
+        raise
+
+
 async def _discard(temp: _TempFile) -> None:
     # Shielded: even if the caller is cancelled again, the worker thread
     # still removes the file.
@@ -195,7 +219,10 @@ class FilesystemBlobStore(BlobStore):
 
     async def _stream_to_temp(self, source: BlobSource, directory: Path) -> _TempFile:
         """Write *source* to a new temp file; remove it on any error."""
-        temp = await asyncio.to_thread(_TempFile.create, directory, self._root)
+        temp = await _acquire(
+            functools.partial(_TempFile.create, directory, self._root),
+            _TempFile.discard,
+        )
         try:
             async for chunk in source.chunks():
                 await asyncio.to_thread(temp.write, chunk)
@@ -261,8 +288,9 @@ class FilesystemBlobStore(BlobStore):
         self, integrity: Integrity
     ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
         try:
-            file, size = await asyncio.to_thread(
-                self._open_sized, self.path_of(integrity)
+            file, size = await _acquire(
+                functools.partial(self._open_sized, self.path_of(integrity)),
+                lambda opened: opened[0].close(),
             )
         except FileNotFoundError:
             raise self._not_found(integrity) from None
