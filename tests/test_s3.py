@@ -730,7 +730,7 @@ class TestList:
             listing = store.list()
             await anext(listing)
             assert operations(sent) == ["ListObjectsV2"]
-            await listing.aclose()  # type: ignore[attr-defined]
+            await listing.aclose()
 
     async def test_skips_foreign_keys(
         self, store: S3BlobStore, s3_admin: S3Client

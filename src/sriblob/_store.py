@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt  # noqa: TC003 -- BlobInfo's annotations resolve at runtime
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Final, Self, TypeAlias
 
 import attrs
@@ -586,7 +586,7 @@ class BlobStore(abc.ABC):
         await self._delete(wanted)
         logger.debug("delete backend=%s integrity=%s", self._id, wanted)
 
-    async def list(self) -> AsyncIterator[str]:
+    async def list(self) -> AsyncGenerator[str, None]:
         """Yield the canonical integrity of every blob, as the backend pages.
 
         The listing is never held whole in memory. Objects whose names don't
