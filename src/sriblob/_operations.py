@@ -587,11 +587,13 @@ async def collect_garbage(
     and recording it.
 
     **What is not protected.** Putting a blob that is already stored is a
-    no-op and doesn't renew its storage time, so a writer that "puts" an
-    old, unreferenced blob and records it after *live* was read can lose it
-    to a concurrent collection. Writers that reuse blobs should record the
-    reference first, or check :meth:`BlobStore.has` after recording it and
-    put the blob again if it is gone.
+    no-op and, except in :class:`~sriblob.FilesystemBlobStore` (which
+    renews the file's modification time), doesn't renew its storage time,
+    so a writer that "puts" an old, unreferenced blob and records it after
+    *live* was read can lose it to a concurrent collection. Writers that
+    reuse blobs should record the reference first, or check
+    :meth:`BlobStore.has` after recording it and put the blob again if it
+    is gone.
 
     Args:
         store: The store to collect.
