@@ -653,18 +653,11 @@ async def collect_garbage(
                     total=len(snapshot),
                 )
             )
-    doomed, bytes_freed, kept, spared = (
-        run.doomed,
-        run.bytes_freed,
-        run.kept,
-        run.spared,
-    )
-
     report = GarbageReport(
-        deleted=tuple(sorted(doomed)),
-        bytes_freed=bytes_freed,
-        kept=kept,
-        spared_fresh=spared,
+        deleted=tuple(sorted(run.doomed)),
+        bytes_freed=run.bytes_freed,
+        kept=run.kept,
+        spared_fresh=run.spared,
         dry_run=dry_run,
     )
     logger.info(
