@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sriblob import FilesystemBlobStore, Integrity, InvalidIntegrity
+from sriblob import FilesystemBlobStore, Integrity, InvalidIntegrity, collect_garbage
 from sriblob._filesystem import _TempFile
 from sriblob.keys import integrity_to_key
 
@@ -44,6 +45,114 @@ def run_python(code: str, *args: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+LONG_AGO = dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def age(path: Path) -> None:
+    """Set *path*'s modification time to LONG_AGO."""
+    stamp = LONG_AGO.timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+class TestStat:
+    """stat() from one os.stat, and the storage time a re-put renews."""
+
+    async def test_size_and_mtime(self, tmp_path: Path) -> None:
+        """stat() gives the file's size and its mtime as a UTC-aware stored_at."""
+        store = FilesystemBlobStore(tmp_path)
+        integrity = await store.add(SMALL)
+        age(store.path_of(integrity))
+
+        info = await store.stat(integrity)
+
+        assert info is not None
+        assert info.integrity == integrity
+        assert info.size == len(SMALL)
+        assert info.stored_at == LONG_AGO
+        assert info.stored_at.tzinfo is dt.UTC
+
+    async def test_missing_blob(self, tmp_path: Path) -> None:
+        """stat() of an absent blob, or of a directory in its place, is None."""
+        store = FilesystemBlobStore(tmp_path)
+        integrity = integrity_of(SMALL)
+
+        assert await store.stat(integrity) is None
+        store.path_of(integrity).mkdir(parents=True)
+        assert await store.stat(integrity) is None
+
+    async def test_stat_reads_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """stat() never opens the blob's file."""
+        store = FilesystemBlobStore(tmp_path)
+        integrity = await store.add(SMALL)
+
+        def no_open(*args: object, **kwargs: object) -> None:
+            raise AssertionError("opened")
+
+        monkeypatch.setattr(FilesystemBlobStore, "_open", no_open)
+        info = await store.stat(integrity)
+
+        assert info is not None
+        assert info.size == len(SMALL)
+
+    @pytest.mark.parametrize("how", ["put", "add bytes", "add stream"])
+    async def test_reput_renews_stored_at(self, tmp_path: Path, how: str) -> None:
+        """Putting a stored blob again renews its mtime and writes no new file."""
+        store = FilesystemBlobStore(tmp_path)
+        integrity = await store.add(SMALL)
+        path = store.path_of(integrity)
+        inode = path.stat().st_ino
+        age(path)
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+
+        if how == "put":
+            await store.put(integrity, SMALL)
+        elif how == "add bytes":
+            await store.add(SMALL)
+        else:
+            await store.add(chunked(SMALL, 3))
+
+        info = await store.stat(integrity)
+        assert info is not None
+        assert info.stored_at is not None
+        assert info.stored_at >= before
+        assert path.stat().st_ino == inode
+        assert temp_files(tmp_path) == []
+
+    async def test_grace_spares_a_reused_blob(self, tmp_path: Path) -> None:
+        """collect_garbage spares an old, unreferenced blob that was just put again."""
+        store = FilesystemBlobStore(tmp_path)
+        reused = await store.add(b"reused")
+        stale = await store.add(b"stale")
+        age(store.path_of(reused))
+        age(store.path_of(stale))
+        await store.put(reused, b"reused")
+
+        report = await collect_garbage(
+            store, [], dry_run=False, grace=dt.timedelta(hours=1)
+        )
+
+        assert report.deleted == (stale,)
+        assert report.spared_fresh == 1
+        assert await store.has(reused)
+
+    async def test_reput_on_a_read_only_file_still_succeeds(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Re-putting a blob whose mtime can't be changed still succeeds."""
+        store = FilesystemBlobStore(tmp_path)
+        integrity = await store.add(SMALL)
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "utime", refuse)
+        await store.put(integrity, SMALL)
+
+        assert await store.get(integrity) == SMALL
 
 
 class TestLayout:

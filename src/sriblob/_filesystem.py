@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import itertools
 import os
 import secrets
+import stat
 import threading
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final, TypeVar
 
 from ._integrity import Integrity, coerce_integrity
-from ._store import CHUNK_SIZE, BlobSource, BlobStore
+from ._store import CHUNK_SIZE, BlobInfo, BlobSource, BlobStore
 from .exceptions import InvalidIntegrity
 from .keys import integrity_to_key, key_to_integrity
 
@@ -161,6 +163,15 @@ class FilesystemBlobStore(BlobStore):
     name, is synced, and renamed into place only after it verified, so a
     reader (or a crash) never sees a partial blob under its final name.
     Concurrent writers of one blob, in any number of processes, are safe.
+
+    A blob's storage time (:attr:`~sriblob.BlobInfo.stored_at`, from
+    :meth:`~sriblob.BlobStore.stat`) is its file's modification time.
+    Putting (or adding) a blob that is already stored writes nothing but
+    renews that time, so :func:`~sriblob.collect_garbage`'s grace period
+    protects a blob a writer has just reused as it protects a new one. (If
+    the file's time can't be changed, a read-only store for instance, the
+    put still succeeds.)
+
     File I/O runs in worker threads and never blocks the event loop; streams
     are written chunk by chunk, never held whole in memory.
 
@@ -238,9 +249,24 @@ class FilesystemBlobStore(BlobStore):
             await _discard(temp)
             raise
 
+    @staticmethod
+    def _renew(path: Path) -> bool:
+        """Return whether *path* is a stored blob, renewing its mtime if so.
+
+        The mtime is the blob's storage time: a put of a stored blob renews
+        it, so garbage collection's grace period covers a reused blob too.
+        """
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        except OSError:  # read-only, not ours: the blob is still there to serve
+            pass
+        return path.is_file()
+
     async def _put(self, integrity: Integrity, source: BlobSource) -> None:
         final = self.path_of(integrity)
-        if await asyncio.to_thread(final.is_file):
+        if await asyncio.to_thread(self._renew, final):
             return
         view = await source.buffer()
         if view is not None:
@@ -253,14 +279,14 @@ class FilesystemBlobStore(BlobStore):
         view = await source.buffer()
         if view is not None:
             final = self.path_of(source.integrity)
-            if not await asyncio.to_thread(final.is_file):
+            if not await asyncio.to_thread(self._renew, final):
                 await asyncio.to_thread(self._write_whole, final, view)
             return source.integrity
         # The name is known only at the end: stage at the top of the tree,
         # on the same file system, so the rename stays atomic.
         temp = await self._stream_to_temp(source, self._blobs)
         final = self.path_of(source.integrity)
-        if await asyncio.to_thread(final.is_file):
+        if await asyncio.to_thread(self._renew, final):
             await _discard(temp)
         else:
             await self._commit(temp, final)
@@ -307,6 +333,17 @@ class FilesystemBlobStore(BlobStore):
 
     async def _has(self, integrity: Integrity) -> bool:
         return await asyncio.to_thread(self.path_of(integrity).is_file)
+
+    async def _stat(self, integrity: Integrity) -> BlobInfo | None:
+        """Answer with one ``os.stat``: the size, and the mtime as ``stored_at``."""
+        try:
+            result = await asyncio.to_thread(os.stat, self.path_of(integrity))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(result.st_mode):
+            return None
+        stored_at = dt.datetime.fromtimestamp(result.st_mtime, dt.UTC)
+        return BlobInfo(str(integrity), result.st_size, stored_at)
 
     async def _delete(self, integrity: Integrity) -> None:
         await asyncio.to_thread(self.path_of(integrity).unlink, missing_ok=True)

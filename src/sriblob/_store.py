@@ -591,10 +591,12 @@ class BlobStore(abc.ABC):
 
         The listing is never held whole in memory. Objects whose names don't
         decode to a canonical integrity (foreign keys, temp files) are
-        skipped. Order is backend-defined.
+        skipped. Order is backend-defined. One debug line is logged when the
+        listing ends (or is closed early), with the number of blobs yielded.
         """
         self._check_usable()
         names = self._list()
+        count = 0
         try:
             async for name in names:
                 try:
@@ -602,8 +604,10 @@ class BlobStore(abc.ABC):
                 except InvalidIntegrity:
                     continue
                 if str(parsed) == name:
+                    count += 1
                     yield name
         finally:
+            logger.debug("list backend=%s count=%d", self._id, count)
             # A consumer that stops early closes the backend's listing now,
             # releasing its connection or cursor, not whenever GC gets to it.
             close = getattr(names, "aclose", None)
