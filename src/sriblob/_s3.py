@@ -92,6 +92,13 @@ def _status(error: ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
+def _not_implemented(error: BaseException | None) -> bool:
+    """Whether *error* says the server lacks the operation (501 NotImplemented)."""
+    return isinstance(error, ClientError) and (
+        _code(error) == "NotImplemented" or _status(error) == 501  # noqa: PLR2004
+    )
+
+
 def _body(data: Part) -> io.BytesIO:
     """Return *data* as a request body, copying only slices of larger buffers.
 
@@ -334,7 +341,7 @@ class S3BlobStore(BlobStore):
                     f"access denied ({code or status}); check the access key id, "
                     "the secret access key and the bucket policy"
                 )
-            elif code == "NotImplemented" or status == 501:  # noqa: PLR2004
+            elif _not_implemented(error):
                 # Not transient: small S3-compatible servers lack whole
                 # operations (s3rver: UploadPartCopy, AbortMultipartUpload).
                 kind = StoreError
@@ -534,6 +541,45 @@ class S3BlobStore(BlobStore):
                     Bucket=bucket, Key=key, CopySource=copy_source
                 )
             return
+        try:
+            await self._copy_in_parts(copy_source, key, size)
+        except StoreError as error:
+            if not _not_implemented(error.__cause__):
+                raise
+            # Small servers (s3rver) lack UploadPartCopy: read the staged
+            # object back and upload it again, part by part. It was verified
+            # on its way in, as a server-side copy would trust it too.
+            logger.info(
+                "copy backend=%s bucket=%s key=%s: UploadPartCopy not "
+                "implemented, copying through the client",
+                self.id,
+                bucket,
+                key,
+            )
+            await self._copy_through(source_key, key)
+
+    async def _copy_through(self, source_key: str, key: str) -> None:
+        """Copy *source_key* to *key* by streaming it down and up again."""
+        with self._translate("GetObject"):
+            response = await self._client.get_object(
+                Bucket=self._config.bucket, Key=source_key
+            )
+        body = response["Body"]
+        configured = self._config.part_size
+        parts = _rechunk(
+            self._read(body), lambda number: streamed_part_size(number, configured)
+        )
+        try:
+            await self._write(key, parts)
+        finally:
+            await _close(parts)
+            body.close()
+
+    async def _copy_in_parts(
+        self, copy_source: CopySourceTypeDef, key: str, size: int
+    ) -> None:
+        """Copy *copy_source* to *key* with UploadPartCopy (above 5 GiB)."""
+        bucket = self._config.bucket
         part_size = part_size_for(size, self._copy_part_size)
         ranges = [
             f"bytes={start}-{min(start + part_size, size) - 1}"
