@@ -76,3 +76,14 @@ def docs(session: nox.Session) -> None:
         "docs",
         f"{build}/doctest",
     )
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmark sriblob against its peers on a local moto server.
+
+    ``nox -s bench -- --quick`` smoke-tests it; ``-- --write-docs`` updates
+    docs/benchmarks.md and docs/benchmarks.json. See ``bench/run.py --help``.
+    """
+    _install(session, "-e", ".", "--group", "bench")
+    session.run("python", "bench/run.py", *session.posargs)
