@@ -119,7 +119,11 @@ def seed_listing(endpoint: str, count: int) -> float:
         keys.append(integrity_to_key(integrity))
     started = time.perf_counter()
     with ThreadPoolExecutor(32) as pool:
-        list(pool.map(lambda k: client.put_object(Bucket=LIST_BUCKET, Key=k, Body=b"x"), keys))
+        list(
+            pool.map(
+                lambda k: client.put_object(Bucket=LIST_BUCKET, Key=k, Body=b"x"), keys
+            )
+        )
     return time.perf_counter() - started
 
 
@@ -264,7 +268,9 @@ class Bench:
         if self.wanted("w1get"):
             # The blob every contender downloads, stored under sriblob's key.
             print("seeding the W1 blob", flush=True)
-            seeded = self.worker("sriblob", "w1put", *size, "--integrity", big_integrity)
+            seeded = self.worker(
+                "sriblob", "w1put", *size, "--integrity", big_integrity
+            )
             if "error" in seeded:
                 self.errors.append(f"seed w1: {seeded['error']}")
         if self.wanted("w3"):
@@ -282,11 +288,15 @@ class Bench:
             if self.wanted("w1put"):
                 for contender in S3_CONTENDERS:
                     extra = [*size, "--integrity", big_integrity]
-                    self.record("w1put", contender, self.worker(contender, "w1put", *extra))
+                    self.record(
+                        "w1put", contender, self.worker(contender, "w1put", *extra)
+                    )
             if self.wanted("w1get"):
                 for contender in S3_CONTENDERS:
                     extra = [*size, "--key", big_key, "--integrity", big_integrity]
-                    self.record("w1get", contender, self.worker(contender, "w1get", *extra))
+                    self.record(
+                        "w1get", contender, self.worker(contender, "w1get", *extra)
+                    )
             if self.wanted("w1b"):
                 extra = ["--size", str(self.huge), "--seed", "w1b"]
                 self.record("w1b", "sriblob", self.worker("sriblob", "w1b", *extra))
@@ -321,7 +331,9 @@ class Bench:
                 metrics: dict[str, list[float]] = {}
                 for result in results:
                     for key, value in result.items():
-                        if isinstance(value, int | float) and not isinstance(value, bool):
+                        if isinstance(value, int | float) and not isinstance(
+                            value, bool
+                        ):
                             metrics.setdefault(key, []).append(float(value))
                 out.setdefault(workload, {})[contender] = {
                     key: summarize(values) for key, values in metrics.items()
@@ -329,7 +341,9 @@ class Bench:
         return out
 
 
-def median(summary: dict[str, Any], workload: str, contender: str, key: str) -> float | None:
+def median(
+    summary: dict[str, Any], workload: str, contender: str, key: str
+) -> float | None:
     try:
         return float(summary[workload][contender][key]["median"])
     except KeyError:
@@ -344,7 +358,14 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
 
-    def ratio(name: str, value: float | None, reference: float | None, target: float, *, lower_is_better: bool = False) -> None:
+    def ratio(
+        name: str,
+        value: float | None,
+        reference: float | None,
+        target: float,
+        *,
+        lower_is_better: bool = False,
+    ) -> None:
         if value is None or reference is None or reference == 0:
             rows.append({"target": name, "ratio": None, "goal": target, "pass": None})
             return
@@ -374,24 +395,74 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         )
 
     sha512 = m("limits", "limits", "sha512_mbps")
-    ratio("W1 get: sriblob verified / aioboto3 unverified", m("w1get", "sriblob", "get_mbps"), m("w1get", "aioboto3", "get_mbps"), 1.0)
-    ratio("W1 get: sriblob verified / sha512 one-core limit", m("w1get", "sriblob", "get_mbps"), sha512, 0.7)
+    ratio(
+        "W1 get: sriblob verified / aioboto3 unverified",
+        m("w1get", "sriblob", "get_mbps"),
+        m("w1get", "aioboto3", "get_mbps"),
+        1.0,
+    )
+    ratio(
+        "W1 get: sriblob verified / sha512 one-core limit",
+        m("w1get", "sriblob", "get_mbps"),
+        sha512,
+        0.7,
+    )
     absolute("W1 get: sriblob peak RSS, MiB", m("w1get", "sriblob", "peak_rss_mib"), 96)
     best_put = max(
-        (v for v in (m("w1put", "aioboto3", "put_mbps"), m("w1put", "boto3", "put_mbps")) if v is not None),
+        (
+            v
+            for v in (
+                m("w1put", "aioboto3", "put_mbps"),
+                m("w1put", "boto3", "put_mbps"),
+            )
+            if v is not None
+        ),
         default=None,
     )
-    ratio("W1 put: sriblob / best of aioboto3, boto3 upload_file", m("w1put", "sriblob", "put_mbps"), best_put, 1.0)
-    absolute("W1 put: sriblob peak RSS, MiB", m("w1put", "sriblob", "peak_rss_mib"), 160)
-    absolute("W1b: sriblob peak RSS, 1 GiB both ways, MiB", m("w1b", "sriblob", "peak_rss_mib"), 200)
+    ratio(
+        "W1 put: sriblob / best of aioboto3, boto3 upload_file",
+        m("w1put", "sriblob", "put_mbps"),
+        best_put,
+        1.0,
+    )
+    absolute(
+        "W1 put: sriblob peak RSS, MiB", m("w1put", "sriblob", "peak_rss_mib"), 160
+    )
+    absolute(
+        "W1b: sriblob peak RSS, 1 GiB both ways, MiB",
+        m("w1b", "sriblob", "peak_rss_mib"),
+        200,
+    )
     for phase in ("put", "has", "get"):
-        ratio(f"W2 {phase}: sriblob CPU per op / aioboto3", m("w2", "sriblob", f"{phase}_cpu_ms"), m("w2", "aioboto3", f"{phase}_cpu_ms"), 1.1, lower_is_better=True)
-        ratio(f"W2 {phase}: sriblob ops/s / aioboto3", m("w2", "sriblob", f"{phase}_ops"), m("w2", "aioboto3", f"{phase}_ops"), 0.95)
-    ratio("W3: sriblob list time / aioboto3 paginator", m("w3", "sriblob", "list_s"), m("w3", "aioboto3", "list_s"), 1.1, lower_is_better=True)
+        ratio(
+            f"W2 {phase}: sriblob CPU per op / aioboto3",
+            m("w2", "sriblob", f"{phase}_cpu_ms"),
+            m("w2", "aioboto3", f"{phase}_cpu_ms"),
+            1.1,
+            lower_is_better=True,
+        )
+        ratio(
+            f"W2 {phase}: sriblob ops/s / aioboto3",
+            m("w2", "sriblob", f"{phase}_ops"),
+            m("w2", "aioboto3", f"{phase}_ops"),
+            0.95,
+        )
+    ratio(
+        "W3: sriblob list time / aioboto3 paginator",
+        m("w3", "sriblob", "list_s"),
+        m("w3", "aioboto3", "list_s"),
+        1.1,
+        lower_is_better=True,
+    )
     for phase in ("put", "get"):
         copy = m("w4", "copy", f"{phase}_mbps")
         limit = None if copy is None or sha512 is None else min(copy, sha512)
-        ratio(f"W4 {phase} 256 MiB: filesystem store / min(plain copy, sha512)", m("w4", "sriblob-fs", f"{phase}_mbps"), limit, 0.8)
+        ratio(
+            f"W4 {phase} 256 MiB: filesystem store / min(plain copy, sha512)",
+            m("w4", "sriblob-fs", f"{phase}_mbps"),
+            limit,
+            0.8,
+        )
     return rows
 
 
@@ -399,17 +470,44 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     # workload: (metric key, heading, format)
-    "limits": [("sha512_mbps", "sha512 MB/s", "{:.0f}"), ("sha256_mbps", "sha256 MB/s", "{:.0f}"), ("tcp_mbps", "loopback TCP MB/s", "{:.0f}")],
-    "w1put": [("put_mbps", "put MB/s", "{:.0f}"), ("peak_rss_mib", "peak RSS MiB", "{:.0f}")],
-    "w1get": [("get_mbps", "get MB/s", "{:.0f}"), ("peak_rss_mib", "peak RSS MiB", "{:.0f}")],
-    "w1b": [("put_mbps", "put MB/s", "{:.0f}"), ("get_mbps", "get MB/s", "{:.0f}"), ("peak_rss_mib", "peak RSS MiB", "{:.0f}")],
+    "limits": [
+        ("sha512_mbps", "sha512 MB/s", "{:.0f}"),
+        ("sha256_mbps", "sha256 MB/s", "{:.0f}"),
+        ("tcp_mbps", "loopback TCP MB/s", "{:.0f}"),
+    ],
+    "w1put": [
+        ("put_mbps", "put MB/s", "{:.0f}"),
+        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ],
+    "w1get": [
+        ("get_mbps", "get MB/s", "{:.0f}"),
+        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ],
+    "w1b": [
+        ("put_mbps", "put MB/s", "{:.0f}"),
+        ("get_mbps", "get MB/s", "{:.0f}"),
+        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ],
     "w2": [
-        ("put_ops", "put ops/s", "{:.0f}"), ("has_ops", "has ops/s", "{:.0f}"), ("get_ops", "get ops/s", "{:.0f}"),
-        ("put_cpu_ms", "CPU ms/put", "{:.2f}"), ("has_cpu_ms", "CPU ms/has", "{:.2f}"), ("get_cpu_ms", "CPU ms/get", "{:.2f}"),
+        ("put_ops", "put ops/s", "{:.0f}"),
+        ("has_ops", "has ops/s", "{:.0f}"),
+        ("get_ops", "get ops/s", "{:.0f}"),
+        ("put_cpu_ms", "CPU ms/put", "{:.2f}"),
+        ("has_cpu_ms", "CPU ms/has", "{:.2f}"),
+        ("get_cpu_ms", "CPU ms/get", "{:.2f}"),
     ],
     "w3": [("list_s", "seconds", "{:.2f}")],
-    "w4": [("put_mbps", "put MB/s", "{:.0f}"), ("get_mbps", "get MB/s", "{:.0f}"), ("peak_rss_mib", "peak RSS MiB", "{:.0f}")],
-    "w4small": [("put_ops", "put ops/s", "{:.0f}"), ("get_ops", "get ops/s", "{:.0f}"), ("put_cpu_ms", "CPU ms/put", "{:.2f}"), ("get_cpu_ms", "CPU ms/get", "{:.2f}")],
+    "w4": [
+        ("put_mbps", "put MB/s", "{:.0f}"),
+        ("get_mbps", "get MB/s", "{:.0f}"),
+        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ],
+    "w4small": [
+        ("put_ops", "put ops/s", "{:.0f}"),
+        ("get_ops", "get ops/s", "{:.0f}"),
+        ("put_cpu_ms", "CPU ms/put", "{:.2f}"),
+        ("get_cpu_ms", "CPU ms/get", "{:.2f}"),
+    ],
 }
 TITLES = {
     "limits": "Physical limits (one core)",
@@ -442,7 +540,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['machine']['memory']} RAM, Linux {report['machine']['kernel']}. "
         f"Server: {report['server']}.",
         "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+        + ".",
         "",
         "### Targets",
         "",
@@ -477,7 +577,10 @@ def markdown(report: dict[str, Any]) -> str:
             )
     if report["errors"]:
         lines += ["", "### Errors", ""]
-        lines += [f"- `{e[:300]}`" for e in report["errors"]]
+        lines += [
+            f"- `{e.splitlines()[0][:120]}` … `{e.splitlines()[-1][-300:]}`"
+            for e in report["errors"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -495,7 +598,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 round")
     parser.add_argument("--only", default="", help="comma-separated workloads")
     parser.add_argument("--tmp", default="", help="directory for temp files (W4)")
-    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.*")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="update docs/benchmarks.*"
+    )
     parser.add_argument("--endpoint", default="", help="use this S3 server, not moto")
     args = parser.parse_args(argv)
     started = dt.datetime.now(dt.UTC)
@@ -517,7 +622,9 @@ def main(argv: list[str]) -> int:
         "command": "nox -s bench -- " + shlex.join(argv) if argv else "nox -s bench",
         "rounds": bench.rounds,
         "quick": args.quick,
-        "server": "moto server " + versions()["moto"] if not args.endpoint else args.endpoint,
+        "server": "moto server " + versions()["moto"]
+        if not args.endpoint
+        else args.endpoint,
         "machine": machine(),
         "versions": versions(),
         "summary": summary,
