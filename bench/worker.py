@@ -445,7 +445,7 @@ async def fs_run(args: argparse.Namespace) -> dict[str, Any]:
         if args.contender == "copy":
             return copy_run(args, root)
         try:
-            from sriblob import FilesystemBlobStore  # type: ignore[attr-defined]  # noqa: PLC0415
+            from sriblob import FilesystemBlobStore  # noqa: PLC0415
         except ImportError:
             return {"skipped": "sriblob.FilesystemBlobStore is not available"}
         store = FilesystemBlobStore(root / "store")
