@@ -105,9 +105,8 @@ def seed_listing(endpoint: str, count: int) -> float:
     """Put *count* sriblob-named 1-byte objects into the listing bucket, once."""
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
-    from sriblob.keys import integrity_to_key  # noqa: PLC0415
-
     import sriblob  # noqa: PLC0415
+    from sriblob.keys import integrity_to_key  # noqa: PLC0415
 
     client = boto3_admin(endpoint)
     keys = []
@@ -259,9 +258,8 @@ class Bench:
     def run(self) -> None:
         big_seed = "w1"
         big_integrity = self._integrity(self.big, big_seed)
-        from sriblob.keys import integrity_to_key  # noqa: PLC0415
-
         import sriblob  # noqa: PLC0415
+        from sriblob.keys import integrity_to_key  # noqa: PLC0415
 
         big_key = integrity_to_key(sriblob.Integrity.parse(big_integrity))
         size = ["--size", str(self.big), "--seed", big_seed]
@@ -531,14 +529,18 @@ def cell(stats: dict[str, float] | None, fmt: str) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    host = report["machine"]
     lines = [
-        f"Run {report['date']} with `{report['command']}`: {report['rounds']} round(s), "
-        "each (contender, workload) in a fresh process, contenders alternated; "
-        "medians [min–max]. MB = 10^6 bytes.",
+        (
+            f"Run {report['date']} with `{report['command']}`: "
+            f"{report['rounds']} round(s), each (contender, workload) in a fresh "
+            "process, contenders alternated; medians [min–max]. MB = 10^6 bytes."
+        ),
         "",
-        f"Machine: {report['machine']['nproc']} cores, {report['machine']['cpu']}, "
-        f"{report['machine']['memory']} RAM, Linux {report['machine']['kernel']}. "
-        f"Server: {report['server']}.",
+        (
+            f"Machine: {host['nproc']} cores, {host['cpu']}, {host['memory']} RAM, "
+            f"Linux {host['kernel']}. Server: {report['server']}."
+        ),
         "",
         "Versions: "
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
@@ -619,7 +621,7 @@ def main(argv: list[str]) -> int:
     report = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": round((dt.datetime.now(dt.UTC) - started).total_seconds()),
-        "command": "nox -s bench -- " + shlex.join(argv) if argv else "nox -s bench",
+        "command": shlex.join(["python", "bench/run.py", *argv]),
         "rounds": bench.rounds,
         "quick": args.quick,
         "server": "moto server " + versions()["moto"]
