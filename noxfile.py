@@ -46,9 +46,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    """Run mypy --strict on the package and the tests."""
+    """Run mypy --strict on the package, the tests and the benchmarks."""
     _install(session, "-e", ".", "--group", "typing")
-    session.run("mypy", "src", "tests")
+    session.run("mypy", "src", "tests", "bench")
 
 
 @nox.session(python="3.11")
