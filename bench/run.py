@@ -87,6 +87,45 @@ def moto_server() -> Iterator[str]:
         log.close()
 
 
+RGW_SCRIPT = ROOT / "compat" / "ceph-rgw.sh"
+
+
+@contextlib.contextmanager
+def ceph_rgw() -> Iterator[str]:
+    """A throwaway Ceph RGW on loopback via compat/ceph-rgw.sh; stopped on exit.
+
+    Its S3 user's credentials reach the workers through the environment.
+    """
+    if not RGW_SCRIPT.exists():
+        msg = f"{RGW_SCRIPT.relative_to(ROOT)} is not in this checkout"
+        raise SystemExit(msg)
+    directory = tempfile.mkdtemp(prefix="bench-rgw-")
+    try:
+        subprocess.run(
+            ["bash", str(RGW_SCRIPT), "start", directory], check=True, timeout=600
+        )
+        printed = subprocess.run(
+            ["bash", str(RGW_SCRIPT), "env", directory],
+            check=True,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        ).stdout
+        found = {}
+        for line in printed.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            found[name.strip()] = value.strip().strip("'\"")
+        os.environ["BENCH_S3_ACCESS_KEY_ID"] = found["SRIBLOB_TEST_S3_ACCESS_KEY_ID"]
+        os.environ["BENCH_S3_SECRET_ACCESS_KEY"] = found[
+            "SRIBLOB_TEST_S3_SECRET_ACCESS_KEY"
+        ]
+        yield found["SRIBLOB_TEST_S3_ENDPOINT"]
+    finally:
+        subprocess.run(
+            ["bash", str(RGW_SCRIPT), "stop", directory], check=False, timeout=300
+        )
+
+
 def boto3_admin(endpoint: str) -> Any:
     import boto3  # noqa: PLC0415
     from botocore.config import Config  # noqa: PLC0415
@@ -94,8 +133,10 @@ def boto3_admin(endpoint: str) -> Any:
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench-secret",
+        aws_access_key_id=os.environ.get("BENCH_S3_ACCESS_KEY_ID", "bench"),
+        aws_secret_access_key=os.environ.get(
+            "BENCH_S3_SECRET_ACCESS_KEY", "bench-secret"
+        ),
         region_name="us-east-1",
         config=Config(max_pool_connections=64, s3={"addressing_style": "path"}),
     )
@@ -594,6 +635,14 @@ def write_docs(report: dict[str, Any]) -> None:
     page.write_text(text[:start] + "\n" + markdown(report) + text[end:])
 
 
+def server_name(args: argparse.Namespace) -> str:
+    if args.endpoint:
+        return f"the S3 server at {args.endpoint}"
+    if args.target == "rgw":
+        return "Ceph RGW (compat/ceph-rgw.sh, single-node memstore)"
+    return "moto server " + versions()["moto"]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -604,10 +653,21 @@ def main(argv: list[str]) -> int:
         "--write-docs", action="store_true", help="update docs/benchmarks.*"
     )
     parser.add_argument("--endpoint", default="", help="use this S3 server, not moto")
+    parser.add_argument(
+        "--target",
+        choices=["moto", "rgw"],
+        default="moto",
+        help="the S3 server to start (rgw needs compat/ceph-rgw.sh)",
+    )
     args = parser.parse_args(argv)
     started = dt.datetime.now(dt.UTC)
     with contextlib.ExitStack() as stack:
-        endpoint = args.endpoint or stack.enter_context(moto_server())
+        if args.endpoint:
+            endpoint = args.endpoint
+        elif args.target == "rgw":
+            endpoint = stack.enter_context(ceph_rgw())
+        else:
+            endpoint = stack.enter_context(moto_server())
         if not endpoint.startswith(("http://127.0.0.1", "http://localhost")):
             parser.error("benchmarks talk to loopback servers only")
         admin = boto3_admin(endpoint)
@@ -624,9 +684,7 @@ def main(argv: list[str]) -> int:
         "command": shlex.join(["python", "bench/run.py", *argv]),
         "rounds": bench.rounds,
         "quick": args.quick,
-        "server": "moto server " + versions()["moto"]
-        if not args.endpoint
-        else args.endpoint,
+        "server": server_name(args),
         "machine": machine(),
         "versions": versions(),
         "summary": summary,

@@ -33,8 +33,9 @@ MiB = 1024 * 1024
 BLOCK_SIZE = MiB + 4099
 #: Chunks handed to streaming contenders.
 STREAM_CHUNK = MiB
-ACCESS_KEY = "bench"
-SECRET_KEY = "bench-secret"  # moto accepts any credentials
+# moto accepts any credentials; run.py passes Ceph RGW's throwaway user's.
+ACCESS_KEY = os.environ.get("BENCH_S3_ACCESS_KEY_ID", "bench")
+SECRET_KEY = os.environ.get("BENCH_S3_SECRET_ACCESS_KEY", "bench-secret")
 REGION = "us-east-1"
 SMALL_CONCURRENCY = 32
 
