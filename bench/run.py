@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -150,13 +149,10 @@ def seed_listing(endpoint: str, count: int) -> float:
     from sriblob.keys import integrity_to_key  # noqa: PLC0415
 
     client = boto3_admin(endpoint)
-    keys = []
-    for i in range(count):
-        digest = hashlib.sha512(f"listing-{i}".encode()).digest()
-        integrity = sriblob.Integrity.parse(
-            "sha512-" + __import__("base64").b64encode(digest).decode()
-        )
-        keys.append(integrity_to_key(integrity))
+    keys = [
+        integrity_to_key(sriblob.Integrity.from_bytes(f"listing-{i}".encode()))
+        for i in range(count)
+    ]
     started = time.perf_counter()
     with ThreadPoolExecutor(32) as pool:
         list(
