@@ -29,7 +29,7 @@ from sriblob import (
     StoreUnavailable,
 )
 from sriblob import _s3 as s3_module
-from sriblob._s3 import part_size_for, streamed_part_size
+from sriblob._s3 import BLIND_PUT_MAX, part_size_for, streamed_part_size
 from sriblob.keys import integrity_to_key
 
 from .helpers import (
@@ -328,6 +328,20 @@ class TestPut:
         await store.put(integrity_of(data), data)
 
         assert operations(sent) == ["HeadObject", "HeadBucket", "PutObject"]
+
+    async def test_tiny_blob_is_put_without_asking_first(
+        self, store: S3BlobStore
+    ) -> None:
+        """put() and add() of bytes up to BLIND_PUT_MAX send only a PutObject."""
+        data = blob(BLIND_PUT_MAX)
+        sent = record(store)
+
+        await store.put(integrity_of(data), data)
+        await store.put(integrity_of(data), data)
+        await store.add(data)
+
+        assert operations(sent) == ["PutObject"] * 3
+        assert await store.get(integrity_of(data)) == data
 
     async def test_existing_blob_is_not_uploaded_again(
         self, store: S3BlobStore

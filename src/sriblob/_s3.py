@@ -56,6 +56,12 @@ COPY_PART_SIZE: Final = 512 * MiB
 #: Streamed parts keep the configured size for this many parts, then double,
 #: so a stream of unknown size can grow past ``part_size * 10,000``.
 PARTS_PER_SIZE_STEP: Final = 1000
+#: Blobs of known size up to this many bytes are put without asking first
+#: whether the bucket has them: the HeadObject would cost as much as the
+#: PutObject it might save (a round trip and ~2 ms of botocore CPU each), and
+#: rewriting identical, verified bytes under their content address is
+#: harmless. Larger blobs are checked first, so a stored one isn't re-sent.
+BLIND_PUT_MAX: Final = 256 * 1024
 #: Connections beyond ``max_concurrency``, for small calls made while an
 #: upload keeps its parts in flight.
 EXTRA_CONNECTIONS: Final = 4
@@ -587,6 +593,11 @@ class S3BlobStore(BlobStore):
 
     async def _put(self, integrity: Integrity, source: BlobSource) -> None:
         key = self._key(integrity)
+        if source.size is not None and source.size <= BLIND_PUT_MAX:
+            view = await source.buffer()
+            assert view is not None  # noqa: S101 -- size is known
+            await self._put_object(key, view)
+            return
         if await self._exists(key):
             return
         if source.size is not None and source.size <= self._config.multipart_threshold:
@@ -606,7 +617,7 @@ class S3BlobStore(BlobStore):
             view = await source.buffer()
             assert view is not None  # noqa: S101 -- size is known
             key = self._key(source.integrity)
-            if not await self._exists(key):
+            if view.nbytes <= BLIND_PUT_MAX or not await self._exists(key):
                 if view.nbytes <= self._config.multipart_threshold:
                     await self._put_object(key, view)
                 else:
