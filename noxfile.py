@@ -1,4 +1,4 @@
-"""Development tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``.
+"""Development tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``bench``.
 
 ``nox -s compat`` runs the S3 suite against every S3 server we support.
 """
@@ -53,9 +53,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    """Run mypy --strict on the package and the tests."""
+    """Run mypy --strict on the package, the tests and the benchmarks."""
     _install(session, "-e", ".", "--group", "typing")
-    session.run("mypy", "src", "tests")
+    session.run("mypy", "src", "tests", "bench")
 
 
 @nox.session(python="3.11")
@@ -158,3 +158,14 @@ def compat(session: nox.Session) -> None:
     session.log(f"compat: {', '.join(timings)}")
     if failed:
         session.error(f"compat failed on: {', '.join(failed)}")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmark sriblob against its peers on a local moto server.
+
+    ``nox -s bench -- --quick`` smoke-tests it; ``-- --write-docs`` updates
+    docs/benchmarks.md and docs/benchmarks.json. See ``bench/run.py --help``.
+    """
+    _install(session, "-e", ".", "--group", "bench")
+    session.run("python", "bench/run.py", *session.posargs)

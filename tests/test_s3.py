@@ -32,11 +32,12 @@ from sriblob import (
     StoreUnavailable,
 )
 from sriblob import _s3 as s3_module
-from sriblob._s3 import part_size_for, streamed_part_size
+from sriblob._s3 import BLIND_PUT_MAX, part_size_for, streamed_part_size
 from sriblob.keys import integrity_to_key
 
 from .helpers import (
     MOTO_REGION,
+    Backend,
     CountingSource,
     S3Target,
     blob,
@@ -332,6 +333,48 @@ class TestPut:
         await store.put(integrity_of(data), data)
 
         assert operations(sent) == ["HeadObject", "HeadBucket", "PutObject"]
+
+    async def test_tiny_blob_is_put_without_asking_first(
+        self, store: S3BlobStore
+    ) -> None:
+        """put() and add() of bytes up to BLIND_PUT_MAX send only a PutObject."""
+        data = blob(BLIND_PUT_MAX)
+        sent = record(store)
+
+        await store.put(integrity_of(data), data)
+        await store.put(integrity_of(data), data)
+        await store.add(data)
+
+        assert operations(sent) == ["PutObject"] * 3
+        assert await store.get(integrity_of(data)) == data
+
+    async def test_tiny_put_never_overwrites(
+        self, store: S3BlobStore, s3_admin: S3Client
+    ) -> None:
+        """The one-request put is conditional: an existing object is kept."""
+        data = blob(1000)
+        key = integrity_to_key(integrity_of(data))
+        s3_admin.put_object(Bucket=store.config.bucket, Key=key, Body=b"original")
+
+        await store.put(integrity_of(data), data)
+
+        body = s3_admin.get_object(Bucket=store.config.bucket, Key=key)["Body"]
+        assert body.read() == b"original"
+
+    async def test_tiny_put_without_verification_asks_first(
+        self, s3_backend: Backend
+    ) -> None:
+        """With verify=False a small put asks HeadObject first, keeping the object."""
+        async with s3_backend.make(verify=False) as store:
+            assert isinstance(store, S3BlobStore)
+            name = integrity_of(b"upstream")
+            await store.put(name, b"derived")
+            sent = record(store)
+
+            await store.put(name, b"other derived bytes")
+
+            assert operations(sent) == ["HeadObject"]
+            assert await store.get(name) == b"derived"
 
     async def test_existing_blob_is_not_uploaded_again(
         self, store: S3BlobStore

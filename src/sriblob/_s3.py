@@ -56,6 +56,15 @@ COPY_PART_SIZE: Final = 512 * MiB
 #: Streamed parts keep the configured size for this many parts, then double,
 #: so a stream of unknown size can grow past ``part_size * 10,000``.
 PARTS_PER_SIZE_STEP: Final = 1000
+#: Blobs of known size up to this many bytes are put without asking first
+#: whether the bucket has them: the HeadObject would cost as much as the
+#: PutObject it might save (a round trip and ~2 ms of botocore CPU each).
+#: Instead the PutObject is conditional (``If-None-Match: *``), so the server
+#: keeps a stored object untouched. Larger blobs are checked first, so a
+#: stored one isn't re-sent.
+BLIND_PUT_MAX: Final = 256 * 1024
+#: Answers to a conditional create that mean "already there".
+_ALREADY_STORED: Final = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 #: Connections beyond ``max_concurrency``, for small calls made while an
 #: upload keeps its parts in flight.
 EXTRA_CONNECTIONS: Final = 4
@@ -267,6 +276,8 @@ class S3BlobStore(BlobStore):
         self._client_context: contextlib.AsyncExitStack | None = None
         self._client_or_none: S3Client | None = None
         self._bucket_seen = False
+        #: Whether the server honours If-None-Match: * (False after a 501).
+        self._conditional_writes = True
 
     @property
     def config(self) -> S3StoreConfig:
@@ -410,6 +421,40 @@ class S3BlobStore(BlobStore):
             await self._client.put_object(
                 Bucket=self._config.bucket, Key=key, Body=_body(data)
             )
+
+    async def _create_small(self, key: str, data: Part) -> None:
+        """Put a small blob unless the key exists, in one request if possible.
+
+        A conditional create (``If-None-Match: *``) leaves an existing object
+        untouched (412). Servers that don't implement it either ignore the
+        header, overwriting the object with the same verified bytes (harmless
+        under content addressing), or answer 501, after which this store asks
+        with HeadObject first. Stores with ``verify=False`` always ask first:
+        their bytes aren't proven to be the stored ones, and a server that
+        ignores the header must not overwrite derived bytes.
+        """
+        if not self.verify or not self._conditional_writes:
+            if not await self._exists(key):
+                await self._put_object(key, data)
+            return
+        with self._translate("PutObject"):
+            try:
+                await self._client.put_object(
+                    Bucket=self._config.bucket,
+                    Key=key,
+                    Body=_body(data),
+                    IfNoneMatch="*",
+                )
+            except ClientError as error:
+                code = _code(error)
+                if code in _ALREADY_STORED or _status(error) == 412:  # noqa: PLR2004
+                    return
+                if code != "NotImplemented" and _status(error) != 501:  # noqa: PLR2004
+                    raise
+                self._conditional_writes = False
+            else:
+                return
+        await self._create_small(key, data)
 
     async def _write(self, key: str, parts: AsyncIterator[Part]) -> None:
         """Store *parts* under *key*: one PutObject if there is just one part.
@@ -638,6 +683,11 @@ class S3BlobStore(BlobStore):
 
     async def _put(self, integrity: Integrity, source: BlobSource) -> None:
         key = self._key(integrity)
+        if source.size is not None and source.size <= BLIND_PUT_MAX:
+            view = await source.buffer()
+            assert view is not None  # noqa: S101 -- size is known
+            await self._create_small(key, view)
+            return
         if await self._exists(key):
             return
         if source.size is not None and source.size <= self._config.multipart_threshold:
@@ -657,7 +707,9 @@ class S3BlobStore(BlobStore):
             view = await source.buffer()
             assert view is not None  # noqa: S101 -- size is known
             key = self._key(source.integrity)
-            if not await self._exists(key):
+            if view.nbytes <= BLIND_PUT_MAX:
+                await self._create_small(key, view)
+            elif not await self._exists(key):
                 if view.nbytes <= self._config.multipart_threshold:
                     await self._put_object(key, view)
                 else:

@@ -1,0 +1,701 @@
+"""Run sriblob's benchmarks against a local S3 server: ``nox -s bench``.
+
+Starts moto's S3 server on a free loopback port (and Ceph RGW through
+``compat/ceph-rgw.sh`` when that script exists and ``--rgw`` is given),
+runs every (contender, workload) in a fresh ``bench/worker.py`` process,
+alternating contenders (A B C A B C ...) over ``--rounds`` rounds, and
+reports medians with min-max. Writes ``bench/results/latest.json`` and,
+with ``--write-docs``, ``docs/benchmarks.json`` and the generated part of
+``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORKER = HERE / "worker.py"
+MiB = 1024 * 1024
+BUCKET = "bench"
+LIST_BUCKET = "bench-list"
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
+
+S3_CONTENDERS = ["sriblob", "aioboto3", "boto3", "obstore"]
+SMALL_CONTENDERS = ["sriblob", "aioboto3", "obstore"]
+LIST_CONTENDERS = ["sriblob", "aioboto3", "boto3", "obstore"]
+FS_CONTENDERS = ["sriblob-fs", "copy"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto S3 server in its own process on loopback; killed on exit."""
+    port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in finally
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(endpoint + "/", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(
+                        "moto server did not start: " + log.read().decode()[-2000:]
+                    ) from None
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+RGW_SCRIPT = ROOT / "compat" / "ceph-rgw.sh"
+
+
+@contextlib.contextmanager
+def ceph_rgw() -> Iterator[str]:
+    """A throwaway Ceph RGW on loopback via compat/ceph-rgw.sh; stopped on exit.
+
+    Its S3 user's credentials reach the workers through the environment.
+    """
+    if not RGW_SCRIPT.exists():
+        msg = f"{RGW_SCRIPT.relative_to(ROOT)} is not in this checkout"
+        raise SystemExit(msg)
+    directory = tempfile.mkdtemp(prefix="bench-rgw-")
+    try:
+        subprocess.run(
+            ["bash", str(RGW_SCRIPT), "start", directory], check=True, timeout=600
+        )
+        printed = subprocess.run(
+            ["bash", str(RGW_SCRIPT), "env", directory],
+            check=True,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        ).stdout
+        found = {}
+        for line in printed.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            found[name.strip()] = value.strip().strip("'\"")
+        os.environ["BENCH_S3_ACCESS_KEY_ID"] = found["SRIBLOB_TEST_S3_ACCESS_KEY_ID"]
+        os.environ["BENCH_S3_SECRET_ACCESS_KEY"] = found[
+            "SRIBLOB_TEST_S3_SECRET_ACCESS_KEY"
+        ]
+        yield found["SRIBLOB_TEST_S3_ENDPOINT"]
+    finally:
+        subprocess.run(
+            ["bash", str(RGW_SCRIPT), "stop", directory], check=False, timeout=300
+        )
+
+
+def boto3_admin(endpoint: str) -> Any:
+    import boto3  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=os.environ.get("BENCH_S3_ACCESS_KEY_ID", "bench"),
+        aws_secret_access_key=os.environ.get(
+            "BENCH_S3_SECRET_ACCESS_KEY", "bench-secret"
+        ),
+        region_name="us-east-1",
+        config=Config(max_pool_connections=64, s3={"addressing_style": "path"}),
+    )
+
+
+def seed_listing(endpoint: str, count: int) -> float:
+    """Put *count* sriblob-named 1-byte objects into the listing bucket, once."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    import sriblob  # noqa: PLC0415
+    from sriblob.keys import integrity_to_key  # noqa: PLC0415
+
+    client = boto3_admin(endpoint)
+    keys = [
+        integrity_to_key(sriblob.Integrity.from_bytes(f"listing-{i}".encode()))
+        for i in range(count)
+    ]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(32) as pool:
+        list(
+            pool.map(
+                lambda k: client.put_object(Bucket=LIST_BUCKET, Key=k, Body=b"x"), keys
+            )
+        )
+    return time.perf_counter() - started
+
+
+def run_worker(
+    contender: str, workload: str, extra: list[str], timeout: float
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(WORKER),
+        "--contender",
+        contender,
+        "--workload",
+        workload,
+        *extra,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        return {"error": (err or out).strip()[-1500:] or f"exit {process.returncode}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in (
+        "sriblob",
+        "aioboto3",
+        "aiobotocore",
+        "botocore",
+        "boto3",
+        "s3transfer",
+        "aiohttp",
+        "obstore",
+        "moto",
+    ):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    found["python"] = platform.python_version()
+    return found
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory": memory,
+        "kernel": platform.release(),
+    }
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, endpoint: str) -> None:
+        self.args = args
+        self.endpoint = endpoint
+        self.raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self.errors: list[str] = []
+        quick = args.quick
+        self.big = 32 * MiB if quick else 256 * MiB
+        self.huge = 64 * MiB if quick else 1024 * MiB
+        self.count = 200 if quick else 2000
+        self.list_count = 1000 if quick else 10_000
+        self.rounds = 1 if quick else args.rounds
+        self.only = set(args.only.split(",")) if args.only else None
+
+    def wanted(self, workload: str) -> bool:
+        return self.only is None or workload in self.only
+
+    def record(self, workload: str, contender: str, result: dict[str, Any]) -> None:
+        label = f"{workload} {contender}"
+        if "error" in result:
+            self.errors.append(f"{label}: {result['error']}")
+            print(f"  {label}: ERROR {result['error'][-300:]}", flush=True)
+            return
+        if "skipped" in result:
+            print(f"  {label}: skipped ({result['skipped']})", flush=True)
+            return
+        self.raw.setdefault(workload, {}).setdefault(contender, []).append(result)
+        shown = {
+            k: round(v, 2) if isinstance(v, float) else v
+            for k, v in result.items()
+            if k not in {"contender", "workload"}
+        }
+        print(f"  {label}: {shown}", flush=True)
+
+    def worker(
+        self, contender: str, workload: str, *extra: str, timeout: float = 600
+    ) -> dict[str, Any]:
+        common = [
+            "--endpoint",
+            self.endpoint,
+            "--bucket",
+            BUCKET,
+            "--list-bucket",
+            LIST_BUCKET,
+        ]
+        if self.args.tmp:
+            common += ["--tmp", self.args.tmp]
+        return run_worker(contender, workload, [*common, *extra], timeout)
+
+    def run(self) -> None:
+        big_seed = "w1"
+        big_integrity = self._integrity(self.big, big_seed)
+        import sriblob  # noqa: PLC0415
+        from sriblob.keys import integrity_to_key  # noqa: PLC0415
+
+        big_key = integrity_to_key(sriblob.Integrity.parse(big_integrity))
+        size = ["--size", str(self.big), "--seed", big_seed]
+        if self.wanted("w1get"):
+            # The blob every contender downloads, stored under sriblob's key.
+            print("seeding the W1 blob", flush=True)
+            seeded = self.worker(
+                "sriblob", "w1put", *size, "--integrity", big_integrity
+            )
+            if "error" in seeded:
+                self.errors.append(f"seed w1: {seeded['error']}")
+        if self.wanted("w3"):
+            print(f"seeding {self.list_count} objects for W3", flush=True)
+            took = seed_listing(self.endpoint, self.list_count)
+            print(f"  seeded in {took:.1f} s", flush=True)
+        for round_ in range(1, self.rounds + 1):
+            print(f"round {round_}/{self.rounds}", flush=True)
+            if self.wanted("limits"):
+                self.record(
+                    "limits",
+                    "limits",
+                    self.worker("limits", "limits", "--size", str(self.big)),
+                )
+            if self.wanted("w1put"):
+                for contender in S3_CONTENDERS:
+                    extra = [*size, "--integrity", big_integrity]
+                    self.record(
+                        "w1put", contender, self.worker(contender, "w1put", *extra)
+                    )
+            if self.wanted("w1get"):
+                for contender in S3_CONTENDERS:
+                    extra = [*size, "--key", big_key, "--integrity", big_integrity]
+                    self.record(
+                        "w1get", contender, self.worker(contender, "w1get", *extra)
+                    )
+            if self.wanted("w1b"):
+                extra = ["--size", str(self.huge), "--seed", "w1b"]
+                self.record("w1b", "sriblob", self.worker("sriblob", "w1b", *extra))
+            if self.wanted("w2"):
+                for contender in SMALL_CONTENDERS:
+                    extra = ["--count", str(self.count), "--seed", f"w2-{round_}"]
+                    self.record("w2", contender, self.worker(contender, "w2", *extra))
+            if self.wanted("w3"):
+                for contender in LIST_CONTENDERS:
+                    self.record("w3", contender, self.worker(contender, "w3"))
+            if self.wanted("w4"):
+                for contender in FS_CONTENDERS:
+                    extra = ["--size", str(self.big), "--seed", "w4"]
+                    self.record("w4", contender, self.worker(contender, "w4", *extra))
+            if self.wanted("w4small"):
+                for contender in FS_CONTENDERS:
+                    extra = ["--count", str(self.count), "--seed", f"w4s-{round_}"]
+                    self.record(
+                        "w4small", contender, self.worker(contender, "w4small", *extra)
+                    )
+
+    def _integrity(self, size: int, seed: str) -> str:
+        sys.path.insert(0, str(HERE))
+        import worker  # noqa: PLC0415
+
+        return worker.Data(size, seed).integrity()
+
+    def summary(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        for workload, by_contender in self.raw.items():
+            for contender, results in by_contender.items():
+                metrics: dict[str, list[float]] = {}
+                for result in results:
+                    for key, value in result.items():
+                        if isinstance(value, int | float) and not isinstance(
+                            value, bool
+                        ):
+                            metrics.setdefault(key, []).append(float(value))
+                out.setdefault(workload, {})[contender] = {
+                    key: summarize(values) for key, values in metrics.items()
+                }
+        return out
+
+
+def median(
+    summary: dict[str, Any], workload: str, contender: str, key: str
+) -> float | None:
+    try:
+        return float(summary[workload][contender][key]["median"])
+    except KeyError:
+        return None
+
+
+def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets as ratios of medians from the same run."""
+
+    def m(workload: str, contender: str, key: str) -> float | None:
+        return median(summary, workload, contender, key)
+
+    rows: list[dict[str, Any]] = []
+
+    def ratio(
+        name: str,
+        value: float | None,
+        reference: float | None,
+        target: float,
+        *,
+        lower_is_better: bool = False,
+    ) -> None:
+        if value is None or reference is None or reference == 0:
+            rows.append({"target": name, "ratio": None, "goal": target, "pass": None})
+            return
+        r = value / reference
+        ok = r <= target if lower_is_better else r >= target
+        rows.append(
+            {
+                "target": name,
+                "value": value,
+                "reference": reference,
+                "ratio": r,
+                "goal": target,
+                "lower_is_better": lower_is_better,
+                "pass": ok,
+            }
+        )
+
+    def absolute(name: str, value: float | None, limit: float) -> None:
+        rows.append(
+            {
+                "target": name,
+                "value": value,
+                "goal": limit,
+                "lower_is_better": True,
+                "pass": None if value is None else value <= limit,
+            }
+        )
+
+    sha512 = m("limits", "limits", "sha512_mbps")
+    ratio(
+        "W1 get: sriblob verified / aioboto3 unverified",
+        m("w1get", "sriblob", "get_mbps"),
+        m("w1get", "aioboto3", "get_mbps"),
+        1.0,
+    )
+    ratio(
+        "W1 get: sriblob verified / sha512 one-core limit",
+        m("w1get", "sriblob", "get_mbps"),
+        sha512,
+        0.7,
+    )
+    absolute("W1 get: sriblob peak RSS, MiB", m("w1get", "sriblob", "peak_rss_mib"), 96)
+    best_put = max(
+        (
+            v
+            for v in (
+                m("w1put", "aioboto3", "put_mbps"),
+                m("w1put", "boto3", "put_mbps"),
+            )
+            if v is not None
+        ),
+        default=None,
+    )
+    ratio(
+        "W1 put: sriblob / best of aioboto3, boto3 upload_file",
+        m("w1put", "sriblob", "put_mbps"),
+        best_put,
+        1.0,
+    )
+    absolute(
+        "W1 put: sriblob peak RSS, MiB", m("w1put", "sriblob", "peak_rss_mib"), 160
+    )
+    absolute(
+        "W1b: sriblob peak RSS, 1 GiB both ways, MiB",
+        m("w1b", "sriblob", "peak_rss_mib"),
+        200,
+    )
+    for phase in ("put", "has", "get"):
+        ratio(
+            f"W2 {phase}: sriblob CPU per op / aioboto3",
+            m("w2", "sriblob", f"{phase}_cpu_ms"),
+            m("w2", "aioboto3", f"{phase}_cpu_ms"),
+            1.1,
+            lower_is_better=True,
+        )
+        ratio(
+            f"W2 {phase}: sriblob ops/s / aioboto3",
+            m("w2", "sriblob", f"{phase}_ops"),
+            m("w2", "aioboto3", f"{phase}_ops"),
+            0.95,
+        )
+    ratio(
+        "W3: sriblob list time / aioboto3 paginator",
+        m("w3", "sriblob", "list_s"),
+        m("w3", "aioboto3", "list_s"),
+        1.1,
+        lower_is_better=True,
+    )
+    for phase in ("put", "get"):
+        copy = m("w4", "copy", f"{phase}_mbps")
+        limit = None if copy is None or sha512 is None else min(copy, sha512)
+        ratio(
+            f"W4 {phase} 256 MiB: filesystem store / min(plain copy, sha512)",
+            m("w4", "sriblob-fs", f"{phase}_mbps"),
+            limit,
+            0.8,
+        )
+    return rows
+
+
+# -- report -------------------------------------------------------------------
+
+COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    # workload: (metric key, heading, format)
+    "limits": [
+        ("sha512_mbps", "sha512 MB/s", "{:.0f}"),
+        ("sha256_mbps", "sha256 MB/s", "{:.0f}"),
+        ("tcp_mbps", "loopback TCP MB/s", "{:.0f}"),
+    ],
+    "w1put": [
+        ("put_mbps", "put MB/s", "{:.0f}"),
+        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ],
+    "w1get": [
+        ("get_mbps", "get MB/s", "{:.0f}"),
+        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ],
+    "w1b": [
+        ("put_mbps", "put MB/s", "{:.0f}"),
+        ("get_mbps", "get MB/s", "{:.0f}"),
+        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ],
+    "w2": [
+        ("put_ops", "put ops/s", "{:.0f}"),
+        ("has_ops", "has ops/s", "{:.0f}"),
+        ("get_ops", "get ops/s", "{:.0f}"),
+        ("put_cpu_ms", "CPU ms/put", "{:.2f}"),
+        ("has_cpu_ms", "CPU ms/has", "{:.2f}"),
+        ("get_cpu_ms", "CPU ms/get", "{:.2f}"),
+    ],
+    "w3": [("list_s", "seconds", "{:.2f}")],
+    "w4": [
+        ("put_mbps", "put MB/s", "{:.0f}"),
+        ("get_mbps", "get MB/s", "{:.0f}"),
+        ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
+    ],
+    "w4small": [
+        ("put_ops", "put ops/s", "{:.0f}"),
+        ("get_ops", "get ops/s", "{:.0f}"),
+        ("put_cpu_ms", "CPU ms/put", "{:.2f}"),
+        ("get_cpu_ms", "CPU ms/get", "{:.2f}"),
+    ],
+}
+TITLES = {
+    "limits": "Physical limits (one core)",
+    "w1put": "W1 put: one 256 MiB blob",
+    "w1get": "W1 get: one 256 MiB blob",
+    "w1b": "W1b: one 1 GiB blob streamed both ways",
+    "w2": "W2: 2,000 blobs of 4 KiB at concurrency 32",
+    "w3": "W3: listing 10,000 blobs",
+    "w4": "W4: filesystem, one 256 MiB blob",
+    "w4small": "W4: filesystem, 2,000 blobs of 4 KiB",
+}
+
+
+def cell(stats: dict[str, float] | None, fmt: str) -> str:
+    if stats is None:
+        return "—"
+    text = fmt.format(stats["median"])
+    if stats["n"] > 1:
+        text += f" [{fmt.format(stats['min'])}–{fmt.format(stats['max'])}]"
+    return text
+
+
+def markdown(report: dict[str, Any]) -> str:
+    host = report["machine"]
+    lines = [
+        (
+            f"Run {report['date']} with `{report['command']}`: "
+            f"{report['rounds']} round(s), each (contender, workload) in a fresh "
+            "process, contenders alternated; medians [min–max]. MB = 10^6 bytes."
+        ),
+        "",
+        (
+            f"Machine: {host['nproc']} cores, {host['cpu']}, {host['memory']} RAM, "
+            f"Linux {host['kernel']}. Server: {report['server']}."
+        ),
+        "",
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+        + ".",
+        "",
+        "### Targets",
+        "",
+        "| target | sriblob | reference | ratio | goal | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report["targets"]:
+        value = row.get("value")
+        reference = row.get("reference")
+        r = row.get("ratio")
+        goal = ("≤ " if row.get("lower_is_better") else "≥ ") + f"{row['goal']:g}"
+        if "reference" not in row and r is None and value is not None:
+            goal += " MiB"
+        verdict = {True: "pass", False: "**miss**", None: "not measured"}[row["pass"]]
+        lines.append(
+            f"| {row['target']} | {'—' if value is None else f'{value:.2f}'} | "
+            f"{'—' if reference is None else f'{reference:.2f}'} | "
+            f"{'—' if r is None else f'{r:.2f}×'} | {goal} | {verdict} |"
+        )
+    for workload, columns in COLUMNS.items():
+        results = report["summary"].get(workload)
+        if not results:
+            continue
+        lines += ["", f"### {TITLES[workload]}", ""]
+        lines.append("| contender | " + " | ".join(h for _, h, _ in columns) + " |")
+        lines.append("|---" * (len(columns) + 1) + "|")
+        for contender, stats in results.items():
+            lines.append(
+                f"| {contender} | "
+                + " | ".join(cell(stats.get(key), fmt) for key, _, fmt in columns)
+                + " |"
+            )
+    if report["errors"]:
+        lines += ["", "### Errors", ""]
+        lines += [
+            f"- `{e.splitlines()[0][:120]}` … `{e.splitlines()[-1][-300:]}`"
+            for e in report["errors"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(report: dict[str, Any]) -> None:
+    (ROOT / "docs" / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
+    page = ROOT / "docs" / "benchmarks.md"
+    text = page.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    page.write_text(text[:start] + "\n" + markdown(report) + text[end:])
+
+
+def server_name(args: argparse.Namespace) -> str:
+    if args.endpoint:
+        return f"the S3 server at {args.endpoint}"
+    if args.target == "rgw":
+        return "Ceph RGW (compat/ceph-rgw.sh, single-node memstore)"
+    return "moto server " + versions()["moto"]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small sizes, 1 round")
+    parser.add_argument("--only", default="", help="comma-separated workloads")
+    parser.add_argument("--tmp", default="", help="directory for temp files (W4)")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="update docs/benchmarks.*"
+    )
+    parser.add_argument("--endpoint", default="", help="use this S3 server, not moto")
+    parser.add_argument(
+        "--target",
+        choices=["moto", "rgw"],
+        default="moto",
+        help="the S3 server to start (rgw needs compat/ceph-rgw.sh)",
+    )
+    args = parser.parse_args(argv)
+    started = dt.datetime.now(dt.UTC)
+    with contextlib.ExitStack() as stack:
+        if args.endpoint:
+            endpoint = args.endpoint
+        elif args.target == "rgw":
+            endpoint = stack.enter_context(ceph_rgw())
+        else:
+            endpoint = stack.enter_context(moto_server())
+        if not endpoint.startswith(("http://127.0.0.1", "http://localhost")):
+            parser.error("benchmarks talk to loopback servers only")
+        admin = boto3_admin(endpoint)
+        for bucket in (BUCKET, LIST_BUCKET):
+            with contextlib.suppress(Exception):
+                admin.create_bucket(Bucket=bucket)
+        print(f"S3 server at {endpoint}", flush=True)
+        bench = Bench(args, endpoint)
+        bench.run()
+    summary = bench.summary()
+    report = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "duration_s": round((dt.datetime.now(dt.UTC) - started).total_seconds()),
+        "command": shlex.join(["python", "bench/run.py", *argv]),
+        "rounds": bench.rounds,
+        "quick": args.quick,
+        "server": server_name(args),
+        "machine": machine(),
+        "versions": versions(),
+        "summary": summary,
+        "targets": targets(summary),
+        "errors": bench.errors,
+        "raw": bench.raw,
+    }
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    (results / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(report))
+    if args.write_docs:
+        write_docs(report)
+    return 1 if bench.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
