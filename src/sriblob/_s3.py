@@ -449,7 +449,7 @@ class S3BlobStore(BlobStore):
                 code = _code(error)
                 if code in _ALREADY_STORED or _status(error) == 412:  # noqa: PLR2004
                     return
-                if code != "NotImplemented" and _status(error) != 501:  # noqa: PLR2004
+                if not _not_implemented(error):
                     raise
                 self._conditional_writes = False
             else:
