@@ -414,11 +414,55 @@ class S3BlobStore(BlobStore):
             return
         await self._multipart(key, _prepend([first, second], parts))
 
+    async def _create_upload(self, key: str) -> tuple[str, bool]:
+        """Start a multipart upload of *key*; return its id and if it was retried.
+
+        When botocore had to retry the call (or gave up), an earlier attempt
+        may have created an upload whose answer was lost: nobody knows its
+        id, so it would stay forever. Those are swept here, and again when a
+        retried upload ends (a delayed attempt may land late).
+        """
+        try:
+            with self._translate("CreateMultipartUpload"):
+                created = await self._client.create_multipart_upload(
+                    Bucket=self._config.bucket, Key=key
+                )
+        except BaseException:
+            await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
+            raise
+        upload_id = created["UploadId"]
+        retried = bool(created.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        if retried:
+            await self._sweep_uploads(key, upload_id)
+        return upload_id, retried
+
+    async def _sweep_uploads(self, key: str, keep: str | None) -> None:
+        """Abort the uploads of *key* but *keep*, logging what can't be aborted.
+
+        Staging keys are unique to one call, so every other upload of one is
+        an orphan. A blob's final key may also be in a concurrent writer's
+        upload; aborting that one makes its writer fail and retry, which
+        loses nothing, while an orphan would be billed forever.
+        """
+        try:
+            listed = await self._client.list_multipart_uploads(
+                Bucket=self._config.bucket, Prefix=key
+            )
+            for upload in listed.get("Uploads", []):
+                if upload.get("Key") == key and upload.get("UploadId") != keep:
+                    await self._abort(key, upload["UploadId"])
+        except (BotoCoreError, ClientError, aiohttp.ClientError, TimeoutError) as error:
+            logger.warning(
+                "orphaned upload sweep backend=%s bucket=%s key=%s failed: %r",
+                self.id,
+                self._config.bucket,
+                key,
+                error,
+            )
+
     async def _multipart(self, key: str, parts: AsyncIterator[Part]) -> None:
         bucket = self._config.bucket
-        with self._translate("CreateMultipartUpload"):
-            created = await self._client.create_multipart_upload(Bucket=bucket, Key=key)
-        upload_id = created["UploadId"]
+        upload_id, retried = await self._create_upload(key)
         try:
             completed = await self._upload_parts(key, upload_id, parts)
             with self._translate("CompleteMultipartUpload"):
@@ -431,6 +475,9 @@ class S3BlobStore(BlobStore):
         except BaseException:
             await self._abort(key, upload_id)
             raise
+        finally:
+            if retried:
+                await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
 
     async def _abort(self, key: str, upload_id: str) -> None:
         abort = asyncio.ensure_future(
@@ -533,9 +580,7 @@ class S3BlobStore(BlobStore):
             f"bytes={start}-{min(start + part_size, size) - 1}"
             for start in range(0, size, part_size)
         ]
-        with self._translate("CreateMultipartUpload"):
-            created = await self._client.create_multipart_upload(Bucket=bucket, Key=key)
-        upload_id = created["UploadId"]
+        upload_id, _ = await self._create_upload(key)
         try:
             etags: dict[int, str] = {}
             semaphore = asyncio.Semaphore(self._config.max_concurrency)
