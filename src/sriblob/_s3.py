@@ -8,6 +8,7 @@ import io
 import logging
 import math
 import uuid
+import warnings
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias
 
 import aioboto3
@@ -259,6 +260,15 @@ class S3BlobStore(BlobStore):
         self._client_context: contextlib.AsyncExitStack | None = None
         self._client_or_none: S3Client | None = None
         self._bucket_seen = False
+
+    def __del__(self) -> None:
+        # getattr: __init__ may have raised before setting everything.
+        if getattr(self, "_client_context", None) is not None and not self._closed:
+            msg = (
+                f"{self!r} was never closed; use `async with S3BlobStore(...)` "
+                "or `await store.aclose()` to close its S3 client and connections."
+            )
+            warnings.warn(msg, ResourceWarning, source=self, stacklevel=1)
 
     @property
     def config(self) -> S3StoreConfig:
