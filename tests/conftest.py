@@ -11,7 +11,14 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from sriblob import BlobStore, Integrity, MemoryBlobStore, S3BlobStore, S3StoreConfig
+from sriblob import (
+    BlobStore,
+    FilesystemBlobStore,
+    Integrity,
+    MemoryBlobStore,
+    S3BlobStore,
+    S3StoreConfig,
+)
 from sriblob.keys import integrity_to_key
 
 from .helpers import MOTO_REGION, Backend, s3_leftovers
@@ -22,9 +29,13 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
 #: Every backend the contract suite runs against; each needs a fixture
 #: named ``<kind>_backend`` returning a :class:`Backend`.
-BACKENDS = ["memory", "postgres", "s3"]
+BACKENDS = ["memory", "filesystem", "postgres", "s3"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -119,6 +130,24 @@ def _s3_backend(s3_config: S3StoreConfig, s3_admin: S3Client) -> Backend:
         return await asyncio.to_thread(s3_leftovers, s3_admin, s3_config)
 
     return Backend("s3", make, corrupt, leftovers)
+
+
+@pytest.fixture(name="filesystem_backend")
+def _filesystem_backend(tmp_path: Path) -> Backend:
+    @contextlib.asynccontextmanager
+    async def make(**options: Any) -> AsyncIterator[BlobStore]:
+        async with FilesystemBlobStore(tmp_path / "store", **options) as store:
+            yield store
+
+    async def corrupt(store: BlobStore, integrity: Integrity, data: bytes) -> None:
+        assert isinstance(store, FilesystemBlobStore)
+        store.path_of(integrity).write_bytes(data)
+
+    async def leftovers(store: BlobStore) -> list[str]:
+        assert isinstance(store, FilesystemBlobStore)
+        return sorted(str(path) for path in store.root.rglob(".tmp-*"))
+
+    return Backend("filesystem", make, corrupt, leftovers)
 
 
 @pytest.fixture(name="backend", params=BACKENDS)

@@ -591,6 +591,21 @@ class TestCollectGarbage:
         assert (report.kept, report.spared_fresh) == (2, 0)
         assert await collect(store) == set(live)
 
+    async def test_progress(self, store: BlobStore) -> None:
+        """on_progress sees every snapshot blob, the total, and the bytes freed."""
+        blobs = await fill(store, 4)
+        live = sorted(blobs)[:1]
+        progress: list[Progress] = []
+
+        report = await collect_garbage(
+            store, live, grace=ZERO, now=far_future(), on_progress=progress.append
+        )
+
+        assert [p.blobs_done for p in progress] == [1, 2, 3, 4]
+        assert {p.total for p in progress} == {4}
+        assert {p.current for p in progress} == set(blobs)
+        assert progress[-1].bytes_done == report.bytes_freed > 0
+
     async def test_spares_fresh_blobs(self) -> None:
         """Blobs stored within the grace period before `now` are spared."""
         async with MemoryBlobStore() as store:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import socket
 import urllib.parse
 import uuid
@@ -707,6 +708,47 @@ class TestRead:
             await store.get(integrity)
 
 
+class TestStat:
+    """stat() through one HeadObject."""
+
+    async def test_size_and_stored_at(self, store: S3BlobStore) -> None:
+        """stat() gives ContentLength and LastModified (UTC) without a GetObject."""
+        data = blob(1000)
+        before = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(
+            seconds=1
+        )
+        integrity = await store.add(data)
+        sent = record(store)
+
+        info = await store.stat(integrity)
+
+        assert info is not None
+        assert info.integrity == integrity
+        assert info.size == 1000
+        assert info.stored_at is not None
+        assert info.stored_at.utcoffset() == dt.timedelta(0)
+        assert before <= info.stored_at <= dt.datetime.now(dt.UTC)
+        assert operations(sent) == ["HeadObject"]
+
+    async def test_missing_blob(self, store: S3BlobStore) -> None:
+        """stat() of an absent blob is None, after checking the bucket exists."""
+        sent = record(store)
+
+        assert await store.stat(integrity_of(b"absent")) is None
+        assert operations(sent)[0] == "HeadObject"
+        assert "GetObject" not in operations(sent)
+
+    async def test_multipart_size(self, store: S3BlobStore) -> None:
+        """stat() gives a multipart object's whole size."""
+        data = blob(6 * MiB + 3)
+        integrity = await store.add(data)
+
+        info = await store.stat(integrity)
+
+        assert info is not None
+        assert info.size == len(data)
+
+
 class TestList:
     """list() paging and filtering."""
 
@@ -730,7 +772,7 @@ class TestList:
             listing = store.list()
             await anext(listing)
             assert operations(sent) == ["ListObjectsV2"]
-            await listing.aclose()  # type: ignore[attr-defined]
+            await listing.aclose()
 
     async def test_skips_foreign_keys(
         self, store: S3BlobStore, s3_admin: S3Client
@@ -796,6 +838,7 @@ class TestErrors:
                 store.put(integrity, b"x"),
                 store.add(b"x"),
                 store.delete(integrity),
+                store.stat(integrity),
                 collect(store),
                 store.open(integrity).__aenter__(),
             ]
@@ -924,6 +967,7 @@ class TestCredentials:
                 store.has(integrity_of(b"x")),
                 store.put(integrity_of(b"x"), b"x"),
                 store.get(integrity_of(b"x")),
+                store.stat(integrity_of(b"x")),
                 collect(store),
             ]:
                 with pytest.raises(AccessDenied) as excinfo:

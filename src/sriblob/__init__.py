@@ -14,6 +14,7 @@ from ._config import (
     Unconfigured,
     load_s3_config_from_env,
 )
+from ._filesystem import FilesystemBlobStore
 from ._integrity import Integrity, IntegrityHasher
 from ._memory import MemoryBlobStore
 from ._operations import (
@@ -27,6 +28,7 @@ from ._operations import (
     verify,
 )
 from ._postgres import PostgresBlobStore
+from ._registry import BlobStoreRegistry, default_registry
 from ._s3 import S3BlobStore
 from ._store import BlobInfo, BlobReader, BlobSource, BlobStore, Data
 from .exceptions import (
@@ -51,12 +53,14 @@ __all__ = [
     "BlobReader",
     "BlobSource",
     "BlobStore",
+    "BlobStoreRegistry",
     "BlobTooLarge",
     "BucketNotFound",
     "ConfigurationError",
     "Configured",
     "Data",
     "Failure",
+    "FilesystemBlobStore",
     "GarbageReport",
     "Integrity",
     "IntegrityHasher",
@@ -77,6 +81,7 @@ __all__ = [
     "UnknownBackend",
     "VerifyReport",
     "collect_garbage",
+    "default_registry",
     "load_s3_config_from_env",
     "migrate",
     "verify",

@@ -74,14 +74,17 @@ class Progress:
 
     Attributes:
         blobs_done: Blobs handled so far, whatever the outcome.
-        bytes_done: Bytes copied (:func:`migrate`) or read and checked
-            (:func:`verify`) so far.
+        bytes_done: Bytes copied (:func:`migrate`), read and checked
+            (:func:`verify`), or freed (:func:`collect_garbage`; in a dry
+            run, that would be freed) so far.
         copied: Blobs copied so far (always 0 for :func:`verify`).
         skipped: Blobs the target already held (always 0 for
             :func:`verify`).
         failed: Blobs that failed so far (for :func:`verify`, corrupt ones
             included).
         current: The integrity of the blob just handled.
+        total: How many blobs the run will handle, when it knows that
+            (:func:`collect_garbage` does, from its snapshot); else None.
 
     .. versionadded:: 0.1.0
     """
@@ -92,6 +95,7 @@ class Progress:
     skipped: int
     failed: int
     current: str
+    total: int | None = None
 
 
 @attrs.frozen
@@ -557,6 +561,7 @@ async def collect_garbage(
     dry_run: bool = True,
     grace: dt.timedelta = dt.timedelta(hours=1),
     now: dt.datetime | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> GarbageReport:
     """Delete every blob of *store* that is not in *live*.
 
@@ -587,11 +592,13 @@ async def collect_garbage(
     and recording it.
 
     **What is not protected.** Putting a blob that is already stored is a
-    no-op and doesn't renew its storage time, so a writer that "puts" an
-    old, unreferenced blob and records it after *live* was read can lose it
-    to a concurrent collection. Writers that reuse blobs should record the
-    reference first, or check :meth:`BlobStore.has` after recording it and
-    put the blob again if it is gone.
+    no-op and, except in :class:`~sriblob.FilesystemBlobStore` (which
+    renews the file's modification time), doesn't renew its storage time,
+    so a writer that "puts" an old, unreferenced blob and records it after
+    *live* was read can lose it to a concurrent collection. Writers that
+    reuse blobs should record the reference first, or check
+    :meth:`BlobStore.has` after recording it and put the blob again if it
+    is gone.
 
     Args:
         store: The store to collect.
@@ -603,6 +610,8 @@ async def collect_garbage(
         grace: Spare blobs stored less than this long before *now*.
         now: The time *grace* counts back from (timezone-aware); the
             current time by default.
+        on_progress: Called with a :class:`Progress` after every snapshot
+            blob is looked at (its ``total`` is the snapshot's size).
 
     Returns:
         A :class:`GarbageReport`.
@@ -629,43 +638,26 @@ async def collect_garbage(
     snapshot = [integrity async for integrity in store.list()]
     keep = await _live_set(live)
 
-    doomed: list[str] = []
-    bytes_freed = kept = spared = 0
-    for integrity in snapshot:
-        if integrity in keep:
-            kept += 1
-            continue
-        info = await store.stat(integrity)
-        if info is None:
-            continue  # deleted by someone else meanwhile
-        if info.stored_at is None:
-            fresh = grace > dt.timedelta(0)
-        else:
-            fresh = info.stored_at > cutoff
-        if fresh:
-            spared += 1
-            logger.debug(
-                "collect_garbage spared integrity=%s stored_at=%s",
-                integrity,
-                info.stored_at,
+    run = _Collection(store, keep, dry_run, grace, cutoff)
+    for done, integrity in enumerate(snapshot, start=1):
+        await run.look_at(integrity)
+        if on_progress is not None:
+            on_progress(
+                Progress(
+                    blobs_done=done,
+                    bytes_done=run.bytes_freed,
+                    copied=0,
+                    skipped=0,
+                    failed=0,
+                    current=integrity,
+                    total=len(snapshot),
+                )
             )
-            continue
-        if not dry_run:
-            await store.delete(integrity)
-        doomed.append(integrity)
-        bytes_freed += info.size
-        logger.debug(
-            "collect_garbage %s integrity=%s size=%d",
-            "would delete" if dry_run else "deleted",
-            integrity,
-            info.size,
-        )
-
     report = GarbageReport(
-        deleted=tuple(sorted(doomed)),
-        bytes_freed=bytes_freed,
-        kept=kept,
-        spared_fresh=spared,
+        deleted=tuple(sorted(run.doomed)),
+        bytes_freed=run.bytes_freed,
+        kept=run.kept,
+        spared_fresh=run.spared,
         dry_run=dry_run,
     )
     logger.info(
@@ -679,3 +671,49 @@ async def collect_garbage(
         report.spared_fresh,
     )
     return report
+
+
+@attrs.define
+class _Collection:
+    """The state of one :func:`collect_garbage` run."""
+
+    _store: BlobStore
+    _keep: set[str]
+    _dry_run: bool
+    _grace: dt.timedelta
+    _cutoff: dt.datetime
+    doomed: list[str] = attrs.Factory(list)
+    bytes_freed: int = 0
+    kept: int = 0
+    spared: int = 0
+
+    async def look_at(self, integrity: str) -> None:
+        """Keep, spare or delete one snapshot blob."""
+        if integrity in self._keep:
+            self.kept += 1
+            return
+        info = await self._store.stat(integrity)
+        if info is None:
+            return  # deleted by someone else meanwhile
+        if info.stored_at is None:
+            fresh = self._grace > dt.timedelta(0)
+        else:
+            fresh = info.stored_at > self._cutoff
+        if fresh:
+            self.spared += 1
+            logger.debug(
+                "collect_garbage spared integrity=%s stored_at=%s",
+                integrity,
+                info.stored_at,
+            )
+            return
+        if not self._dry_run:
+            await self._store.delete(integrity)
+        self.doomed.append(integrity)
+        self.bytes_freed += info.size
+        logger.debug(
+            "collect_garbage %s integrity=%s size=%d",
+            "would delete" if self._dry_run else "deleted",
+            integrity,
+            info.size,
+        )

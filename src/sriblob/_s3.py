@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import io
 import logging
 import math
@@ -26,7 +27,7 @@ from botocore.exceptions import (
 )
 
 from ._config import MAX_PART_SIZE, MAX_PARTS, MiB, S3StoreConfig
-from ._store import CHUNK_SIZE, BlobSource, BlobStore
+from ._store import CHUNK_SIZE, BlobInfo, BlobSource, BlobStore
 from .exceptions import AccessDenied, BucketNotFound, StoreError, StoreUnavailable
 from .keys import integrity_to_key, key_to_integrity
 
@@ -757,6 +758,28 @@ class S3BlobStore(BlobStore):
 
     async def _has(self, integrity: Integrity) -> bool:
         return await self._exists(self._key(integrity))
+
+    async def _stat(self, integrity: Integrity) -> BlobInfo | None:
+        """Answer with one HeadObject: ContentLength and LastModified."""
+        with self._translate("HeadObject"):
+            try:
+                response = await self._client.head_object(
+                    Bucket=self._config.bucket, Key=self._key(integrity)
+                )
+            except ClientError as error:
+                if _status(error) != 404:  # noqa: PLR2004
+                    raise
+                response = None
+        if response is None:
+            # A 404 to HEAD has no body: it may mean the bucket is missing.
+            await self._check_bucket()
+            return None
+        stored_at = response.get("LastModified")
+        if stored_at is not None:
+            if stored_at.tzinfo is None:  # pragma: no cover -- botocore adds UTC
+                stored_at = stored_at.replace(tzinfo=dt.UTC)
+            stored_at = stored_at.astimezone(dt.UTC)
+        return BlobInfo(str(integrity), int(response["ContentLength"]), stored_at)
 
     async def _delete(self, integrity: Integrity) -> None:
         await self._delete_key(self._key(integrity))

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt  # noqa: TC003 -- BlobInfo's annotations resolve at runtime
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Final, Self, TypeAlias
 
 import attrs
@@ -586,15 +586,17 @@ class BlobStore(abc.ABC):
         await self._delete(wanted)
         logger.debug("delete backend=%s integrity=%s", self._id, wanted)
 
-    async def list(self) -> AsyncIterator[str]:
+    async def list(self) -> AsyncGenerator[str, None]:
         """Yield the canonical integrity of every blob, as the backend pages.
 
         The listing is never held whole in memory. Objects whose names don't
         decode to a canonical integrity (foreign keys, temp files) are
-        skipped. Order is backend-defined.
+        skipped. Order is backend-defined. One debug line is logged when the
+        listing ends (or is closed early), with the number of blobs yielded.
         """
         self._check_usable()
         names = self._list()
+        count = 0
         try:
             async for name in names:
                 try:
@@ -602,8 +604,10 @@ class BlobStore(abc.ABC):
                 except InvalidIntegrity:
                     continue
                 if str(parsed) == name:
+                    count += 1
                     yield name
         finally:
+            logger.debug("list backend=%s count=%d", self._id, count)
             # A consumer that stops early closes the backend's listing now,
             # releasing its connection or cursor, not whenever GC gets to it.
             close = getattr(names, "aclose", None)

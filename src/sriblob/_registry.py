@@ -1,0 +1,355 @@
+"""A registry of named stores, plugin discovery and reads that fall back."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from typing import TYPE_CHECKING, Final, Self
+
+from ._integrity import coerce_integrity
+from .exceptions import StoreClosed, UnknownBackend
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+
+    from ._integrity import Integrity
+    from ._store import BlobStore
+
+__all__ = ["ENTRY_POINT_GROUP", "BlobStoreRegistry", "default_registry"]
+
+logger = logging.getLogger("sriblob")
+
+#: The entry-point group store plugins are published under.
+ENTRY_POINT_GROUP: Final = "sriblob.stores"
+
+#: The backend :func:`default_registry` activates, most preferred first.
+_PRECEDENCE: Final = (
+    ("s3", "S3 is configured"),
+    ("postgres", "Postgres is configured and S3 is not"),
+    ("filesystem", "the default: neither S3 nor Postgres is configured"),
+)
+
+
+class BlobStoreRegistry:
+    """Stores by id, one of them active, with reads that fall back.
+
+    Register stores, pick the active one (the first registered, unless
+    :meth:`activate` says otherwise), and read blobs from whichever store
+    holds them with :meth:`read_with_fallback`, the way a migration from one
+    backend to another needs.
+
+    The registry is an async context manager: entering it enters every
+    registered store (S3 needs that), and leaving it, like :meth:`aclose`,
+    closes every store. Register stores before entering the registry; a store
+    registered while the registry is open must already be usable (entered
+    yourself, or one that needs no entering, like the filesystem store), and
+    is closed with the others.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self) -> None:
+        self._stores: dict[str, BlobStore] = {}
+        self._active: str | None = None
+        self._reason = ""
+        self._statuses: dict[str, str] = {}
+        self._open = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<BlobStoreRegistry active={self._active!r} ids={self.ids()!r}>"
+
+    # -- registration -----------------------------------------------------
+
+    def register(self, store: BlobStore, /) -> None:
+        """Add *store* under its id.
+
+        The first store registered becomes the active one.
+
+        Raises:
+            ValueError: A store with the same id is already registered, or
+                the registry is open and *store* still needs entering.
+            StoreClosed: The registry was closed.
+        """
+        self._check_not_closed()
+        if store.id in self._stores:
+            msg = (
+                f"A store with id {store.id!r} is already registered "
+                f"({self._stores[store.id]!r}); give each store its own id."
+            )
+            raise ValueError(msg)
+        if self._open and store._requires_start and not store._started:  # noqa: SLF001
+            msg = (
+                f"The registry is already open, so it won't enter {store!r}: "
+                "use `async with` on the store before registering it, or "
+                "register it before entering the registry."
+            )
+            raise ValueError(msg)
+        self._stores[store.id] = store
+        if self._active is None:
+            self._active = store.id
+            self._reason = "the first store registered"
+
+    def ids(self) -> tuple[str, ...]:
+        """Return the registered ids, sorted."""
+        return tuple(sorted(self._stores))
+
+    def has(self, id: str, /) -> bool:
+        """Return whether a store is registered under *id*."""
+        return id in self._stores
+
+    def get(self, id: str, /) -> BlobStore:
+        """Return the store registered under *id*.
+
+        Raises:
+            UnknownBackend: No store has that id; the message lists the ids
+                there are.
+        """
+        try:
+            return self._stores[id]
+        except KeyError:
+            known = self.ids()
+            listed = ", ".join(repr(i) for i in known) or "none"
+            msg = f"No store {id!r} is registered (registered: {listed})."
+            raise UnknownBackend(msg, id=id, known=known) from None
+
+    def stores(self) -> tuple[BlobStore, ...]:
+        """Return the stores in registration order."""
+        return tuple(self._stores.values())
+
+    # -- the active store ---------------------------------------------------
+
+    @property
+    def active(self) -> BlobStore:
+        """The active store: where new blobs go.
+
+        Raises:
+            UnknownBackend: No store is registered.
+        """
+        if self._active is None:
+            msg = "No store is registered, so none is active."
+            raise UnknownBackend(msg, id="", known=())
+        return self._stores[self._active]
+
+    @property
+    def active_reason(self) -> str:
+        """Why the active store is the active one, in a few words."""
+        return self._reason
+
+    def activate(self, id: str, /, *, reason: str = "chosen explicitly") -> None:
+        """Make the store registered under *id* the active one.
+
+        Args:
+            id: The store's id.
+            reason: Why, as :meth:`describe` shows it.
+
+        Raises:
+            UnknownBackend: No store has that id.
+        """
+        self.get(id)
+        self._active = id
+        self._reason = reason
+
+    # -- status ----------------------------------------------------------------
+
+    def set_status(self, name: str, status: str, /) -> None:
+        """Record what a plugin found, for :meth:`describe`; never a secret.
+
+        Args:
+            name: The plugin's name (``"s3"``).
+            status: One line, such as ``"not configured"``.
+        """
+        self._statuses[name] = status
+
+    @property
+    def statuses(self) -> Mapping[str, str]:
+        """What each plugin recorded with :meth:`set_status`, by name."""
+        return dict(self._statuses)
+
+    def describe(self) -> list[str]:
+        """Return lines saying which store is active and why, and what is there.
+
+        This is what ``sriblob info`` prints.
+        """
+        if self._active is None:
+            lines = ["active: none (no store is registered)"]
+        else:
+            lines = [f"active: {self._active} ({self._reason})"]
+        lines += [f"store {store.id}: {store!r}" for store in self._stores.values()]
+        lines += [f"{name}: {text}" for name, text in sorted(self._statuses.items())]
+        return lines
+
+    # -- reading -----------------------------------------------------------
+
+    def fallback_order(self, *, active: str | None = None) -> tuple[BlobStore, ...]:
+        """Return the stores in the order :meth:`read_with_fallback` asks them.
+
+        Args:
+            active: The id to ask first; the active store's by default.
+
+        Raises:
+            UnknownBackend: *active* is not a registered id.
+        """
+        first = self.get(active) if active is not None else None
+        if first is None and self._active is not None:
+            first = self._stores[self._active]
+        rest = [store for store in self._stores.values() if store is not first]
+        return tuple(rest if first is None else [first, *rest])
+
+    async def read_with_fallback(
+        self, integrity: str | Integrity, /, *, active: str | None = None
+    ) -> tuple[bytes, str] | None:
+        """Read a blob from the first store that has it.
+
+        The active store is asked first, then the others in registration
+        order. A store that fails (unreachable, corrupted bytes, ...) is
+        logged on the ``sriblob`` logger and skipped, so one broken backend
+        never hides a blob another one holds.
+
+        Args:
+            integrity: The blob's integrity.
+            active: The id to ask first instead of the active store's.
+
+        Returns:
+            The verified bytes and the id of the store that served them, or
+            None when every store answered that it doesn't hold the blob.
+
+        Raises:
+            InvalidIntegrity: *integrity* is malformed (before any I/O).
+            UnknownBackend: *active* is not a registered id.
+            StoreClosed: The registry was closed.
+            Exception: No store served the blob and at least one failed: the
+                first failure is raised again.
+        """
+        wanted = coerce_integrity(integrity)
+        self._check_not_closed()
+        failures: list[Exception] = []
+        for store in self.fallback_order(active=active):
+            try:
+                data = await store.get(wanted)
+            except Exception as exc:  # noqa: BLE001 -- any backend failure falls through
+                logger.warning(
+                    "read_with_fallback backend=%s integrity=%s failed: %s: %s",
+                    store.id,
+                    wanted,
+                    type(exc).__name__,
+                    exc,
+                )
+                failures.append(exc)
+                continue
+            if data is not None:
+                if store.id != self._active:
+                    logger.info(
+                        "read_with_fallback backend=%s integrity=%s served by a "
+                        "store that is not the active one (%s)",
+                        store.id,
+                        wanted,
+                        self._active,
+                    )
+                return data, store.id
+        if failures:
+            raise failures[0]
+        return None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def _check_not_closed(self) -> None:
+        if self._closed:
+            msg = "The registry is closed; build a new one."
+            raise StoreClosed(msg)
+
+    async def __aenter__(self) -> Self:
+        self._check_not_closed()
+        entered: list[BlobStore] = []
+        try:
+            for store in self._stores.values():
+                await store.__aenter__()
+                entered.append(store)
+        except BaseException:
+            for store in reversed(entered):
+                await store.aclose()
+            raise
+        self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every store, even if one fails; calling it again does nothing.
+
+        Raises:
+            Exception: The first error a store's ``aclose()`` raised, after
+                every store was closed.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._open = False
+        errors: list[Exception] = []
+        for store in reversed(self._stores.values()):
+            try:
+                await store.aclose()
+            except Exception as exc:  # noqa: BLE001 -- close the others first
+                logger.warning(
+                    "aclose backend=%s failed: %s: %s",
+                    store.id,
+                    type(exc).__name__,
+                    exc,
+                )
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def default_registry(
+    env: Mapping[str, str] | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+) -> BlobStoreRegistry:
+    """Build a registry from every installed store plugin.
+
+    Each plugin in the ``sriblob.stores`` entry-point group is called with
+    the registry, *env* and the ``sriblob`` logger, and registers its store
+    only if it is usable. A plugin that fails is logged and skipped. Then the
+    active store is chosen: ``"s3"`` if registered, else ``"postgres"``, else
+    ``"filesystem"`` (else the first registered).
+
+    Args:
+        env: The environment to read settings from; :data:`os.environ` by
+            default.
+        root: The filesystem store's root directory, overriding
+            ``SRIBLOB_ROOT``.
+
+    Returns:
+        The registry, not entered yet: use ``async with`` on it.
+
+    .. versionadded:: 0.1.0
+    """
+    settings = dict(os.environ if env is None else env)
+    if root is not None:
+        settings["SRIBLOB_ROOT"] = os.fspath(root)
+    registry = BlobStoreRegistry()
+    points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    for point in sorted(points, key=lambda p: (p.name, p.value)):
+        try:
+            plugin: Callable[
+                [BlobStoreRegistry, Mapping[str, str], logging.Logger], None
+            ]
+            plugin = point.load()
+            plugin(registry, settings, logger)
+        except Exception as exc:
+            logger.exception("Store plugin %r (%s) failed", point.name, point.value)
+            registry.set_status(point.name, f"plugin failed: {type(exc).__name__}")
+    for id, reason in _PRECEDENCE:
+        if registry.has(id):
+            registry.activate(id, reason=reason)
+            break
+    return registry

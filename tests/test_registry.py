@@ -1,0 +1,421 @@
+"""BlobStoreRegistry, reads that fall back, plugins and default_registry."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import pytest
+
+from sriblob import (
+    BlobStore,
+    BlobStoreRegistry,
+    FilesystemBlobStore,
+    Integrity,
+    IntegrityMismatch,
+    InvalidIntegrity,
+    MemoryBlobStore,
+    StoreClosed,
+    StoreUnavailable,
+    UnknownBackend,
+    default_registry,
+)
+
+from .helpers import integrity_of
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DATA = b"migrated blob"
+S3 = "CHECKSTACK_SCRIPT_PACKAGES_S3_"
+SECRET = "wJalrXUtnFEMI-super-secret"
+
+
+class BrokenStore(MemoryBlobStore):
+    """A store whose every read fails, like an unreachable server."""
+
+    async def _get(self, integrity: Integrity) -> bytes | None:
+        msg = "connection refused"
+        raise StoreUnavailable(msg, backend=self.id)
+
+
+async def filled(id: str, *blobs: bytes) -> MemoryBlobStore:
+    """Return a memory store named *id* holding *blobs*."""
+    store = MemoryBlobStore(id=id)
+    for data in blobs:
+        await store.add(data)
+    return store
+
+
+class TestRegistration:
+    """register, ids, has, get and the active store."""
+
+    async def test_register_and_get(self) -> None:
+        """A registered store is found by its id; ids() are sorted."""
+        registry = BlobStoreRegistry()
+        b, a = MemoryBlobStore(id="b"), MemoryBlobStore(id="a")
+        registry.register(b)
+        registry.register(a)
+
+        assert registry.get("a") is a
+        assert registry.has("b")
+        assert not registry.has("c")
+        assert registry.ids() == ("a", "b")
+        assert registry.stores() == (b, a)
+
+    async def test_duplicate_id(self) -> None:
+        """Registering a second store under a taken id is a ValueError saying so."""
+        registry = BlobStoreRegistry()
+        registry.register(MemoryBlobStore(id="x"))
+
+        with pytest.raises(ValueError, match="'x' is already registered"):
+            registry.register(MemoryBlobStore(id="x"))
+
+    async def test_unknown_backend_lists_ids(self) -> None:
+        """get() of an unknown id raises UnknownBackend naming the known ids."""
+        registry = BlobStoreRegistry()
+        registry.register(MemoryBlobStore(id="memory"))
+        registry.register(MemoryBlobStore(id="backup"))
+
+        with pytest.raises(UnknownBackend, match="'backup', 'memory'") as excinfo:
+            registry.get("s3")
+
+        assert excinfo.value.id == "s3"
+        assert excinfo.value.known == ("backup", "memory")
+        with pytest.raises(UnknownBackend):
+            registry.activate("s3")
+
+    async def test_first_registered_is_active(self) -> None:
+        """The first store registered is active until another is activated."""
+        registry = BlobStoreRegistry()
+        with pytest.raises(UnknownBackend, match="No store is registered"):
+            _ = registry.active
+        first, second = MemoryBlobStore(id="one"), MemoryBlobStore(id="two")
+        registry.register(first)
+        registry.register(second)
+        assert registry.active is first
+
+        registry.activate("two", reason="testing")
+
+        assert registry.active is second
+        assert registry.active_reason == "testing"
+        assert registry.describe()[0] == "active: two (testing)"
+
+
+class TestReadWithFallback:
+    """Reads ask the active store first, then the others."""
+
+    async def test_active_first(self) -> None:
+        """A blob held by several stores is served by the active one."""
+        registry = BlobStoreRegistry()
+        registry.register(await filled("old", DATA))
+        registry.register(await filled("new", DATA))
+        registry.activate("new")
+
+        assert await registry.read_with_fallback(integrity_of(DATA)) == (DATA, "new")
+        assert await registry.read_with_fallback(integrity_of(DATA), active="old") == (
+            DATA,
+            "old",
+        )
+
+    async def test_falls_back_in_registration_order(self) -> None:
+        """A blob the active store lacks comes from the next store that has it."""
+        registry = BlobStoreRegistry()
+        registry.register(await filled("active"))
+        registry.register(await filled("second", b"other"))
+        registry.register(await filled("third", DATA))
+        registry.register(await filled("fourth", DATA))
+
+        assert await registry.read_with_fallback(integrity_of(DATA)) == (
+            DATA,
+            "third",
+        )
+
+    async def test_absent_everywhere_is_none(self) -> None:
+        """None means every store answered that it doesn't hold the blob."""
+        registry = BlobStoreRegistry()
+        registry.register(await filled("a", b"x"))
+        registry.register(await filled("b", b"y"))
+
+        assert await registry.read_with_fallback(integrity_of(DATA)) is None
+
+    async def test_broken_backend_skipped_and_logged(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A failing store is logged and skipped, and another store serves the blob."""
+        registry = BlobStoreRegistry()
+        registry.register(BrokenStore(id="broken"))
+        registry.register(await filled("good", DATA))
+
+        with caplog.at_level(logging.WARNING, logger="sriblob"):
+            result = await registry.read_with_fallback(integrity_of(DATA))
+
+        assert result == (DATA, "good")
+        [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert record.name == "sriblob"
+        assert "backend=broken" in record.getMessage()
+        assert "connection refused" in record.getMessage()
+
+    async def test_corrupted_copy_falls_through(self) -> None:
+        """An IntegrityMismatch from one store falls through to a good copy."""
+        registry = BlobStoreRegistry()
+        corrupted = await filled("corrupted", DATA)
+        corrupted._blobs[integrity_of(DATA)] = b"bit rot"
+        registry.register(corrupted)
+        registry.register(await filled("good", DATA))
+
+        assert await registry.read_with_fallback(integrity_of(DATA)) == (DATA, "good")
+
+    async def test_failure_raised_when_nobody_served(self) -> None:
+        """If no store served the blob and one failed, that failure is raised."""
+        registry = BlobStoreRegistry()
+        registry.register(BrokenStore(id="broken"))
+        registry.register(await filled("empty"))
+
+        with pytest.raises(StoreUnavailable, match="connection refused"):
+            await registry.read_with_fallback(integrity_of(DATA))
+
+    async def test_first_failure_raised(self) -> None:
+        """With several failures, the first store's failure is raised."""
+        registry = BlobStoreRegistry()
+        corrupted = await filled("corrupted", DATA)
+        corrupted._blobs[integrity_of(DATA)] = b"bit rot"
+        registry.register(corrupted)
+        registry.register(BrokenStore(id="broken"))
+
+        with pytest.raises(IntegrityMismatch):
+            await registry.read_with_fallback(integrity_of(DATA))
+
+    async def test_malformed_integrity(self) -> None:
+        """A malformed integrity is refused before any store is asked."""
+        registry = BlobStoreRegistry()
+        registry.register(BrokenStore(id="broken"))
+
+        with pytest.raises(InvalidIntegrity):
+            await registry.read_with_fallback("sha512-nope")
+
+    async def test_mixed_backends(self, tmp_path: Path) -> None:
+        """A memory store and a filesystem store fall back to each other."""
+        memory = await filled("memory", b"in memory")
+        disk = FilesystemBlobStore(tmp_path)
+        await disk.add(DATA)
+        registry = BlobStoreRegistry()
+        registry.register(memory)
+        registry.register(disk)
+
+        assert await registry.read_with_fallback(integrity_of(DATA)) == (
+            DATA,
+            "filesystem",
+        )
+        assert await registry.read_with_fallback(
+            integrity_of(b"in memory"), active="filesystem"
+        ) == (b"in memory", "memory")
+
+
+class NeedsEntering(MemoryBlobStore):
+    """A store that must be entered before use, as the S3 store must."""
+
+    _requires_start = True
+
+
+class TestLifecycle:
+    """Entering and closing the registry enters and closes the stores."""
+
+    async def test_enter_enters_every_store(self) -> None:
+        """Stores that need `async with` are usable inside the registry's block."""
+        store = NeedsEntering(id="needs")
+        registry = BlobStoreRegistry()
+        registry.register(store)
+        with pytest.raises(StoreClosed, match="not open"):
+            await store.has(integrity_of(DATA))
+
+        async with registry:
+            await store.add(DATA)
+            assert await registry.read_with_fallback(integrity_of(DATA)) == (
+                DATA,
+                "needs",
+            )
+
+        with pytest.raises(StoreClosed, match="closed"):
+            await store.has(integrity_of(DATA))
+        with pytest.raises(StoreClosed):
+            await registry.read_with_fallback(integrity_of(DATA))
+        with pytest.raises(StoreClosed):
+            registry.register(MemoryBlobStore(id="late"))
+
+    async def test_register_unentered_store_while_open(self) -> None:
+        """An open registry refuses a store it would have had to enter."""
+        async with BlobStoreRegistry() as registry:
+            registry.register(MemoryBlobStore())
+            with pytest.raises(ValueError, match="already open"):
+                registry.register(NeedsEntering(id="needs"))
+
+    async def test_aclose_closes_all_even_if_one_fails(self) -> None:
+        """A store failing to close doesn't keep the others open."""
+
+        class FailsToClose(MemoryBlobStore):
+            async def _stop(self) -> None:
+                msg = "cannot close"
+                raise OSError(msg)
+
+        first, last = MemoryBlobStore(id="first"), MemoryBlobStore(id="last")
+        registry = BlobStoreRegistry()
+        for store in (first, FailsToClose(id="failing"), last):
+            registry.register(store)
+
+        with pytest.raises(OSError, match="cannot close"):
+            await registry.aclose()
+
+        for store in (first, last):
+            with pytest.raises(StoreClosed):
+                await store.has(integrity_of(DATA))
+        await registry.aclose()  # a second call does nothing
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> str:
+    """Return every captured log message and its formatted traceback."""
+    return "\n".join(caplog.handler.format(record) for record in caplog.records)
+
+
+class TestDefaultRegistry:
+    """default_registry() builds from the installed plugins."""
+
+    async def test_filesystem_is_the_default(self, tmp_path: Path) -> None:
+        """Without S3 settings the filesystem store at the root is active."""
+        async with default_registry({}, root=tmp_path) as registry:
+            assert registry.ids() == ("filesystem",)
+            store = registry.active
+            assert isinstance(store, FilesystemBlobStore)
+            assert store.root == tmp_path
+            assert "neither S3 nor Postgres" in registry.active_reason
+            integrity = await store.add(DATA)
+            assert await registry.read_with_fallback(integrity) == (DATA, "filesystem")
+        assert "not configured" in registry.statuses["s3"]
+
+    async def test_root_from_env(self, tmp_path: Path) -> None:
+        """SRIBLOB_ROOT sets the filesystem store's root; root= overrides it."""
+        registry = default_registry({"SRIBLOB_ROOT": str(tmp_path / "env")})
+        other = default_registry(
+            {"SRIBLOB_ROOT": str(tmp_path / "env")}, root=tmp_path / "arg"
+        )
+
+        assert isinstance(registry.active, FilesystemBlobStore)
+        assert registry.active.root == tmp_path / "env"
+        assert isinstance(other.active, FilesystemBlobStore)
+        assert other.active.root == tmp_path / "arg"
+
+    async def test_user_data_dir_fallback(self, tmp_path: Path) -> None:
+        """Without SRIBLOB_ROOT the root is the platform's user data directory."""
+        import platformdirs  # noqa: PLC0415 -- only this test needs it
+
+        registry = default_registry({})
+
+        assert isinstance(registry.active, FilesystemBlobStore)
+        assert registry.active.root == platformdirs.user_data_path("sriblob")
+
+    async def test_partial_s3_env(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A partial S3 config logs an error naming the fields, never the secret."""
+        env = {f"{S3}SECRET_ACCESS_KEY": SECRET, f"{S3}REGION": "eu-west-1"}
+
+        with caplog.at_level(logging.DEBUG, logger="sriblob"):
+            registry = default_registry(env, root=tmp_path)
+
+        assert registry.ids() == ("filesystem",)
+        assert registry.active.id == "filesystem"
+        [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert "bucket" in error.getMessage()
+        assert "access_key_id" in error.getMessage()
+        assert SECRET not in messages(caplog)
+        assert SECRET not in "\n".join(registry.describe())
+        assert "misconfigured" in registry.statuses["s3"]
+
+    async def test_s3_configured_without_s3_support(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A complete S3 config registers S3 only if sriblob._s3 imports."""
+        env = {
+            f"{S3}BUCKET": "blobs",
+            f"{S3}ACCESS_KEY_ID": "AKIAEXAMPLE",
+            f"{S3}SECRET_ACCESS_KEY": SECRET,
+        }
+        try:
+            import sriblob._s3  # type: ignore[import-not-found, unused-ignore]  # noqa: F401, PLC0415
+        except ImportError:
+            has_s3 = False
+        else:  # pragma: no cover -- once the S3 store is merged
+            has_s3 = True
+
+        with caplog.at_level(logging.DEBUG, logger="sriblob"):
+            registry = default_registry(env, root=tmp_path)
+
+        assert SECRET not in messages(caplog)
+        assert SECRET not in "\n".join(registry.describe())
+        if has_s3:  # pragma: no cover -- once the S3 store is merged
+            assert registry.active.id == "s3"
+            assert registry.active_reason == "S3 is configured"
+            assert registry.ids() == ("filesystem", "s3")
+        else:
+            assert registry.ids() == ("filesystem",)
+            assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+    async def test_broken_plugin_logged_and_skipped(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A plugin that raises is logged and the other plugins still register."""
+        import importlib.metadata  # noqa: PLC0415
+
+        real = importlib.metadata.entry_points
+
+        def with_broken(*, group: str) -> importlib.metadata.EntryPoints:
+            points = list(real(group=group))
+            broken = importlib.metadata.EntryPoint(
+                name="broken",
+                value="sriblob._no_such_module:plugin",
+                group=group,
+            )
+            return importlib.metadata.EntryPoints([broken, *points])
+
+        monkeypatch.setattr(importlib.metadata, "entry_points", with_broken)
+
+        with caplog.at_level(logging.ERROR, logger="sriblob"):
+            registry = default_registry({}, root=tmp_path)
+
+        assert registry.ids() == ("filesystem",)
+        assert "broken" in caplog.text
+        assert registry.statuses["broken"].startswith("plugin failed")
+
+    async def test_postgres_precedes_filesystem(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A registered "postgres" store is active over the filesystem one."""
+        import importlib.metadata  # noqa: PLC0415
+
+        real = importlib.metadata.entry_points
+
+        def with_postgres(*, group: str) -> importlib.metadata.EntryPoints:
+            fake = importlib.metadata.EntryPoint(
+                name="zz-postgres",
+                value="tests.test_registry:register_fake_postgres",
+                group=group,
+            )
+            return importlib.metadata.EntryPoints([*real(group=group), fake])
+
+        monkeypatch.setattr(importlib.metadata, "entry_points", with_postgres)
+
+        registry = default_registry({}, root=tmp_path)
+
+        assert registry.active.id == "postgres"
+        assert registry.ids() == ("filesystem", "postgres")
+
+
+def register_fake_postgres(
+    registry: BlobStoreRegistry, env: object, logger: logging.Logger
+) -> None:
+    """Stand in for a Postgres plugin: register a store named "postgres"."""
+    store: BlobStore = MemoryBlobStore(id="postgres")
+    registry.register(store)
