@@ -1,4 +1,4 @@
-"""Development tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``bench``."""
+"""Development tasks: tests, reliability, lint, typecheck, docs (``nox -l``)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report", "--fail-under=90")
+
+
+@nox.session(python="3.11")
+def reliability(session: nox.Session) -> None:
+    """Run the slow reliability tests (load), which ``tests`` leaves out.
+
+    pyproject's addopts deselect them with ``-m "not reliability"``; the
+    ``-m`` given here comes later on the command line and wins.
+    """
+    _install(session, "-e", ".", "--group", "tests")
+    session.run("pytest", "-m", "reliability", *session.posargs)
 
 
 @nox.session(python="3.11")
