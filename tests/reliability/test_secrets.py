@@ -13,18 +13,22 @@ import attrs
 import pytest
 
 from sriblob import S3BlobStore, S3StoreConfig, SriblobError, load_s3_config_from_env
+from sriblob._cli import main
 
 from ..helpers import blob, chunked, collect, integrity_of
 from .proxy import Fault, FaultProxy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
 pytestmark = pytest.mark.s3
 
 #: The loggers a deployment might turn up to DEBUG while chasing a problem.
 LOGGERS = ["sriblob", "botocore", "aiobotocore", "aiohttp", "urllib3", "asyncio"]
 MiB = 1024 * 1024
+#: The environment prefix the command reads S3 settings from.
+S3_ENV = "CHECKSTACK_SCRIPT_PACKAGES_S3_"
 
 
 def free_port() -> int:
@@ -149,9 +153,11 @@ class TestSecrets:
             "SRIBLOB_S3_SECRET_ACCESS_KEY": secret,
             "SRIBLOB_S3_ENDPOINT": "not a url " + secret,
         }
-        result = load_s3_config_from_env(env)
+        result = load_s3_config_from_env(env, prefix="SRIBLOB_S3_")
+        assert type(result).__name__ == "Misconfigured"
         assert secret not in repr(result)
-        for field, value in [("part_size", 1), ("endpoint", "ftp://x")]:
+        changes: list[tuple[str, Any]] = [("part_size", 1), ("endpoint", "ftp://x")]
+        for field, value in changes:
             with pytest.raises(SriblobError) as excinfo:
                 S3StoreConfig(
                     bucket="b",
@@ -186,4 +192,58 @@ class TestSecrets:
             with pytest.raises(asyncio.CancelledError):
                 await task
         assert secret not in exposed(excinfo.value)
+        assert secret not in logged(debug_logs)
+
+
+class TestCommandLine:
+    """The sriblob command never prints the secret, whatever fails."""
+
+    @pytest.mark.parametrize("failure", ["missing bucket", "unreachable"])
+    def test_commands_fail_without_the_secret(
+        self,
+        s3_config: S3StoreConfig,
+        *,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        debug_logs: pytest.LogCaptureFixture,
+        secret: str,
+        failure: str,
+    ) -> None:
+        """put, get, has, ls, info and verify on a broken S3 config hide the secret."""
+        endpoint = (
+            f"http://127.0.0.1:{free_port()}"
+            if failure == "unreachable"
+            else str(s3_config.endpoint)
+        )
+        bucket = f"missing-{uuid.uuid4().hex}"
+        for name, value in {
+            "ENDPOINT": endpoint,
+            "BUCKET": bucket,
+            "REGION": str(s3_config.region),
+            "ACCESS_KEY_ID": s3_config.access_key_id,
+            "SECRET_ACCESS_KEY": secret,
+            "FORCE_PATH_STYLE": "true",
+        }.items():
+            monkeypatch.setenv(f"{S3_ENV}{name}", value)
+        monkeypatch.setenv("SRIBLOB_ROOT", str(tmp_path / "store"))
+        source = tmp_path / "blob"
+        source.write_bytes(b"blob")
+        integrity = integrity_of(b"blob")
+        codes = [
+            main(arguments)
+            for arguments in (
+                ["put", str(source)],
+                ["get", integrity, "-o", str(tmp_path / "out")],
+                ["has", integrity],
+                ["ls"],
+                ["info"],
+                ["verify"],
+            )
+        ]
+
+        captured = capsys.readouterr()
+        assert any(code != 0 for code in codes)
+        assert bucket in captured.out + captured.err
+        assert secret not in captured.out + captured.err
         assert secret not in logged(debug_logs)
