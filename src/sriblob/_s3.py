@@ -716,7 +716,26 @@ class S3BlobStore(BlobStore):
                     return None
                 raise
             async with response["Body"] as body:
-                return await body.read()
+                data = await body.read()
+        self._check_length(len(data), response.get("ContentLength"))
+        return data
+
+    def _check_length(self, received: int, expected: int | None) -> None:
+        """Refuse a body shorter (or longer) than its Content-Length.
+
+        aiohttp and botocore already raise when a connection closes early;
+        this holds even if a layer below lets a short body through, so a
+        truncated blob can't pass as whole when verification is off.
+        """
+        if expected is None or received == expected:
+            return
+        bucket = self._config.bucket
+        endpoint = self._endpoint or "AWS"
+        msg = (
+            f"S3 GetObject on bucket {bucket!r} at {endpoint} failed: the body "
+            f"ended after {received} of {expected} bytes."
+        )
+        raise StoreUnavailable(msg, backend=self.id, bucket=bucket, endpoint=endpoint)
 
     @contextlib.asynccontextmanager
     async def _open(
@@ -733,16 +752,21 @@ class S3BlobStore(BlobStore):
                 raise
         body = response["Body"]
         try:
-            yield self._read(body), response.get("ContentLength")
+            size = response.get("ContentLength")
+            yield self._read(body, size), size
         finally:
             # Closes the connection if the body wasn't read to the end, so an
             # early exit never leaks it or leaves it half-read in the pool.
             body.close()
 
-    async def _read(self, body: Any) -> AsyncIterator[bytes]:
-        """Yield *body* in chunks of about 1 MiB (large enough to hash off-loop)."""
+    async def _read(self, body: Any, size: int | None) -> AsyncIterator[bytes]:
+        """Yield *body* in chunks of about 1 MiB (large enough to hash off-loop).
+
+        The last chunk is held back until the body's length is checked.
+        """
         pieces: list[bytes] = []
         buffered = 0
+        received = 0
         while True:
             with self._translate("GetObject"):
                 piece: bytes = await body.read(CHUNK_SIZE - buffered)
@@ -750,9 +774,11 @@ class S3BlobStore(BlobStore):
                 break
             pieces.append(piece)
             buffered += len(piece)
+            received += len(piece)
             if buffered >= CHUNK_SIZE:
                 yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
                 pieces, buffered = [], 0
+        self._check_length(received, size)
         if pieces:
             yield b"".join(pieces)
 

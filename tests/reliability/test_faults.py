@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
 import pytest
 
@@ -269,3 +269,55 @@ class TestOutage:
         uploads = s3_admin.list_multipart_uploads(Bucket=proxied_config.bucket)
         for upload in uploads.get("Uploads", []):
             assert upload["UploadId"] in caplog.text
+
+
+class ShortBody:
+    """A response body that ends early without an error, as a broken layer might."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self, amount: int | None = None) -> bytes:
+        """Return up to *amount* bytes, then nothing."""
+        size = len(self.data) if amount is None else amount
+        piece, self.data = self.data[:size], self.data[size:]
+        return piece
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+
+class TestShortBody:
+    """A body shorter than its Content-Length is refused, even unverified."""
+
+    async def test_short_body_is_refused(self, s3_config: S3StoreConfig) -> None:
+        """A short body makes get and open raise StoreUnavailable, not return it."""
+        data = blob(3 * MiB, seed=9)
+        integrity = integrity_of(data)
+        async with S3BlobStore(s3_config, verify=False) as store:
+            await store.put(integrity, data)
+            client = store._client
+            get_object = client.get_object
+
+            async def short(**kwargs: Any) -> Any:
+                response = await get_object(**kwargs)
+                response["Body"].close()
+                response["Body"] = ShortBody(data[:-1])  # type: ignore[typeddict-item]
+                return response
+
+            client.get_object = short  # type: ignore[method-assign]
+            with pytest.raises(
+                StoreUnavailable, match=f"{len(data) - 1} of {len(data)}"
+            ):
+                await store.get(integrity)
+            chunks: list[bytes] = []
+            with pytest.raises(StoreUnavailable, match="ended after"):
+                async with store.open(integrity) as reader:
+                    chunks.extend([chunk async for chunk in reader])
+            assert sum(map(len, chunks)) < len(data) - 1
