@@ -321,3 +321,24 @@ class TestShortBody:
                 async with store.open(integrity) as reader:
                     chunks.extend([chunk async for chunk in reader])
             assert sum(map(len, chunks)) < len(data) - 1
+
+
+class TestSweep:
+    """Orphaned uploads that can't be swept are reported, not hidden."""
+
+    async def test_failed_sweep_is_logged(
+        self,
+        proxied_config: S3StoreConfig,
+        proxy: FaultProxy,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """When listing uploads fails too, the sweep logs a warning naming the key."""
+        data = blob(LARGE, seed=8)
+        integrity = integrity_of(data)
+        proxy.inject(Fault("status", match="?uploads&prefix=", status=500, times=1000))
+        proxy.inject(Fault("reset_request", match="POST ", times=1000))
+        async with S3BlobStore(proxied_config) as store:
+            with pytest.raises(StoreUnavailable, match="CreateMultipartUpload"):
+                await store.put(integrity, chunked(data, MiB))
+        assert "orphaned upload sweep" in caplog.text
+        assert integrity_to_key(integrity) in caplog.text
