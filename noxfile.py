@@ -1,6 +1,7 @@
-"""Development tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``bench``.
+"""Development tasks: tests, reliability, lint, typecheck, docs (``nox -l``).
 
-``nox -s compat`` runs the S3 suite against every S3 server we support.
+``nox -s compat`` runs the S3 suite against every S3 server we support;
+``nox -s bench`` runs the benchmarks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "reliability", "lint", "typecheck", "docs"]
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 
@@ -41,6 +42,17 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report", "--fail-under=90")
+
+
+@nox.session(python="3.11")
+def reliability(session: nox.Session) -> None:
+    """Run the slow reliability tests (load), which ``tests`` leaves out.
+
+    pyproject's addopts deselect them with ``-m "not reliability"``; the
+    ``-m`` given here comes later on the command line and wins.
+    """
+    _install(session, "-e", ".", "--group", "tests")
+    session.run("pytest", "-m", "reliability", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -187,6 +187,13 @@ class TestConfig:
             ("connect_timeout", -1),
             ("checksum_mode", "always"),
             ("force_path_style", "yes"),
+            ("max_attempts", 0),
+            ("max_concurrency", 257),
+            ("read_timeout", "fast"),
+            ("multipart_threshold", -1),
+            ("region", ""),
+            ("endpoint", "127.0.0.1:9000"),
+            ("endpoint", f"http://user:{SECRET}@127.0.0.1"),
         ],
     )
     def test_invalid_values(self, field: str, value: object) -> None:

@@ -75,6 +75,32 @@ class TestParse:
         assert reason in str(excinfo.value)
         assert isinstance(excinfo.value, ValueError)
 
+    @pytest.mark.parametrize(
+        ("text", "reason"),
+        [
+            ("sha512-" + "eHh4" * 10 + "eHg=", "not 44"),
+            ("sha512-" + "A" * 1_000_000, "1000007 characters"),
+            ("sha\x00512-" + "A" * 86 + "==", "no supported hash algorithm"),
+            ("sh\u00e4512-" + "A" * 86 + "==", "no supported hash algorithm"),
+            ("\u200bsha512-" + "A" * 86 + "==", "no supported hash algorithm"),
+            ("../sha512-" + "A" * 86 + "==", "no supported hash algorithm"),
+            ("sha512-" + "A" * 86 + "==\n../x", "not '<algorithm>-<base64>'"),
+            ("sha512-" + "A" * 86 + "==\x00", "not standard base64"),
+        ],
+    )
+    def test_hostile_input_gets_a_one_line_message(
+        self, text: str, reason: str
+    ) -> None:
+        """Hostile strings (NUL, non-ASCII, paths, 1 MB) get a short one-line error."""
+        with pytest.raises(InvalidIntegrity) as excinfo:
+            Integrity.parse(text)
+
+        message = str(excinfo.value)
+        assert reason in message
+        assert "\n" not in message
+        assert "\x00" not in message
+        assert len(message) < 300
+
     def test_long_input_is_truncated_in_the_message(self) -> None:
         """A huge string is quoted truncated, with its length."""
         text = "x" * 1_000_000

@@ -9,6 +9,7 @@ import io
 import logging
 import math
 import uuid
+import warnings
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias
 
 import aioboto3
@@ -279,6 +280,15 @@ class S3BlobStore(BlobStore):
         #: Whether the server honours If-None-Match: * (False after a 501).
         self._conditional_writes = True
 
+    def __del__(self) -> None:
+        # getattr: __init__ may have raised before setting everything.
+        if getattr(self, "_client_context", None) is not None and not self._closed:
+            msg = (
+                f"{self!r} was never closed; use `async with S3BlobStore(...)` "
+                "or `await store.aclose()` to close its S3 client and connections."
+            )
+            warnings.warn(msg, ResourceWarning, source=self, stacklevel=1)
+
     @property
     def config(self) -> S3StoreConfig:
         """The store's configuration."""
@@ -472,11 +482,55 @@ class S3BlobStore(BlobStore):
             return
         await self._multipart(key, _prepend([first, second], parts))
 
+    async def _create_upload(self, key: str) -> tuple[str, bool]:
+        """Start a multipart upload of *key*; return its id and if it was retried.
+
+        When botocore had to retry the call (or gave up), an earlier attempt
+        may have created an upload whose answer was lost: nobody knows its
+        id, so it would stay forever. Those are swept here, and again when a
+        retried upload ends (a delayed attempt may land late).
+        """
+        try:
+            with self._translate("CreateMultipartUpload"):
+                created = await self._client.create_multipart_upload(
+                    Bucket=self._config.bucket, Key=key
+                )
+        except BaseException:
+            await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
+            raise
+        upload_id = created["UploadId"]
+        retried = bool(created.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        if retried:
+            await self._sweep_uploads(key, upload_id)
+        return upload_id, retried
+
+    async def _sweep_uploads(self, key: str, keep: str | None) -> None:
+        """Abort the uploads of *key* but *keep*, logging what can't be aborted.
+
+        Staging keys are unique to one call, so every other upload of one is
+        an orphan. A blob's final key may also be in a concurrent writer's
+        upload; aborting that one makes its writer fail and retry, which
+        loses nothing, while an orphan would be billed forever.
+        """
+        try:
+            listed = await self._client.list_multipart_uploads(
+                Bucket=self._config.bucket, Prefix=key
+            )
+            for upload in listed.get("Uploads", []):
+                if upload.get("Key") == key and upload.get("UploadId") != keep:
+                    await self._abort(key, upload["UploadId"])
+        except (BotoCoreError, ClientError, aiohttp.ClientError, TimeoutError) as error:
+            logger.warning(
+                "orphaned upload sweep backend=%s bucket=%s key=%s failed: %r",
+                self.id,
+                self._config.bucket,
+                key,
+                error,
+            )
+
     async def _multipart(self, key: str, parts: AsyncIterator[Part]) -> None:
         bucket = self._config.bucket
-        with self._translate("CreateMultipartUpload"):
-            created = await self._client.create_multipart_upload(Bucket=bucket, Key=key)
-        upload_id = created["UploadId"]
+        upload_id, retried = await self._create_upload(key)
         try:
             completed = await self._upload_parts(key, upload_id, parts)
             with self._translate("CompleteMultipartUpload"):
@@ -489,6 +543,9 @@ class S3BlobStore(BlobStore):
         except BaseException:
             await self._abort(key, upload_id)
             raise
+        finally:
+            if retried:
+                await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
 
     async def _abort(self, key: str, upload_id: str) -> None:
         abort = asyncio.ensure_future(
@@ -630,9 +687,7 @@ class S3BlobStore(BlobStore):
             f"bytes={start}-{min(start + part_size, size) - 1}"
             for start in range(0, size, part_size)
         ]
-        with self._translate("CreateMultipartUpload"):
-            created = await self._client.create_multipart_upload(Bucket=bucket, Key=key)
-        upload_id = created["UploadId"]
+        upload_id, _ = await self._create_upload(key)
         try:
             etags: dict[int, str] = {}
             semaphore = asyncio.Semaphore(self._config.max_concurrency)
@@ -764,7 +819,26 @@ class S3BlobStore(BlobStore):
                     return None
                 raise
             async with response["Body"] as body:
-                return await body.read()
+                data = await body.read()
+        self._check_length(len(data), response.get("ContentLength"))
+        return data
+
+    def _check_length(self, received: int, expected: int | None) -> None:
+        """Refuse a body shorter (or longer) than its Content-Length.
+
+        aiohttp and botocore already raise when a connection closes early;
+        this holds even if a layer below lets a short body through, so a
+        truncated blob can't pass as whole when verification is off.
+        """
+        if expected is None or received == expected:
+            return
+        bucket = self._config.bucket
+        endpoint = self._endpoint or "AWS"
+        msg = (
+            f"S3 GetObject on bucket {bucket!r} at {endpoint} failed: the body "
+            f"ended after {received} of {expected} bytes."
+        )
+        raise StoreUnavailable(msg, backend=self.id, bucket=bucket, endpoint=endpoint)
 
     @contextlib.asynccontextmanager
     async def _open(
@@ -781,16 +855,21 @@ class S3BlobStore(BlobStore):
                 raise
         body = response["Body"]
         try:
-            yield self._read(body), response.get("ContentLength")
+            size = response.get("ContentLength")
+            yield self._read(body, size), size
         finally:
             # Closes the connection if the body wasn't read to the end, so an
             # early exit never leaks it or leaves it half-read in the pool.
             body.close()
 
-    async def _read(self, body: Any) -> AsyncIterator[bytes]:
-        """Yield *body* in chunks of about 1 MiB (large enough to hash off-loop)."""
+    async def _read(self, body: Any, size: int | None) -> AsyncIterator[bytes]:
+        """Yield *body* in chunks of about 1 MiB (large enough to hash off-loop).
+
+        The last chunk is held back until the body's length is checked.
+        """
         pieces: list[bytes] = []
         buffered = 0
+        received = 0
         while True:
             with self._translate("GetObject"):
                 piece: bytes = await body.read(CHUNK_SIZE - buffered)
@@ -798,9 +877,11 @@ class S3BlobStore(BlobStore):
                 break
             pieces.append(piece)
             buffered += len(piece)
+            received += len(piece)
             if buffered >= CHUNK_SIZE:
                 yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
                 pieces, buffered = [], 0
+        self._check_length(received, size)
         if pieces:
             yield b"".join(pieces)
 
