@@ -669,7 +669,8 @@ class S3BlobStore(BlobStore):
         body = response["Body"]
         configured = self._config.part_size
         parts = _rechunk(
-            self._read(body), lambda number: streamed_part_size(number, configured)
+            self._read(body, response.get("ContentLength")),
+            lambda number: streamed_part_size(number, configured),
         )
         try:
             await self._write(key, parts)

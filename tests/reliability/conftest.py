@@ -15,11 +15,13 @@ if TYPE_CHECKING:
 
     from sriblob import S3StoreConfig
 
+    from ..helpers import S3Target
+
 
 @pytest.fixture(name="proxy")
-async def _proxy(moto_endpoint: str) -> AsyncIterator[FaultProxy]:
-    """A :class:`FaultProxy` in front of the session's moto server."""
-    port = urllib.parse.urlsplit(moto_endpoint).port
+async def _proxy(s3_target: S3Target) -> AsyncIterator[FaultProxy]:
+    """A :class:`FaultProxy` in front of the session's S3 server."""
+    port = urllib.parse.urlsplit(s3_target.endpoint).port
     assert port is not None
     async with fault_proxy(port) as proxy:
         yield proxy
