@@ -19,6 +19,7 @@ import pytest
 from sriblob import (
     AccessDenied,
     BlobStore,
+    BlobStoreRegistry,
     PostgresBlobStore,
     StoreClosed,
     StoreError,
@@ -703,6 +704,23 @@ class TestPlugin:
         assert registry.stores == []
         assert "SRIBLOB_POSTGRES_DSN" in caplog.text
         assert "sriblob[postgres]" in caplog.text
+
+    @pytest.mark.parametrize(
+        ("env", "status"),
+        [
+            ({}, "not configured"),
+            ({"SRIBLOB_POSTGRES_DSN": f"mysql://u:{SECRET}@h/db"}, "is invalid"),
+            ({"SRIBLOB_POSTGRES_DSN": "postgresql://localhost/db"}, "configured from"),
+        ],
+    )
+    def test_status_for_info(self, env: dict[str, str], status: str) -> None:
+        """The plugin tells `sriblob info` what it found, never the password."""
+        registry = BlobStoreRegistry()
+
+        register_postgres(registry, env, logging.getLogger("test"))
+
+        assert status in registry.statuses["postgres"]
+        assert SECRET not in registry.statuses["postgres"]
 
     def test_entry_point(self) -> None:
         """The sriblob.stores entry point 'postgres' is register_postgres."""

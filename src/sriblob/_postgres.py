@@ -610,6 +610,7 @@ def register_postgres(
     """
     dsn = env.get(DSN_VARIABLE)
     if not dsn:
+        _set_status(registry, f"not configured ({DSN_VARIABLE} is not set)")
         return
     if (problem := dsn_problem(dsn)) is not None:
         logger.error(
@@ -617,6 +618,7 @@ def register_postgres(
             DSN_VARIABLE,
             problem,
         )
+        _set_status(registry, f"{DSN_VARIABLE} is invalid ({problem}), not registered")
         return
     try:
         store = PostgresBlobStore(dsn)
@@ -626,5 +628,14 @@ def register_postgres(
             DSN_VARIABLE,
             _INSTALL_HINT,
         )
+        _set_status(registry, f"{DSN_VARIABLE} is set but asyncpg is missing")
         return
     registry.register(store)
+    _set_status(registry, f"configured from {DSN_VARIABLE}")
+
+
+def _set_status(registry: _Registry, status: str) -> None:
+    # For `sriblob info`; registries other than BlobStoreRegistry may lack it.
+    set_status = getattr(registry, "set_status", None)
+    if set_status is not None:
+        set_status("postgres", status)
