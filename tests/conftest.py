@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +27,9 @@ from .postgres_server import _postgres_backend, _postgres_dsn  # noqa: F401 -- f
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
 
     from mypy_boto3_s3 import S3Client
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-    from pathlib import Path
 
 #: Every backend the contract suite runs against; each needs a fixture
 #: named ``<kind>_backend`` returning a :class:`Backend`.
@@ -70,7 +68,7 @@ def _s3_target() -> Iterator[S3Target]:
     if target is not None:
         yield target
         return
-    # A real HTTP server on a free loopback port, not mock_aws: the store
+    # A real HTTP server on a free loopback port, not an in-process mock: the store
     # must speak real S3 over a socket.
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -172,3 +170,14 @@ def _backend(request: pytest.FixtureRequest) -> Backend:
 async def _store(backend: Backend) -> AsyncIterator[BlobStore]:
     async with backend.make() as store:
         yield store
+
+
+@pytest.fixture(name="root")
+def _root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A store root in SRIBLOB_ROOT and no S3 settings, for the CLI tests."""
+    for name in list(os.environ):
+        if name.startswith("CHECKSTACK_SCRIPT_PACKAGES_S3_"):
+            monkeypatch.delenv(name)
+    root = tmp_path / "store"
+    monkeypatch.setenv("SRIBLOB_ROOT", str(root))
+    return root

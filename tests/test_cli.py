@@ -23,17 +23,6 @@ DATA = b"blob from the command line\n"
 S3 = "CHECKSTACK_SCRIPT_PACKAGES_S3_"
 
 
-@pytest.fixture(name="root")
-def _root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A store root in SRIBLOB_ROOT, and no S3 settings in the environment."""
-    for name in list(os.environ):
-        if name.startswith(S3):
-            monkeypatch.delenv(name)
-    root = tmp_path / "store"
-    monkeypatch.setenv("SRIBLOB_ROOT", str(root))
-    return root
-
-
 def stored(root: Path, data: bytes) -> str:
     """Store *data* under *root* directly and return its integrity."""
     return asyncio.run(FilesystemBlobStore(root).add(data))

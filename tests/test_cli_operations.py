@@ -27,17 +27,6 @@ if TYPE_CHECKING:
 S3 = "CHECKSTACK_SCRIPT_PACKAGES_S3_"
 
 
-@pytest.fixture(name="root")
-def _root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A store root in SRIBLOB_ROOT, and no S3 settings in the environment."""
-    for name in list(os.environ):
-        if name.startswith(S3):
-            monkeypatch.delenv(name)
-    root = tmp_path / "store"
-    monkeypatch.setenv("SRIBLOB_ROOT", str(root))
-    return root
-
-
 def s3_variables(config: S3StoreConfig) -> dict[str, str]:
     """Return the CHECKSTACK_SCRIPT_PACKAGES_S3_* variables for *config*."""
     return {
