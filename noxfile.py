@@ -46,7 +46,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def reliability(session: nox.Session) -> None:
-    """Run the slow reliability tests (load), which ``tests`` leaves out.
+    """Run the reliability suite (faults, cancellation, crashes, load), once.
 
     pyproject's addopts deselect them with ``-m "not reliability"``; the
     ``-m`` given here comes later on the command line and wins.

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # filterwarnings); these make the point explicit for leaked sockets, aiohttp
 # sessions and stores collected while open.
 pytestmark = [
+    pytest.mark.reliability,
     pytest.mark.s3,
     pytest.mark.filterwarnings("error::ResourceWarning"),
     pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),

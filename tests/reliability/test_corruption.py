@@ -8,6 +8,8 @@ from sriblob import BlobStore, Integrity, IntegrityMismatch, verify
 
 from ..helpers import Backend, blob
 
+pytestmark = pytest.mark.reliability
+
 SIZE = 3 * 1024 * 1024 + 5
 
 

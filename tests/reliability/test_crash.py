@@ -11,12 +11,16 @@ import textwrap
 import time
 from typing import TYPE_CHECKING
 
+import pytest
+
 from sriblob import FilesystemBlobStore, verify
 
 from ..helpers import collect
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+pytestmark = pytest.mark.reliability
 
 #: How many times the writer is killed; each run lives 50-400 ms.
 KILLS = 25

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from sriblob import S3StoreConfig
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.reliability, pytest.mark.s3]
 
 MiB = 1024 * 1024
 #: Three parts of 5 MiB (the test config's part size) and a short last one.

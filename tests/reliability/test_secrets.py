@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
-pytestmark = pytest.mark.s3
+pytestmark = [pytest.mark.reliability, pytest.mark.s3]
 
 #: The loggers a deployment might turn up to DEBUG while chasing a problem.
 LOGGERS = ["sriblob", "botocore", "aiobotocore", "aiohttp", "urllib3", "asyncio"]
