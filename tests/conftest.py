@@ -22,7 +22,13 @@ from sriblob import (
 )
 from sriblob.keys import integrity_to_key
 
-from .helpers import MOTO_REGION, Backend, S3Target, s3_leftovers
+from .helpers import (
+    MOTO_REGION,
+    Backend,
+    S3Target,
+    drain_closing_transports,
+    s3_leftovers,
+)
 from .postgres_server import _postgres_backend, _postgres_dsn  # noqa: F401 -- fixtures
 
 if TYPE_CHECKING:
@@ -128,6 +134,7 @@ def _s3_backend(s3_config: S3StoreConfig, s3_admin: S3Client) -> Backend:
     async def make(**options: Any) -> AsyncIterator[BlobStore]:
         async with S3BlobStore(s3_config, **options) as store:
             yield store
+        await drain_closing_transports()
 
     async def corrupt(store: BlobStore, integrity: Integrity, data: bytes) -> None:
         key = integrity_to_key(integrity, prefix=s3_config.key_prefix)

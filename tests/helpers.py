@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -184,3 +186,46 @@ def open_uploads(client: S3Client, bucket: str) -> list[str]:
             return []
         raise
     return [upload["Key"] for upload in listed.get("Uploads", [])]
+
+
+#: How long :func:`drain_closing_transports` waits before aborting stragglers.
+DRAIN_TIMEOUT: Final = 10.0
+
+
+async def drain_closing_transports() -> None:
+    """Wait until sockets this loop is closing have flushed and closed.
+
+    When a request is cancelled mid-body (an upload aborted on a mismatch or
+    a cancellation), aiohttp closes its connection gracefully: asyncio keeps
+    the socket open until the bytes already queued reach the server. A test's
+    event loop closes when the test ends, so a slow server (s3rver) can leave
+    such a socket behind to be garbage-collected with a ResourceWarning in a
+    later test. Call this after closing a store, in the test's loop. Sockets
+    still open (not closing) are left alone, so a real leak still warns;
+    after :data:`DRAIN_TIMEOUT` seconds the stragglers are aborted.
+    """
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_TIMEOUT):
+            # Polling: asyncio has no event for "this transport closed".
+            while _closing_transports(loop):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    for transport in _closing_transports(loop):
+        transport.abort()
+    await asyncio.sleep(0)  # let connection_lost run
+
+
+def _closing_transports(
+    loop: asyncio.AbstractEventLoop,
+) -> list[asyncio.WriteTransport]:
+    """The transports *loop* is closing but still writes to (selector loops)."""
+    selector = getattr(loop, "_selector", None)
+    if selector is None:  # pragma: no cover -- a proactor or uvloop loop
+        return []
+    found = []
+    for key in list(selector.get_map().values()):
+        _, writer = key.data
+        transport = getattr(getattr(writer, "_callback", None), "__self__", None)
+        if isinstance(transport, asyncio.WriteTransport) and transport.is_closing():
+            found.append(transport)
+    return found

@@ -43,6 +43,7 @@ from .helpers import (
     blob,
     chunked,
     collect,
+    drain_closing_transports,
     integrity_of,
     open_uploads,
     s3_leftovers,
@@ -108,6 +109,7 @@ async def opened(config: S3StoreConfig, **options: Any) -> AsyncIterator[S3BlobS
     """Open an S3BlobStore on *config*."""
     async with S3BlobStore(config, **options) as store:
         yield store
+    await drain_closing_transports()
 
 
 def free_port() -> int:
@@ -159,6 +161,7 @@ def other_config(config: S3StoreConfig, **changes: Any) -> S3StoreConfig:
 async def _store(s3_config: S3StoreConfig) -> AsyncIterator[S3BlobStore]:
     async with S3BlobStore(s3_config) as store:
         yield store
+    await drain_closing_transports()
 
 
 @pytest.fixture(name="leftovers")
