@@ -63,6 +63,26 @@ class TestPut:
 
         assert await store.get(integrity) == data
 
+    @pytest.mark.parametrize("chunk_size", [64 * 1024, 1024 * 1024])
+    async def test_source_may_reuse_its_buffer(
+        self, store: BlobStore, chunk_size: int
+    ) -> None:
+        """A source that refills one bytearray per chunk stores the right bytes."""
+        data = blob(3 * 1024 * 1024 + 17)
+        integrity = integrity_of(data)
+
+        async def refilled() -> AsyncIterator[bytearray]:
+            buffer = bytearray(chunk_size)
+            for start in range(0, len(data), chunk_size):
+                piece = data[start : start + chunk_size]
+                buffer[: len(piece)] = piece
+                yield buffer if len(piece) == chunk_size else buffer[: len(piece)]
+                buffer[:] = bytes(chunk_size)  # scribble over what was yielded
+
+        await store.put(integrity, refilled())
+        assert await store.get(integrity) == data
+        assert await store.add(refilled()) == integrity
+
     async def test_put_empty_blob(self, store: BlobStore) -> None:
         """The empty blob is a blob like any other."""
         integrity = integrity_of(b"")

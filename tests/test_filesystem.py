@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sriblob import FilesystemBlobStore, Integrity, InvalidIntegrity, collect_garbage
+from sriblob import _filesystem as fs_module
 from sriblob._filesystem import _TempFile
 from sriblob.keys import integrity_to_key
 
@@ -374,6 +376,94 @@ class TestTempFiles:
             await task
 
         assert temp_files(tmp_path) == []
+
+
+class TestStreamingWrites:
+    """Writes run behind the stream; flushes keep the disk busy meanwhile."""
+
+    async def test_large_stream_is_flushed_as_it_streams(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A stream is synced every FLUSH_INTERVAL bytes, not only at the end."""
+        flushes: list[int] = []
+        real = fs_module._fdatasync
+
+        def counting(fd: int) -> None:
+            flushes.append(fd)
+            real(fd)
+
+        monkeypatch.setattr(fs_module, "_fdatasync", counting)
+        store = FilesystemBlobStore(tmp_path)
+        data = blob(2 * fs_module.FLUSH_INTERVAL + 12345)
+
+        await store.put(integrity_of(data), chunked(data, 1024 * 1024))
+
+        assert len(flushes) == 2
+        assert await store.get(integrity_of(data)) == data
+
+    @pytest.mark.parametrize("how", ["put", "add", "put bytes"])
+    async def test_failed_write_leaves_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    ) -> None:
+        """A write failing mid-stream (a full disk) raises; the temp file goes."""
+        calls = 0
+        real_write = _TempFile.write
+
+        def failing(self: _TempFile, data: bytes, offset: int = 0) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_write(self, data, offset)
+
+        monkeypatch.setattr(_TempFile, "write", failing)
+        store = FilesystemBlobStore(tmp_path)
+        data = blob(12 * 1024 * 1024)
+
+        source = data if how == "put bytes" else chunked(data, 1024 * 1024)
+        stored = (
+            store.add(source) if how == "add" else store.put(integrity_of(data), source)
+        )
+
+        with pytest.raises(OSError, match="No space left"):
+            await stored
+
+        assert temp_files(tmp_path) == []
+        assert await collect(store) == set()
+
+    async def test_cancel_with_writes_queued(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Cancelling while writes are still queued removes the temp file."""
+        real_write = _TempFile.write
+        writing = threading.Event()
+
+        def slow(self: _TempFile, data: bytes, offset: int = 0) -> None:
+            writing.set()
+            time.sleep(0.05)
+            real_write(self, data, offset)
+
+        monkeypatch.setattr(_TempFile, "write", slow)
+        store = FilesystemBlobStore(tmp_path)
+        data = blob(6 * 1024 * 1024)
+        queued = asyncio.Event()
+
+        async def stalls() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), 1024 * 1024):
+                yield data[start : start + 1024 * 1024]
+            queued.set()
+            await asyncio.Event().wait()
+            yield b""  # pragma: no cover -- cancelled before
+
+        task = asyncio.create_task(store.put(integrity_of(data), stalls()))
+        await asyncio.wait_for(queued.wait(), 10)
+        assert writing.is_set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        assert temp_files(tmp_path) == []
+        assert await collect(store) == set()
 
 
 KILLED_WRITER = """

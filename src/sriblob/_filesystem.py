@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import datetime as dt
 import functools
@@ -21,7 +23,13 @@ from .exceptions import InvalidIntegrity
 from .keys import integrity_to_key, key_to_integrity
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Generator, Iterator
+    from collections.abc import (
+        AsyncIterator,
+        Callable,
+        Generator,
+        Iterable,
+        Iterator,
+    )
 
     from ._compat import Buffer
 
@@ -37,6 +45,14 @@ STALE_TEMP_AGE: Final = 3600.0
 #: How many directory entries one worker-thread call of a listing reads.
 _LIST_BATCH: Final = 256
 _HEX_PAIR: Final = frozenset(f"{n:02x}" for n in range(256))
+#: While a blob streams in, its temp file is flushed to disk every this many
+#: bytes, so the disk works while the rest is hashed (see ``_TempFile``).
+FLUSH_INTERVAL: Final = 8 * 1024 * 1024
+#: How many bytes of a stream may wait to be written while the next chunks
+#: are read and hashed (always at least one chunk).
+WRITE_AHEAD: Final = 8 * 1024 * 1024
+#: ``os.fdatasync`` where the platform has it (not macOS).
+_fdatasync: Final = getattr(os, "fdatasync", os.fsync)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -68,14 +84,21 @@ class _TempFile:
 
     Its methods block; the store calls them in worker threads. A lock
     serialises them, so removal after a cancelled write waits for the write
-    the thread is still doing instead of racing it.
+    the thread is still doing instead of racing it, and no write ever uses
+    the descriptor after it was closed.
+
+    Writes are positional (``pwrite``), so they may run in any order. Every
+    :data:`FLUSH_INTERVAL` bytes a write also flushes the file to disk
+    (``fdatasync``): while a large blob streams in, the disk keeps up with
+    the hashing, and the ``fsync`` at commit only has the tail left to do.
     """
 
-    def __init__(self, path: Path, file: IO[bytes]) -> None:
+    def __init__(self, path: Path, fd: int) -> None:
         self.path = path
-        self._file = file
+        self._fd = fd
         self._lock = threading.Lock()
         self._finished = False
+        self._unflushed = 0
 
     @classmethod
     def create(cls, directory: Path, top: Path) -> _TempFile:
@@ -87,24 +110,33 @@ class _TempFile:
                 fd = os.open(path, flags, 0o666)  # the umask applies, as for any file
             except FileExistsError:  # pragma: no cover -- 64 random bits collided
                 continue
-            return cls(path, os.fdopen(fd, "wb"))
+            return cls(path, fd)
 
-    def write(self, data: Buffer) -> None:
+    def _check_open(self) -> None:
+        if self._finished or self._fd < 0:
+            msg = "The temp file was already committed or discarded."
+            raise RuntimeError(msg)
+
+    def write(self, data: Buffer, offset: int = 0) -> None:
+        """Write *data* at *offset*."""
+        view = memoryview(data).cast("B")
         with self._lock:
-            if self._finished:
-                msg = "The temp file was already committed or discarded."
-                raise RuntimeError(msg)
-            self._file.write(data)
+            self._check_open()
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view = view[written:]
+                offset += written
+                self._unflushed += written
+            if self._unflushed >= FLUSH_INTERVAL:
+                _fdatasync(self._fd)
+                self._unflushed = 0
 
     def commit(self, final: Path, top: Path) -> None:
-        """Flush, sync and rename the file to *final*, then sync its directory."""
+        """Sync and rename the file to *final*, then sync its directory."""
         with self._lock:
-            if self._finished:
-                msg = "The temp file was already committed or discarded."
-                raise RuntimeError(msg)
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            self._check_open()
+            os.fsync(self._fd)
+            self._close()
             _make_dirs(final.parent, top)
             self.path.replace(final)
             self._finished = True
@@ -116,10 +148,15 @@ class _TempFile:
             if self._finished:
                 return
             self._finished = True
-            with contextlib.suppress(OSError, ValueError):
-                self._file.close()
+            with contextlib.suppress(OSError):
+                self._close()
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 async def _acquire(acquire: Callable[[], _T], release: Callable[[_T], None]) -> _T:
@@ -141,6 +178,27 @@ async def _acquire(acquire: Callable[[], _T], release: Callable[[_T], None]) -> 
 
         acquiring.add_done_callback(release_later)
         raise
+
+
+async def _small_buffer(source: BlobSource) -> memoryview | None:
+    """Return *source*'s bytes, verified, if they are bytes-like and small.
+
+    A small blob is written in one worker-thread call; larger ones stream
+    in chunks, so that hashing one chunk overlaps writing the previous one.
+    """
+    size = source.size
+    if size is None or size > CHUNK_SIZE:
+        return None
+    return await source.buffer()
+
+
+def _cancel_all(futures: Iterable[asyncio.Future[None]]) -> None:
+    """Cancel *futures*, marking the failed ones' errors as seen."""
+    for future in futures:
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()
 
 
 async def _discard(temp: _TempFile) -> None:
@@ -173,7 +231,10 @@ class FilesystemBlobStore(BlobStore):
     put still succeeds.)
 
     File I/O runs in worker threads and never blocks the event loop; streams
-    are written chunk by chunk, never held whole in memory.
+    are written chunk by chunk, never held whole in memory. A large blob is
+    written by a thread of its own a few chunks behind the stream while
+    another thread hashes it, and synced to disk every 8 MiB on the way, so
+    writing, hashing and the final ``fsync`` overlap.
 
     The root is created on the first write. The store needs no ``async
     with``, though it supports it; :meth:`aclose` releases nothing.
@@ -229,17 +290,44 @@ class FilesystemBlobStore(BlobStore):
             temp.discard()
 
     async def _stream_to_temp(self, source: BlobSource, directory: Path) -> _TempFile:
-        """Write *source* to a new temp file; remove it on any error."""
+        """Write *source* to a new temp file; remove it on any error.
+
+        One worker thread of the stream's own writes the chunks in order, up
+        to :data:`WRITE_AHEAD` bytes behind the stream, so reading and
+        hashing the next chunks overlaps the writes.
+        """
         temp = await _acquire(
             functools.partial(_TempFile.create, directory, self._root),
             _TempFile.discard,
         )
+        loop = asyncio.get_running_loop()
+        writer = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="sriblob-write"
+        )
+        writes: collections.deque[tuple[asyncio.Future[None], int]] = (
+            collections.deque()
+        )
+        behind = offset = 0
         try:
             async for chunk in source.chunks():
-                await asyncio.to_thread(temp.write, chunk)
+                size = memoryview(chunk).nbytes
+                write = loop.run_in_executor(writer, temp.write, chunk, offset)
+                writes.append((write, size))
+                offset += size
+                behind += size
+                while behind > WRITE_AHEAD:
+                    oldest, written = writes.popleft()
+                    behind -= written
+                    await oldest
+            while writes:
+                await writes[0][0]
+                writes.popleft()
         except BaseException:
+            _cancel_all(write for write, _ in writes)
             await _discard(temp)
             raise
+        finally:
+            writer.shutdown(wait=False, cancel_futures=True)
         return temp
 
     async def _commit(self, temp: _TempFile, final: Path) -> None:
@@ -268,7 +356,7 @@ class FilesystemBlobStore(BlobStore):
         final = self.path_of(integrity)
         if await asyncio.to_thread(self._renew, final):
             return
-        view = await source.buffer()
+        view = await _small_buffer(source)
         if view is not None:
             await asyncio.to_thread(self._write_whole, final, view)
             return
@@ -276,7 +364,7 @@ class FilesystemBlobStore(BlobStore):
         await self._commit(temp, final)
 
     async def _add(self, source: BlobSource) -> Integrity:
-        view = await source.buffer()
+        view = await _small_buffer(source)
         if view is not None:
             final = self.path_of(source.integrity)
             if not await asyncio.to_thread(self._renew, final):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import datetime as dt  # noqa: TC003 -- BlobInfo's annotations resolve at runtime
 import logging
@@ -29,6 +31,8 @@ Data: TypeAlias = Buffer | AsyncIterable[Buffer]
 #: Chunks at least this large are hashed in a worker thread (hashlib releases
 #: the GIL), so verification overlaps I/O and never stalls the event loop.
 THREAD_HASH_THRESHOLD: Final = 256 * 1024
+#: How many large chunks may wait to be hashed while a stream goes on.
+HASH_AHEAD: Final = 2
 #: Chunk size for slicing bytes-like input and for backends' reads.
 CHUNK_SIZE: Final = 1024 * 1024
 
@@ -54,32 +58,55 @@ class BlobInfo:
 class _PipelinedHasher:
     """Hash chunks in order, off the event loop when they are large.
 
-    ``update()`` returns as soon as the previous chunk is hashed, so the
-    caller can hand the current chunk on (or fetch the next one) while it is
-    being hashed in a worker thread.
+    Large chunks go to one worker thread of the hasher's own, in order, up
+    to :data:`HASH_AHEAD` of them queued: ``update()`` returns at once, so
+    the caller hands the chunk on (or fetches the next one) while the thread
+    hashes, and the thread never waits for the event loop between chunks.
+    Small chunks are hashed inline, after the queued ones.
     """
 
-    __slots__ = ("_hasher", "_pending")
+    __slots__ = ("_executor", "_hasher", "_pending")
 
     def __init__(self, algorithm: Algorithm) -> None:
         self._hasher = IntegrityHasher(algorithm)
-        self._pending: asyncio.Future[None] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def update(self, chunk: Buffer) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
-        if memoryview(chunk).nbytes >= THREAD_HASH_THRESHOLD:
-            loop = asyncio.get_running_loop()
-            self._pending = loop.run_in_executor(None, self._hasher.update, chunk)
-        else:
+        if memoryview(chunk).nbytes < THREAD_HASH_THRESHOLD:
+            await self._drain(0)
             self._hasher.update(chunk)
+            return
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="sriblob-hash"
+            )
+        loop = asyncio.get_running_loop()
+        self._pending.append(
+            loop.run_in_executor(self._executor, self._hasher.update, chunk)
+        )
+        await self._drain(HASH_AHEAD)
+
+    async def _drain(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            await self._pending[0]
+            self._pending.popleft()
 
     async def finish(self) -> IntegrityHasher:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        try:
+            await self._drain(0)
+        finally:
+            self.close()
         return self._hasher
+
+    def close(self) -> None:
+        """Drop what is queued and let the thread go (idempotent)."""
+        for pending in self._pending:
+            pending.cancel()
+        self._pending.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
 
 def _as_buffer(data: object) -> memoryview | None:
@@ -218,16 +245,20 @@ class BlobSource:
         """
         self._take()
         hasher = _PipelinedHasher(self._algorithm) if self._verify else None
-        async for chunk in self._raw_chunks(chunk_size):
-            size = memoryview(chunk).nbytes
-            if not size:
-                continue
-            self._check_size(self._size + size)
-            self._size += size
+        try:
+            async for chunk in self._raw_chunks(chunk_size):
+                size = memoryview(chunk).nbytes
+                if not size:
+                    continue
+                self._check_size(self._size + size)
+                self._size += size
+                if hasher is not None:
+                    await hasher.update(chunk)
+                yield chunk
+            self._finish(None if hasher is None else await hasher.finish())
+        finally:
             if hasher is not None:
-                await hasher.update(chunk)
-            yield chunk
-        self._finish(None if hasher is None else await hasher.finish())
+                hasher.close()
 
     async def _raw_chunks(self, chunk_size: int) -> AsyncIterator[Buffer]:
         if self._view is not None:
@@ -236,12 +267,16 @@ class BlobSource:
             return
         assert self._iterable is not None  # noqa: S101 -- set in __init__
         async for chunk in self._iterable:  # type: ignore[union-attr]
-            if isinstance(chunk, str) or _as_buffer(chunk) is None:
+            view = None if isinstance(chunk, str) else _as_buffer(chunk)
+            if view is None:
                 msg = (
                     f"Blob data chunks must be bytes-like, not {type(chunk).__name__}."
                 )
                 raise TypeError(msg)
-            yield chunk
+            # A writable chunk (a bytearray the source refills, say) is
+            # copied: hashing and writing run behind the stream and must see
+            # the bytes as they were yielded.
+            yield chunk if view.readonly else bytes(view)
 
 
 class BlobReader:
@@ -293,6 +328,10 @@ class BlobReader:
     async def read(self) -> bytes:
         """Read (and verify) the rest of the blob into memory."""
         return b"".join([chunk async for chunk in self])
+
+    def _close(self) -> None:
+        if self._hasher is not None:
+            self._hasher.close()
 
     def __repr__(self) -> str:
         return f"<BlobReader {self.integrity} size={self.size}>"
@@ -442,7 +481,9 @@ class BlobStore(abc.ABC):
             integrity: The blob's integrity; it is stored under the canonical
                 form of its strongest hash.
             data: Bytes-like data or an async iterable of bytes-like chunks;
-                an iterable is streamed, never held whole in memory.
+                an iterable is streamed, never held whole in memory. A
+                writable chunk (a ``bytearray`` the source refills, say) is
+                copied as it arrives, so the source may reuse its buffer.
 
         Raises:
             InvalidIntegrity: *integrity* is malformed (before any I/O).
@@ -514,7 +555,13 @@ class BlobStore(abc.ABC):
     async def _open_reader(self, wanted: Integrity) -> AsyncIterator[BlobReader]:
         async with self._open(wanted) as (chunks, size):
             logger.debug("open backend=%s integrity=%s size=%s", self._id, wanted, size)
-            yield BlobReader(chunks, integrity=wanted, size=size, verify=self._verify)
+            reader = BlobReader(
+                chunks, integrity=wanted, size=size, verify=self._verify
+            )
+            try:
+                yield reader
+            finally:
+                reader._close()  # noqa: SLF001 -- the store owns its readers
 
     def open(
         self, integrity: str | Integrity, /
