@@ -187,6 +187,7 @@ class TestConfig:
             ("connect_timeout", -1),
             ("checksum_mode", "always"),
             ("force_path_style", "yes"),
+            ("sign_payloads", "no"),
             ("max_attempts", 0),
             ("max_concurrency", 257),
             ("read_timeout", "fast"),
@@ -219,3 +220,4 @@ class TestConfig:
         assert config.part_size >= 5 * 1024 * 1024
         assert config.multipart_threshold >= config.part_size
         assert config.checksum_mode == "when_required"
+        assert config.sign_payloads is None

@@ -73,7 +73,10 @@ def record(store: S3BlobStore) -> list[Sent]:
     sent: list[Sent] = []
 
     def before_send(request: Any, event_name: str, **_: Any) -> None:
-        headers = {k.lower(): str(v) for k, v in request.headers.items()}
+        headers = {
+            k.lower(): v.decode() if isinstance(v, bytes) else str(v)
+            for k, v in request.headers.items()
+        }
         sent.append(Sent(event_name.rsplit(".", 1)[-1], request.url, headers))
 
     store._client.meta.events.register("before-send.s3", before_send)
@@ -323,6 +326,53 @@ class TestAddressing:
         put = next(request for request in sent if request.operation == "PutObject")
         flexible = [h for h in put.headers if h.startswith("x-amz-checksum-")]
         assert bool(flexible) is sends_checksum
+
+    @pytest.mark.parametrize(
+        ("sign_payloads", "signed"), [(None, True), (True, True), (False, False)]
+    )
+    async def test_payload_signing(
+        self, s3_config: S3StoreConfig, sign_payloads: bool | None, signed: bool
+    ) -> None:
+        """Over http bodies are SHA-256 signed unless sign_payloads=False."""
+        data = blob(6 * MiB)
+        config = other_config(s3_config, sign_payloads=sign_payloads)
+        async with opened(config) as store:
+            sent = record(store)
+            await store.put(integrity_of(b"signed?"), b"signed?")
+            await store.put(integrity_of(data), chunked(data, MiB))
+            assert await store.get(integrity_of(data)) == data
+
+        uploads = [r for r in sent if r.operation in {"PutObject", "UploadPart"}]
+        assert {r.operation for r in uploads} == {"PutObject", "UploadPart"}
+        for request in uploads:
+            unsigned = request.headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+            assert unsigned is not signed
+
+    @pytest.mark.parametrize(
+        ("endpoint", "sign_payloads", "signed"),
+        [
+            (None, None, False),
+            ("https://s3.example", None, False),
+            ("HTTPS://s3.example", None, False),
+            ("http://s3.example", None, True),
+            ("https://s3.example", True, True),
+            ("http://s3.example", False, False),
+        ],
+    )
+    def test_payload_signing_follows_the_scheme(
+        self, endpoint: str | None, sign_payloads: bool | None, signed: bool
+    ) -> None:
+        """By default bodies are signed over http only: TLS protects https."""
+        config = S3StoreConfig(
+            bucket="b",
+            access_key_id="a",
+            secret_access_key="s",
+            endpoint=endpoint,
+            sign_payloads=sign_payloads,
+        )
+
+        client_config: Any = S3BlobStore(config)._client_config()
+        assert client_config.s3["payload_signing_enabled"] is signed
 
 
 class TestPut:

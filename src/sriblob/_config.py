@@ -87,6 +87,11 @@ def _bool(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         raise _problem(attribute, "must be a bool")
 
 
+def _optional_bool(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise _problem(attribute, "must be a bool or None")
+
+
 def _checksum_mode(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value not in ("when_required", "when_supported"):
         raise _problem(attribute, "must be 'when_required' or 'when_supported'")
@@ -125,6 +130,14 @@ class S3StoreConfig:
             checksums only where S3 demands them, which S3-compatible servers
             without flexible checksums accept; ``"when_supported"`` is the
             AWS SDK default.
+        sign_payloads: Whether SigV4 signs each request body with its
+            SHA-256 (a second pass over every uploaded byte). None (default)
+            signs over ``http://`` endpoints and not over ``https://`` ones
+            (AWS included), where TLS already protects the bytes in transit;
+            sriblob verifies every blob by its integrity on the way in and
+            out either way. False sends ``UNSIGNED-PAYLOAD`` on plain http
+            too: less client CPU per upload on a link you trust (loopback, a
+            private network).
 
     Raises:
         ConfigurationError: A value is missing or invalid; its ``fields``
@@ -154,6 +167,7 @@ class S3StoreConfig:
     checksum_mode: ChecksumMode = attrs.field(
         default="when_required", validator=_checksum_mode
     )
+    sign_payloads: bool | None = attrs.field(default=None, validator=_optional_bool)
 
 
 attrs.resolve_types(S3StoreConfig)

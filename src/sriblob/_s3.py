@@ -109,6 +109,14 @@ def _not_implemented(error: BaseException | None) -> bool:
     )
 
 
+def _signs_payloads(config: S3StoreConfig) -> bool:
+    """Whether request bodies are SHA-256 signed: by default over http only."""
+    if config.sign_payloads is not None:
+        return config.sign_payloads
+    endpoint = config.endpoint or "https://"
+    return not endpoint.lower().startswith("https://")
+
+
 def _body(data: Part) -> io.BytesIO:
     """Return *data* as a request body, copying only slices of larger buffers.
 
@@ -307,7 +315,10 @@ class S3BlobStore(BlobStore):
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
             retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
-            s3={"addressing_style": "path" if config.force_path_style else "virtual"},
+            s3={
+                "addressing_style": "path" if config.force_path_style else "virtual",
+                "payload_signing_enabled": _signs_payloads(config),
+            },
             request_checksum_calculation=config.checksum_mode,
             response_checksum_validation=config.checksum_mode,
         )
