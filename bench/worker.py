@@ -134,6 +134,13 @@ def file_chunks(path: Path) -> Iterator[bytes]:
 def sriblob_config(args: argparse.Namespace, bucket: str) -> Any:
     import sriblob  # noqa: PLC0415
 
+    # The library's defaults, except a pool that fits W2's concurrency, and
+    # unsigned bodies for the "sriblob-unsigned" contender.
+    options: dict[str, Any] = {}
+    if args.workload == "w2":
+        options["max_concurrency"] = args.concurrency
+    if args.contender == "sriblob-unsigned":
+        options["sign_payloads"] = False
     return sriblob.S3StoreConfig(
         bucket=bucket,
         access_key_id=ACCESS_KEY,
@@ -141,8 +148,7 @@ def sriblob_config(args: argparse.Namespace, bucket: str) -> Any:
         endpoint=args.endpoint,
         region=REGION,
         force_path_style=True,
-        # The library's defaults, except a pool that fits W2's concurrency.
-        **({"max_concurrency": args.concurrency} if args.workload == "w2" else {}),
+        **options,
     )
 
 
@@ -561,7 +567,44 @@ def limits_run(args: argparse.Namespace) -> dict[str, Any]:
                 hasher.update(piece)
         out[f"{algorithm}_mbps"] = size / t.wall / 1e6
     out["tcp_mbps"] = loopback_mbps(size)
+    out["hash_write_mbps"] = hash_write_mbps(data, args.tmp)
     return out
+
+
+def hash_write_mbps(data: Data, tmp: str | None) -> float:
+    """A verified write in plain Python: sha512 in one thread, writes in another.
+
+    The main thread writes 1 MiB pieces to a new file and syncs it every
+    8 MiB and at the end, while a second thread hashes the same pieces (four
+    queued at most): the best a store that hashes what it writes can do on
+    two cores, with no event loop involved.
+    """
+    import queue  # noqa: PLC0415
+
+    hasher = hashlib.sha512()
+    pieces: queue.Queue[memoryview | None] = queue.Queue(4)
+
+    def hash_pieces() -> None:
+        while (piece := pieces.get()) is not None:
+            hasher.update(piece)
+
+    thread = threading.Thread(target=hash_pieces)
+    fd, path = tempfile.mkstemp(dir=tmp)
+    try:
+        with Timer() as t:
+            thread.start()
+            for n, piece in enumerate(data.chunks(MiB), 1):
+                pieces.put(piece)
+                os.write(fd, piece)
+                if n % 8 == 0:
+                    os.fdatasync(fd)
+            pieces.put(None)
+            thread.join()
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+        Path(path).unlink()
+    return data.size / t.wall / 1e6
 
 
 def loopback_mbps(size: int) -> float:
@@ -616,6 +659,7 @@ def main(argv: list[str]) -> None:
     args = parse(argv)
     runners: dict[str, Callable[[argparse.Namespace], Any]] = {
         "sriblob": sriblob_run,
+        "sriblob-unsigned": sriblob_run,
         "aioboto3": aioboto3_run,
         "boto3": boto3_run,
         "obstore": obstore_run,
