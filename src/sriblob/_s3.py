@@ -35,7 +35,11 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
+    from types_aiobotocore_s3.type_defs import (
+        CompletedPartTypeDef,
+        CopySourceTypeDef,
+        GetObjectOutputTypeDef,
+    )
 
     from ._compat import Buffer
     from ._integrity import Integrity
@@ -820,16 +824,23 @@ class S3BlobStore(BlobStore):
                 )
         return source.integrity
 
-    async def _get(self, integrity: Integrity) -> bytes | None:
+    async def _get_object(self, integrity: Integrity) -> GetObjectOutputTypeDef | None:
+        """Send GetObject for *integrity*'s key; None if there is no such key."""
         with self._translate("GetObject"):
             try:
-                response = await self._client.get_object(
+                return await self._client.get_object(
                     Bucket=self._config.bucket, Key=self._key(integrity)
                 )
             except ClientError as error:
                 if _code(error) == "NoSuchKey":
                     return None
                 raise
+
+    async def _get(self, integrity: Integrity) -> bytes | None:
+        response = await self._get_object(integrity)
+        if response is None:
+            return None
+        with self._translate("GetObject"):
             async with response["Body"] as body:
                 data = await body.read()
         self._check_length(len(data), response.get("ContentLength"))
@@ -856,15 +867,9 @@ class S3BlobStore(BlobStore):
     async def _open(
         self, integrity: Integrity
     ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
-        with self._translate("GetObject"):
-            try:
-                response = await self._client.get_object(
-                    Bucket=self._config.bucket, Key=self._key(integrity)
-                )
-            except ClientError as error:
-                if _code(error) == "NoSuchKey":
-                    raise self._not_found(integrity) from None
-                raise
+        response = await self._get_object(integrity)
+        if response is None:
+            raise self._not_found(integrity)
         body = response["Body"]
         try:
             size = response.get("ContentLength")
