@@ -73,6 +73,10 @@ _ALREADY_STORED: Final = frozenset({"PreconditionFailed", "ConditionalRequestCon
 #: Connections beyond ``max_concurrency``, for small calls made while an
 #: upload keeps its parts in flight.
 EXTRA_CONNECTIONS: Final = 4
+#: Seconds after a CreateMultipartUpload failed for good before the key's
+#: uploads are swept a second time: an attempt the client gave up on (a
+#: reset, a timeout) can still reach the server and create an upload.
+LATE_SWEEP_DELAY: Final = 1.0
 
 _DENIED_CODES: Final = frozenset(
     {
@@ -503,15 +507,22 @@ class S3BlobStore(BlobStore):
         When botocore had to retry the call (or gave up), an earlier attempt
         may have created an upload whose answer was lost: nobody knows its
         id, so it would stay forever. Those are swept here, and again when a
-        retried upload ends (a delayed attempt may land late).
+        retried upload ends (a delayed attempt may land late). When the call
+        failed for good on a connection or server error, the sweep runs again
+        :data:`LATE_SWEEP_DELAY` seconds later, for the same reason.
         """
         try:
             with self._translate("CreateMultipartUpload"):
                 created = await self._client.create_multipart_upload(
                     Bucket=self._config.bucket, Key=key
                 )
-        except BaseException:
+        except BaseException as error:
             await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
+            if isinstance(error, StoreUnavailable):
+                # The last attempt may still be on its way to the server, which
+                # can create the upload after the sweep above: sweep again.
+                await asyncio.sleep(LATE_SWEEP_DELAY)
+                await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
             raise
         upload_id = created["UploadId"]
         retried = bool(created.get("ResponseMetadata", {}).get("RetryAttempts", 0))

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 #: What a fault does to the request it hits.
-FaultKind = Literal["status", "reset_request", "reset_response", "stall"]
+FaultKind = Literal["status", "reset_request", "reset_response", "stall", "late"]
 
 _REASONS = {403: "Forbidden", 500: "Internal Server Error", 503: "Slow Down"}
 _CODES = {403: "SignatureDoesNotMatch", 500: "InternalError", 503: "SlowDown"}
@@ -35,7 +35,10 @@ class Fault:
         kind: ``status`` answers *status* without forwarding; ``reset_request``
             forwards *after* bytes of the request body, then resets both
             sides; ``reset_response`` resets the client after *after* bytes
-            of the response; ``stall`` holds the request for *seconds*.
+            of the response; ``stall`` holds the request for *seconds*;
+            ``late`` resets the client at once and sends the request to the
+            server *seconds* later, on a connection of its own (a request
+            the server executes after the client gave up on it).
         match: Only requests whose request line contains this are hit.
         times: How many more requests this fault hits.
     """
@@ -46,6 +49,19 @@ class Fault:
     status: int = 503
     after: int = 0
     seconds: float = 0.0
+
+
+def _framing(head: bytes) -> tuple[int, bool]:
+    """Return a request head's Content-Length and whether it expects 100."""
+    length = 0
+    expect = False
+    for header in head.split(b"\r\n")[1:]:
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+        elif name.strip().lower() == b"expect":
+            expect = True
+    return length, expect
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
@@ -68,12 +84,14 @@ class FaultProxy:
         port: The proxy's port, once started.
         requests: Every request line seen, in order.
         hits: The request lines a fault was applied to, with the fault kind.
+        late: The tasks sending ``late`` requests (see :meth:`landed`).
     """
 
     upstream: int
     port: int = 0
     requests: list[str] = attrs.Factory(list)
     hits: list[tuple[str, str]] = attrs.Factory(list)
+    late: list[asyncio.Task[None]] = attrs.Factory(list)
     _faults: list[Fault] = attrs.Factory(list)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = attrs.Factory(set)
@@ -117,9 +135,9 @@ class FaultProxy:
         # Reset connections end their tasks; only stalled ones need a cancel.
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1)
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self.late]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self.late, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
 
@@ -179,14 +197,7 @@ class FaultProxy:
                 return
             line = head.split(b"\r\n", 1)[0].decode("latin-1")
             self.requests.append(line)
-            length = 0
-            expect = False
-            for header in head.split(b"\r\n")[1:]:
-                name, _, value = header.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-                elif name.strip().lower() == b"expect":
-                    expect = True
+            length, expect = _framing(head)
             fault = self._take(line)
             if fault is None or fault.kind == "reset_response":
                 cut[0] = None if fault is None else fault.after
@@ -198,6 +209,15 @@ class FaultProxy:
                 upstream.write(head)
                 await self._pipe_body(reader, upstream, length)
                 continue
+            if fault.kind == "late":
+                if expect and length:
+                    msg = "a late fault can't hold a body sent after 100-continue"
+                    raise ValueError(msg)
+                body = await reader.readexactly(length)
+                _abort(client)
+                late = asyncio.create_task(self._send_late(head + body, fault))
+                self.late.append(late)
+                return
             if fault.kind == "reset_request":
                 upstream.write(head)
                 await self._pipe_body(reader, upstream, min(fault.after, length))
@@ -221,6 +241,24 @@ class FaultProxy:
             )
             await client.drain()
             return
+
+    async def _send_late(self, request: bytes, fault: Fault) -> None:
+        """Send *request* upstream after *fault.seconds*; read and drop the answer."""
+        await asyncio.sleep(fault.seconds)
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        try:
+            writer.write(request)
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def landed(self) -> int:
+        """Wait for every ``late`` request to be answered; return how many."""
+        await asyncio.gather(*self.late)
+        return len(self.late)
 
     @staticmethod
     async def _pipe_body(

@@ -212,6 +212,31 @@ class TestPersistentFaults:
         assert not visible(s3_admin, proxied_config, integrity)
         assert s3_leftovers(s3_admin, proxied_config) == []
 
+    @pytest.mark.parametrize("how", ["put", "add"])
+    async def test_upload_created_after_the_client_gave_up(
+        self,
+        proxied_config: S3StoreConfig,
+        proxy: FaultProxy,
+        s3_admin: S3Client,
+        how: str,
+    ) -> None:
+        """A CreateMultipartUpload the server runs after the last retry is swept."""
+        data = blob(LARGE, seed=6)
+        integrity = integrity_of(data)
+        proxy.inject(Fault("late", match="POST ", times=1000, seconds=0.3))
+        async with S3BlobStore(proxied_config) as store:
+            write = (
+                store.put(integrity, chunked(data, MiB))
+                if how == "put"
+                else store.add(chunked(data, MiB))
+            )
+            with pytest.raises(StoreUnavailable, match="CreateMultipartUpload"):
+                await write
+
+        assert await proxy.landed() == proxied_config.max_attempts
+        assert not visible(s3_admin, proxied_config, integrity)
+        assert s3_leftovers(s3_admin, proxied_config) == []
+
     async def test_get_fails_cleanly(
         self, proxied_config: S3StoreConfig, proxy: FaultProxy
     ) -> None:
