@@ -14,7 +14,7 @@ from ..helpers import blob, chunked, integrity_of, s3_leftovers
 from .proxy import Fault, FaultProxy
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable
 
     from mypy_boto3_s3 import S3Client
 
@@ -25,6 +25,13 @@ pytestmark = [pytest.mark.reliability, pytest.mark.s3]
 MiB = 1024 * 1024
 #: Three parts of 5 MiB (the test config's part size) and a short last one.
 LARGE = 16 * MiB
+
+
+def streamed_write(store: S3BlobStore, how: str, data: bytes) -> Awaitable[object]:
+    """``put`` (integrity known) or ``add`` *data* as a stream of 1 MiB chunks."""
+    if how == "put":
+        return store.put(integrity_of(data), chunked(data, MiB))
+    return store.add(chunked(data, MiB))
 
 
 def visible(s3_admin: S3Client, config: S3StoreConfig, integrity: str) -> bool:
@@ -201,11 +208,7 @@ class TestPersistentFaults:
         fault.times = 1000
         proxy.inject(fault)
         async with S3BlobStore(proxied_config) as store:
-            write = (
-                store.put(integrity, chunked(data, MiB))
-                if how == "put"
-                else store.add(chunked(data, MiB))
-            )
+            write = streamed_write(store, how, data)
             with pytest.raises(StoreUnavailable) as excinfo:
                 await write
         assert proxied_config.bucket in str(excinfo.value)
@@ -225,11 +228,7 @@ class TestPersistentFaults:
         integrity = integrity_of(data)
         proxy.inject(Fault("late", match="POST ", times=1000, seconds=0.3))
         async with S3BlobStore(proxied_config) as store:
-            write = (
-                store.put(integrity, chunked(data, MiB))
-                if how == "put"
-                else store.add(chunked(data, MiB))
-            )
+            write = streamed_write(store, how, data)
             with pytest.raises(StoreUnavailable, match="CreateMultipartUpload"):
                 await write
 
