@@ -83,6 +83,17 @@ def record(store: S3BlobStore) -> list[Sent]:
     return sent
 
 
+def client_error(code: str, status: int, operation: str) -> ClientError:
+    """The error botocore raises when the server answers *status* with *code*."""
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": "injected"},
+            "ResponseMetadata": {"HTTPStatusCode": status},  # type: ignore[typeddict-item]
+        },
+        operation,
+    )
+
+
 def operations(sent: list[Sent]) -> list[str]:
     """Return the operation names of *sent*, in order."""
     return [request.operation for request in sent]
@@ -605,12 +616,7 @@ class TestPut:
 
         async def failing(**kwargs: Any) -> Any:
             if kwargs["PartNumber"] == 2:
-                error = {"Code": "InternalError", "Message": "boom"}
-                meta = {"HTTPStatusCode": 500}
-                raise ClientError(
-                    {"Error": error, "ResponseMetadata": meta},  # type: ignore[typeddict-item]
-                    "UploadPart",
-                )
+                raise client_error("InternalError", 500, "UploadPart")
             return await upload_part(**kwargs)
 
         client.upload_part = failing  # type: ignore[method-assign]
@@ -739,11 +745,7 @@ class TestAdd:
         store._copy_threshold = store._copy_part_size = 5 * MiB
 
         async def lacking(**kwargs: Any) -> Any:
-            error = {"Code": "NotImplemented", "Message": "no"}
-            raise ClientError(
-                {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 501}},  # type: ignore[typeddict-item]
-                "UploadPartCopy",
-            )
+            raise client_error("NotImplemented", 501, "UploadPartCopy")
 
         store._client.upload_part_copy = lacking  # type: ignore[method-assign]
         data = blob(12 * MiB + 5)
@@ -762,11 +764,7 @@ class TestAdd:
         """When the copy into place fails, the staging key is still deleted."""
 
         async def failing(**kwargs: Any) -> Any:
-            error = {"Code": "AccessDenied", "Message": "no"}
-            raise ClientError(
-                {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}},  # type: ignore[typeddict-item]
-                "CopyObject",
-            )
+            raise client_error("AccessDenied", 403, "CopyObject")
 
         store._client.copy_object = failing  # type: ignore[method-assign]
 

@@ -34,6 +34,14 @@ def streamed_write(store: S3BlobStore, how: str, data: bytes) -> Awaitable[objec
     return store.add(chunked(data, MiB))
 
 
+async def read_back(store: S3BlobStore, how: str, integrity: str) -> bytes | None:
+    """Read the blob with ``get`` or through ``open``."""
+    if how == "get":
+        return await store.get(integrity)
+    async with store.open(integrity) as reader:
+        return await reader.read()
+
+
 def visible(s3_admin: S3Client, config: S3StoreConfig, integrity: str) -> bool:
     """Return whether an object exists under the blob's key."""
     key = integrity_to_key(integrity, prefix=config.key_prefix)
@@ -129,11 +137,7 @@ class TestTransientFaults:
                 fault.times = 1
                 proxy.inject(fault)
                 try:
-                    if attempt == "get":
-                        got = await store.get(integrity)
-                    else:
-                        async with store.open(integrity) as reader:
-                            got = await reader.read()
+                    got = await read_back(store, attempt, integrity)
                 except StoreUnavailable:
                     # Only a cut in the body, after botocore handed it over,
                     # can't be retried by botocore; it must fail loudly.
@@ -163,11 +167,7 @@ class TestTruncatedBody:
             for attempt in ("get", "open"):
                 proxy.inject(Fault("reset_response", match="GET ", after=cut))
                 try:
-                    if attempt == "get":
-                        got = await store.get(integrity)
-                    else:
-                        async with store.open(integrity) as reader:
-                            got = await reader.read()
+                    got = await read_back(store, attempt, integrity)
                 except StoreError as error:
                     failure: StoreError | None = error
                 else:
