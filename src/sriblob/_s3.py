@@ -73,10 +73,11 @@ _ALREADY_STORED: Final = frozenset({"PreconditionFailed", "ConditionalRequestCon
 #: Connections beyond ``max_concurrency``, for small calls made while an
 #: upload keeps its parts in flight.
 EXTRA_CONNECTIONS: Final = 4
-#: Seconds after a CreateMultipartUpload failed for good before the key's
-#: uploads are swept a second time: an attempt the client gave up on (a
-#: reset, a timeout) can still reach the server and create an upload.
-LATE_SWEEP_DELAY: Final = 1.0
+#: Seconds after a retried CreateMultipartUpload returned (or failed for
+#: good) before the key's uploads are swept a last time: an attempt the
+#: client gave up on (a reset, a timeout) can still reach the server later
+#: and create an upload nobody knows the id of.
+LATE_SWEEP_DELAY: Final = 2.0
 
 _DENIED_CODES: Final = frozenset(
     {
@@ -501,15 +502,17 @@ class S3BlobStore(BlobStore):
             return
         await self._multipart(key, _prepend([first, second], parts))
 
-    async def _create_upload(self, key: str) -> tuple[str, bool]:
-        """Start a multipart upload of *key*; return its id and if it was retried.
+    async def _create_upload(self, key: str) -> tuple[str, float | None]:
+        """Start a multipart upload of *key*.
 
-        When botocore had to retry the call (or gave up), an earlier attempt
-        may have created an upload whose answer was lost: nobody knows its
-        id, so it would stay forever. Those are swept here, and again when a
-        retried upload ends (a delayed attempt may land late). When the call
-        failed for good on a connection or server error, the sweep runs again
-        :data:`LATE_SWEEP_DELAY` seconds later, for the same reason.
+        Return its id and, when botocore had to retry the call, the loop time
+        it returned at: an earlier attempt may have created an upload whose
+        answer was lost, so nobody knows its id and it would stay forever.
+        Those are swept here, and again when the upload ends, no earlier than
+        :data:`LATE_SWEEP_DELAY` after this call returned (see
+        :meth:`_sweep_late`), since an abandoned attempt can land late. When
+        the call failed for good on a connection or server error, the late
+        sweep runs before the error propagates, for the same reason.
         """
         try:
             with self._translate("CreateMultipartUpload"):
@@ -519,16 +522,27 @@ class S3BlobStore(BlobStore):
         except BaseException as error:
             await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
             if isinstance(error, StoreUnavailable):
-                # The last attempt may still be on its way to the server, which
-                # can create the upload after the sweep above: sweep again.
-                await asyncio.sleep(LATE_SWEEP_DELAY)
-                await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
+                await self._sweep_late(key, since=asyncio.get_running_loop().time())
             raise
         upload_id = created["UploadId"]
-        retried = bool(created.get("ResponseMetadata", {}).get("RetryAttempts", 0))
-        if retried:
-            await self._sweep_uploads(key, upload_id)
-        return upload_id, retried
+        if not created.get("ResponseMetadata", {}).get("RetryAttempts", 0):
+            return upload_id, None
+        returned = asyncio.get_running_loop().time()
+        await self._sweep_uploads(key, upload_id)
+        return upload_id, returned
+
+    async def _sweep_late(self, key: str, *, since: float, wait: bool = True) -> None:
+        """Sweep *key*'s uploads once :data:`LATE_SWEEP_DELAY` has passed *since*.
+
+        A cancellation (or ``wait=False``) cuts the wait short; the sweep
+        itself always runs.
+        """
+        try:
+            delay = since + LATE_SWEEP_DELAY - asyncio.get_running_loop().time()
+            if wait and delay > 0:
+                await asyncio.sleep(delay)
+        finally:
+            await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
 
     async def _sweep_uploads(self, key: str, keep: str | None) -> None:
         """Abort the uploads of *key* but *keep*, logging what can't be aborted.
@@ -554,24 +568,35 @@ class S3BlobStore(BlobStore):
                 error,
             )
 
-    async def _multipart(self, key: str, parts: AsyncIterator[Part]) -> None:
-        bucket = self._config.bucket
-        upload_id, retried = await self._create_upload(key)
+    @contextlib.asynccontextmanager
+    async def _upload(self, key: str) -> AsyncIterator[str]:
+        """Run a multipart upload of *key*: yield its id, abort it on any error.
+
+        The body must complete the upload. When creating it took retries, the
+        key's uploads are swept again at the end (see :meth:`_create_upload`).
+        """
+        upload_id, retried_at = await self._create_upload(key)
         try:
+            yield upload_id
+        except BaseException as error:
+            await self._abort(key, upload_id)
+            if retried_at is not None:
+                cancelled = isinstance(error, asyncio.CancelledError)
+                await self._sweep_late(key, since=retried_at, wait=not cancelled)
+            raise
+        if retried_at is not None:
+            await self._sweep_late(key, since=retried_at)
+
+    async def _multipart(self, key: str, parts: AsyncIterator[Part]) -> None:
+        async with self._upload(key) as upload_id:
             completed = await self._upload_parts(key, upload_id, parts)
             with self._translate("CompleteMultipartUpload"):
                 await self._client.complete_multipart_upload(
-                    Bucket=bucket,
+                    Bucket=self._config.bucket,
                     Key=key,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": completed},
                 )
-        except BaseException:
-            await self._abort(key, upload_id)
-            raise
-        finally:
-            if retried:
-                await _wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
 
     async def _abort(self, key: str, upload_id: str) -> None:
         abort = asyncio.ensure_future(
@@ -714,8 +739,7 @@ class S3BlobStore(BlobStore):
             f"bytes={start}-{min(start + part_size, size) - 1}"
             for start in range(0, size, part_size)
         ]
-        upload_id, _ = await self._create_upload(key)
-        try:
+        async with self._upload(key) as upload_id:
             etags: dict[int, str] = {}
             semaphore = asyncio.Semaphore(self._config.max_concurrency)
 
@@ -753,9 +777,6 @@ class S3BlobStore(BlobStore):
                         ]
                     },
                 )
-        except BaseException:
-            await self._abort(key, upload_id)
-            raise
 
     async def _delete_key(self, key: str) -> None:
         with self._translate("DeleteObject"):

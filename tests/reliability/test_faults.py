@@ -118,6 +118,35 @@ class TestTransientFaults:
             assert await store.get(integrity) == data
         assert s3_leftovers(s3_admin, proxied_config) == []
 
+    @pytest.mark.parametrize("how", ["put", "add", "add-copied-in-parts"])
+    async def test_retried_upload_created_after_it_completed(
+        self,
+        proxied_config: S3StoreConfig,
+        proxy: FaultProxy,
+        s3_admin: S3Client,
+        how: str,
+    ) -> None:
+        """A given-up CreateMultipartUpload landing after a retry succeeded is swept.
+
+        The abandoned attempt reaches the server a second after the client
+        gave up on it, by which time the retried upload has long completed.
+        ``add-copied-in-parts`` hits the upload of the multipart copy from
+        the staging key to the blob's key instead of the staging upload.
+        """
+        data = blob(LARGE, seed=8)
+        match = "?uploads HTTP"
+        if how == "add-copied-in-parts":
+            key = integrity_to_key(integrity_of(data), prefix=proxied_config.key_prefix)
+            match = key + match
+        proxy.inject(Fault("late", match=match, times=1, seconds=1.0))
+        async with S3BlobStore(proxied_config) as store:
+            if how == "add-copied-in-parts":
+                store._copy_threshold = store._copy_part_size = 5 * MiB
+            await streamed_write(store, how.removesuffix("-copied-in-parts"), data)
+            assert await store.get(integrity_of(data)) == data
+        assert await proxy.landed() == 1
+        assert s3_leftovers(s3_admin, proxied_config) == []
+
     @pytest.mark.parametrize("fault", TRANSIENT)
     @pytest.mark.parametrize("verify", [True, False])
     async def test_get_and_open(
