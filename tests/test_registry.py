@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 import pytest
 
 from sriblob import (
+    BlobNotFound,
     BlobStore,
     BlobStoreRegistry,
     FilesystemBlobStore,
@@ -21,12 +23,14 @@ from sriblob import (
     default_registry,
 )
 
-from .helpers import integrity_of
+from .helpers import blob, integrity_of
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 DATA = b"migrated blob"
+MiB = 1024 * 1024
 S3 = "CHECKSTACK_SCRIPT_PACKAGES_S3_"
 SECRET = "wJalrXUtnFEMI-super-secret"
 
@@ -37,6 +41,14 @@ class BrokenStore(MemoryBlobStore):
     async def _get(self, integrity: Integrity) -> bytes | None:
         msg = "connection refused"
         raise StoreUnavailable(msg, backend=self.id)
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, integrity: Integrity
+    ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+        msg = "connection refused"
+        raise StoreUnavailable(msg, backend=self.id)
+        yield  # pragma: no cover -- makes this a generator
 
 
 async def filled(id: str, *blobs: bytes) -> MemoryBlobStore:
@@ -210,6 +222,154 @@ class TestReadWithFallback:
         assert await registry.read_with_fallback(
             integrity_of(b"in memory"), active="filesystem"
         ) == (b"in memory", "memory")
+
+
+class TestOpenWithFallback:
+    """Streaming reads ask the stores in the same order as read_with_fallback."""
+
+    async def test_active_first(self) -> None:
+        """The active store (or the one named by active=) serves the stream."""
+        registry = BlobStoreRegistry()
+        registry.register(await filled("old", DATA))
+        registry.register(await filled("new", DATA))
+        registry.activate("new")
+
+        async with registry.open_with_fallback(integrity_of(DATA)) as reader:
+            assert (await reader.read(), reader.store_id) == (DATA, "new")
+        async with registry.open_with_fallback(
+            integrity_of(DATA), active="old"
+        ) as reader:
+            assert (await reader.read(), reader.store_id) == (DATA, "old")
+
+    async def test_falls_back_in_registration_order(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A blob the active store lacks streams from the next store that has it."""
+        registry = BlobStoreRegistry()
+        registry.register(await filled("active"))
+        registry.register(await filled("second", b"other"))
+        registry.register(await filled("third", DATA))
+        registry.register(await filled("fourth", DATA))
+
+        with caplog.at_level(logging.INFO, logger="sriblob"):
+            async with registry.open_with_fallback(integrity_of(DATA)) as reader:
+                assert (await reader.read(), reader.store_id) == (DATA, "third")
+        assert any(
+            "open_with_fallback backend=third" in r.getMessage()
+            and "not the active one (active)" in r.getMessage()
+            for r in caplog.records
+        )
+
+    async def test_streams_in_chunks(self, tmp_path: Path) -> None:
+        """A large blob arrives in bounded chunks from the store that has it."""
+        data = blob(3 * MiB + 5)
+        disk = FilesystemBlobStore(tmp_path)
+        await disk.add(data)
+        registry = BlobStoreRegistry()
+        registry.register(await filled("memory"))
+        registry.register(disk)
+
+        async with registry.open_with_fallback(integrity_of(data)) as reader:
+            assert reader.size == len(data)
+            chunks = [chunk async for chunk in reader]
+        assert b"".join(chunks) == data
+        assert len(chunks) >= 4
+        assert max(map(len, chunks)) <= MiB
+
+    async def test_absent_everywhere(self) -> None:
+        """BlobNotFound on entry names every store that was asked."""
+        registry = BlobStoreRegistry()
+        registry.register(await filled("a", b"x"))
+        registry.register(await filled("b", b"y"))
+
+        with pytest.raises(BlobNotFound, match=r"in any store \(a, b\)") as excinfo:
+            async with registry.open_with_fallback(integrity_of(DATA)):
+                pytest.fail("entered without a blob")
+        assert excinfo.value.integrity == integrity_of(DATA)
+        assert excinfo.value.backend == "a, b"
+
+    async def test_broken_backend_skipped_and_logged(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A store that fails to open is logged and skipped."""
+        registry = BlobStoreRegistry()
+        registry.register(BrokenStore(id="broken"))
+        registry.register(await filled("good", DATA))
+
+        with caplog.at_level(logging.WARNING, logger="sriblob"):
+            async with registry.open_with_fallback(integrity_of(DATA)) as reader:
+                assert (await reader.read(), reader.store_id) == (DATA, "good")
+
+        [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert "open_with_fallback backend=broken" in record.getMessage()
+        assert "connection refused" in record.getMessage()
+
+    async def test_failure_raised_when_nobody_served(self) -> None:
+        """If no store opened the blob and one failed, that failure is raised."""
+        registry = BlobStoreRegistry()
+        registry.register(await filled("empty"))
+        registry.register(BrokenStore(id="broken"))
+
+        with pytest.raises(StoreUnavailable, match="connection refused"):
+            async with registry.open_with_fallback(integrity_of(DATA)):
+                pytest.fail("entered without a blob")
+
+    async def test_corruption_is_not_hidden(self) -> None:
+        """Bytes already streamed can't be taken back: a mismatch is raised."""
+        registry = BlobStoreRegistry()
+        corrupted = await filled("corrupted", DATA)
+        corrupted._blobs[integrity_of(DATA)] = b"bit rot"
+        registry.register(corrupted)
+        registry.register(await filled("good", DATA))
+
+        async with registry.open_with_fallback(integrity_of(DATA)) as reader:
+            assert reader.store_id == "corrupted"
+            with pytest.raises(IntegrityMismatch):
+                await reader.read()
+
+    async def test_refused_before_any_io(self) -> None:
+        """Bad arguments and a closed registry raise at the call, not on entry."""
+        registry = BlobStoreRegistry()
+        registry.register(BrokenStore(id="broken"))
+
+        with pytest.raises(InvalidIntegrity):
+            registry.open_with_fallback("sha512-nope")
+        with pytest.raises(UnknownBackend):
+            registry.open_with_fallback(integrity_of(DATA), active="nope")
+        await registry.aclose()
+        with pytest.raises(StoreClosed):
+            registry.open_with_fallback(integrity_of(DATA))
+
+    async def test_store_reader_closed_on_exit(self) -> None:
+        """Leaving the block, even by an error, closes the serving store's stream."""
+        closed: list[str] = []
+
+        class Recording(MemoryBlobStore):
+            @contextlib.asynccontextmanager
+            async def _open(
+                self, integrity: Integrity
+            ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+                try:
+                    async with super()._open(integrity) as opened:
+                        yield opened
+                finally:
+                    closed.append(self.id)
+
+        store = Recording(id="recording")
+        await store.add(DATA)
+        registry = BlobStoreRegistry()
+        registry.register(store)
+
+        async def give_up() -> None:
+            async with registry.open_with_fallback(integrity_of(DATA)) as reader:
+                assert closed == []
+                await anext(reader)
+                msg = "reader gave up"
+                raise RuntimeError(msg)
+
+        with pytest.raises(RuntimeError, match="reader gave up"):
+            await give_up()
+        assert closed == ["recording"]
 
 
 class NeedsEntering(MemoryBlobStore):

@@ -169,7 +169,8 @@ class TestReader:
         integrity = await store.add(b"data")
 
         async with store.open(integrity) as reader:
-            assert repr(reader) == f"<BlobReader {integrity} size=4>"
+            assert repr(reader) == f"<BlobReader {integrity} size=4 store=memory>"
+            assert reader.store_id == "memory"
             assert await reader.read() == b"data"
             with pytest.raises(StopAsyncIteration):
                 await anext(reader)

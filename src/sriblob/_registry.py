@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import os
 from typing import TYPE_CHECKING, Final, Self
 
 from ._integrity import coerce_integrity
-from .exceptions import StoreClosed, UnknownBackend
+from .exceptions import BlobNotFound, StoreClosed, UnknownBackend
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
     from types import TracebackType
 
     from ._integrity import Integrity
-    from ._store import BlobStore
+    from ._store import BlobReader, BlobStore
 
 __all__ = ["ENTRY_POINT_GROUP", "BlobStoreRegistry", "default_registry"]
 
@@ -230,28 +231,104 @@ class BlobStoreRegistry:
             try:
                 data = await store.get(wanted)
             except Exception as exc:  # noqa: BLE001 -- any backend failure falls through
-                logger.warning(
-                    "read_with_fallback backend=%s integrity=%s failed: %s: %s",
-                    store.id,
-                    wanted,
-                    type(exc).__name__,
-                    exc,
-                )
+                self._skipped("read_with_fallback", store, wanted, exc)
                 failures.append(exc)
                 continue
             if data is not None:
-                if store.id != self._active:
-                    logger.info(
-                        "read_with_fallback backend=%s integrity=%s served by a "
-                        "store that is not the active one (%s)",
-                        store.id,
-                        wanted,
-                        self._active,
-                    )
+                self._served("read_with_fallback", store, wanted)
                 return data, store.id
         if failures:
             raise failures[0]
         return None
+
+    def open_with_fallback(
+        self, integrity: str | Integrity, /, *, active: str | None = None
+    ) -> contextlib.AbstractAsyncContextManager[BlobReader]:
+        """Stream a blob from the first store that has it.
+
+        The streaming form of :meth:`read_with_fallback`: an async context
+        manager yielding the :class:`BlobReader` of the first store, in the
+        same order, whose :meth:`BlobStore.open` succeeds; its ``store_id``
+        names that store. Memory stays bounded whatever the blob's size::
+
+            async with registry.open_with_fallback(integrity) as reader:
+                async for chunk in reader:
+                    ...  # don't publish anything before the loop ends
+                served_by = reader.store_id
+
+        A store that fails to open the blob is logged and skipped, as in
+        :meth:`read_with_fallback`. Once bytes have streamed there is no going
+        back: corrupted bytes raise :class:`~sriblob.IntegrityMismatch` while
+        iterating, as :meth:`BlobStore.open` does, instead of falling through
+        to another store. To fall through on corruption too, stage the blob
+        (``sriblob get`` does) or use :meth:`read_with_fallback`.
+
+        Args:
+            integrity: The blob's integrity.
+            active: The id to ask first instead of the active store's.
+
+        Raises:
+            InvalidIntegrity: *integrity* is malformed (raised by this call).
+            UnknownBackend: *active* is not a registered id (raised by this
+                call).
+            StoreClosed: The registry was closed (raised by this call).
+            BlobNotFound: Every store answered that it doesn't hold the blob
+                (raised on entry; its ``backend`` lists the ids asked).
+            Exception: No store opened the blob and at least one failed: the
+                first failure is raised again (on entry).
+            IntegrityMismatch: The serving store's bytes are corrupted
+                (raised while iterating).
+        """
+        wanted = coerce_integrity(integrity)
+        self._check_not_closed()
+        return self._open_first(wanted, self.fallback_order(active=active))
+
+    @contextlib.asynccontextmanager
+    async def _open_first(
+        self, wanted: Integrity, stores: tuple[BlobStore, ...]
+    ) -> AsyncIterator[BlobReader]:
+        failures: list[Exception] = []
+        for store in stores:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    reader = await stack.enter_async_context(store.open(wanted))
+                except BlobNotFound:
+                    continue
+                except Exception as exc:  # noqa: BLE001 -- any backend failure falls through
+                    self._skipped("open_with_fallback", store, wanted, exc)
+                    failures.append(exc)
+                    continue
+                self._served("open_with_fallback", store, wanted)
+                yield reader
+                return
+        if failures:
+            raise failures[0]
+        ids = ", ".join(store.id for store in stores)
+        msg = f"No blob {wanted} in any store ({ids or 'none registered'})."
+        raise BlobNotFound(msg, integrity=str(wanted), backend=ids)
+
+    def _skipped(
+        self, operation: str, store: BlobStore, wanted: Integrity, exc: Exception
+    ) -> None:
+        logger.warning(
+            "%s backend=%s integrity=%s failed: %s: %s",
+            operation,
+            store.id,
+            wanted,
+            type(exc).__name__,
+            exc,
+        )
+
+    def _served(self, operation: str, store: BlobStore, wanted: Integrity) -> None:
+        if store.id != self._active:
+            logger.info(
+                "%s backend=%s integrity=%s served by a store that is not the "
+                "active one (%s)",
+                operation,
+                store.id,
+                wanted,
+                self._active,
+            )
 
     # -- lifecycle ---------------------------------------------------------
 

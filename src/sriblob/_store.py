@@ -290,6 +290,8 @@ class BlobReader:
     Attributes:
         integrity: The blob's integrity.
         size: The blob's size in bytes when the backend knows it, else None.
+        store_id: The id of the store the bytes come from (the one that
+            answered, for :meth:`BlobStoreRegistry.open_with_fallback`).
 
     .. versionadded:: 0.1.0
     """
@@ -301,9 +303,11 @@ class BlobReader:
         integrity: Integrity,
         size: int | None,
         verify: bool,
+        store_id: str,
     ) -> None:
         self.integrity = integrity
         self.size = size
+        self.store_id = store_id
         self._chunks = chunks
         self._hasher = _PipelinedHasher(integrity.algorithm) if verify else None
         self._done = False
@@ -334,7 +338,7 @@ class BlobReader:
             self._hasher.close()
 
     def __repr__(self) -> str:
-        return f"<BlobReader {self.integrity} size={self.size}>"
+        return f"<BlobReader {self.integrity} size={self.size} store={self.store_id}>"
 
 
 class BlobStore(abc.ABC):
@@ -556,7 +560,11 @@ class BlobStore(abc.ABC):
         async with self._open(wanted) as (chunks, size):
             logger.debug("open backend=%s integrity=%s size=%s", self._id, wanted, size)
             reader = BlobReader(
-                chunks, integrity=wanted, size=size, verify=self._verify
+                chunks,
+                integrity=wanted,
+                size=size,
+                verify=self._verify,
+                store_id=self._id,
             )
             try:
                 yield reader

@@ -74,7 +74,8 @@ class BlobNotFound(SriblobError, LookupError):
 
     Attributes:
         integrity: The canonical integrity that was looked up.
-        backend: The id of the store that was asked.
+        backend: The id of the store that was asked (the ids asked,
+            comma-separated, for ``BlobStoreRegistry.open_with_fallback``).
     """
 
     def __init__(self, message: str, *, integrity: str, backend: str) -> None:
