@@ -195,6 +195,11 @@ class TestConfig:
             ("region", ""),
             ("endpoint", "127.0.0.1:9000"),
             ("endpoint", f"http://user:{SECRET}@127.0.0.1"),
+            ("key_prefix", "script-packages/blobs"),
+            ("key_prefix", "/script-packages/blobs/"),
+            ("key_prefix", "x" * 834 + "/"),
+            ("key_prefix", "\ud800/"),
+            ("key_prefix", None),
         ],
     )
     def test_invalid_values(self, field: str, value: object) -> None:
@@ -211,6 +216,17 @@ class TestConfig:
 
         assert excinfo.value.fields == (field,)
         assert SECRET not in str(excinfo.value)
+
+    @pytest.mark.parametrize(
+        "prefix", ["", "blobs/", "tenant-a/blobs/", "é" * 416 + "/"]
+    )
+    def test_key_prefixes(self, prefix: str) -> None:
+        """The bucket's root and any path ending with '/' are valid prefixes."""
+        config = S3StoreConfig(
+            bucket="b", access_key_id="a", secret_access_key="s", key_prefix=prefix
+        )
+
+        assert config.key_prefix == prefix
 
     def test_defaults(self) -> None:
         """Tuning fields default to sane values."""

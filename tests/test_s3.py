@@ -264,6 +264,30 @@ class TestAddressing:
         assert put.operation == "PutObject"
         assert put.url == f"{store.config.endpoint}/{store.config.bucket}/{key}"
 
+    @pytest.mark.parametrize("prefix", ["tenant-a/blobs/", ""])
+    async def test_key_prefix(
+        self,
+        s3_config: S3StoreConfig,
+        s3_admin: S3Client,
+        store: S3BlobStore,
+        prefix: str,
+    ) -> None:
+        """A store keeps its blobs, staging keys included, under its own prefix."""
+        data = blob(3 * MiB + 1)
+        config = other_config(s3_config, key_prefix=prefix, multipart_threshold=MiB)
+        async with opened(config) as prefixed:
+            integrity = await prefixed.add(chunked(data, MiB))
+            assert await prefixed.get(integrity) == data
+            assert await collect(prefixed) == {integrity}
+
+        assert stored_keys(s3_admin, s3_config) == [
+            integrity_to_key(integrity, prefix=prefix)
+        ]
+        assert s3_leftovers(s3_admin, config) == []
+        # The default-prefix store of the same bucket doesn't see it.
+        assert not await store.has(integrity)
+        assert await collect(store) == set()
+
     async def test_virtual_hosted_style(
         self,
         s3_config: S3StoreConfig,

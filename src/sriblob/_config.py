@@ -92,6 +92,32 @@ def _optional_bool(_: object, attribute: attrs.Attribute[Any], value: object) ->
         raise _problem(attribute, "must be a bool or None")
 
 
+#: S3 keys are at most 1,024 UTF-8 bytes; a blob's key adds the hex of its
+#: canonical integrity (190 characters for sha512) to the prefix.
+MAX_KEY_PREFIX_BYTES: Final = 1024 - 2 * len("sha512-") - 2 * 88
+
+
+def _key_prefix(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise _problem(attribute, "must be a string")
+    if value.startswith("/") or (value and not value.endswith("/")):
+        raise _problem(
+            attribute,
+            "must be empty or a path ending with '/' and not starting with one "
+            f"(the default is {KEY_PREFIX!r})",
+        )
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _problem(attribute, "must be encodable as UTF-8") from None
+    if size > MAX_KEY_PREFIX_BYTES:
+        raise _problem(
+            attribute,
+            f"must be at most {MAX_KEY_PREFIX_BYTES} bytes long, so that every "
+            "key fits S3's 1,024-byte limit",
+        )
+
+
 def _checksum_mode(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value not in ("when_required", "when_supported"):
         raise _problem(attribute, "must be 'when_required' or 'when_supported'")
@@ -113,7 +139,10 @@ class S3StoreConfig:
             most S3-compatible servers).
         force_path_style: Address the bucket in the path
             (``http://host/bucket/key``) instead of the host name.
-        key_prefix: The prefix under which blobs live.
+        key_prefix: The prefix under which blobs live: empty (the bucket's
+            root) or a path ending with ``/``, not starting with one, of at
+            most 834 bytes. The default is the layout the original system's
+            buckets use.
         part_size: Multipart upload part size in bytes (5 MiB to 5 GiB);
             grown automatically when a known size would need more than
             10,000 parts.
@@ -152,7 +181,7 @@ class S3StoreConfig:
     endpoint: str | None = attrs.field(default=None, validator=_endpoint)
     region: str | None = attrs.field(default=None, validator=_optional_non_empty)
     force_path_style: bool = attrs.field(default=False, validator=_bool)
-    key_prefix: str = attrs.field(default=KEY_PREFIX)
+    key_prefix: str = attrs.field(default=KEY_PREFIX, validator=_key_prefix)
     part_size: int = attrs.field(
         default=8 * MiB, validator=_in_range(MIN_PART_SIZE, MAX_PART_SIZE)
     )
