@@ -244,6 +244,49 @@ class TestMigrate:
         assert "copied" in shown
 
 
+class TestStoreOption:
+    """put, rm and ls act on the store --store names, the active one by default."""
+
+    def test_put_ls_rm_on_a_named_store(
+        self,
+        s3_env: S3StoreConfig,
+        root: Path,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """With S3 active, --store filesystem reaches the filesystem store."""
+        source = tmp_path / "in.bin"
+        source.write_bytes(b"on disk")
+        integrity = integrity_of(b"on disk")
+
+        assert main(["put", "--store", "filesystem", str(source)]) == 0
+        assert capsys.readouterr().out == integrity + "\n"
+        assert listed(root) == {integrity}
+        assert s3_contents(s3_env) == {}
+
+        assert main(["ls"]) == 0
+        assert capsys.readouterr().out == ""
+        assert main(["ls", "--store", "filesystem"]) == 0
+        assert capsys.readouterr().out == integrity + "\n"
+
+        assert main(["rm", integrity]) == 0
+        assert listed(root) == {integrity}
+        assert main(["rm", "--store", "filesystem", integrity]) == 0
+        assert listed(root) == set()
+
+    @pytest.mark.parametrize("command", [["ls"], ["rm", integrity_of(b"x")]])
+    def test_unknown_store(
+        self, root: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+    ) -> None:
+        """An unknown id is a one-line usage error naming the registered ids."""
+        assert main([*command, "--store", "nope"]) == 2
+
+        err = capsys.readouterr().err
+        assert err.startswith("sriblob: error: No store 'nope'")
+        assert "filesystem" in err
+        assert err.count("\n") == 1
+
+
 class TestVerify:
     """sriblob verify."""
 

@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     put = commands.add_parser("put", help="store a file in the active store")
     put.add_argument("file", metavar="FILE", help="the file to store; - for stdin")
+    _store_option(put, "store it in")
     get = commands.add_parser(
         "get", help="write a blob to stdout, from the first store that has it"
     )
@@ -96,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     has.add_argument("integrity", metavar="INTEGRITY")
     rm = commands.add_parser("rm", help="delete a blob from the active store")
     rm.add_argument("integrity", metavar="INTEGRITY")
-    commands.add_parser("ls", help="list the active store's blobs")
+    _store_option(rm, "delete it from")
+    ls = commands.add_parser("ls", help="list the active store's blobs")
+    _store_option(ls, "list")
     info = commands.add_parser(
         "info",
         help="show the stores and why one is active; with INTEGRITY, the blob's "
@@ -180,9 +183,7 @@ def _add_operation_parsers(
         description="Read every blob of a store through to the end, checking it "
         "against its integrity. Exit status 1 if any blob is corrupt or unreadable.",
     )
-    verify.add_argument(
-        "--store", metavar="ID", help="the store id to check (default: the active one)"
-    )
+    _store_option(verify, "check")
     verify.add_argument(
         "--delete-corrupt", action="store_true", help="delete the corrupt blobs"
     )
@@ -217,12 +218,16 @@ def _add_operation_parsers(
         metavar="SECONDS",
         help="spare blobs stored less than this long ago (default: 3600)",
     )
-    gc.add_argument(
+    _store_option(gc, "collect")
+    gc.add_argument("--json", action="store_true", help=json_help)
+
+
+def _store_option(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument(
         "--store",
         metavar="ID",
-        help="the store id to collect (default: the active one)",
+        help=f"the id of the store to {verb} (default: the active one)",
     )
-    gc.add_argument("--json", action="store_true", help=json_help)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,7 +287,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _put_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    return await _put(registry, args.file)
+    return await _put(_store(registry, args.store), args.file)
 
 
 async def _get_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
@@ -294,15 +299,13 @@ async def _has_command(registry: BlobStoreRegistry, args: argparse.Namespace) ->
 
 
 async def _rm_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    await registry.active.delete(Integrity.parse(args.integrity))
+    integrity = Integrity.parse(args.integrity)
+    await _store(registry, args.store).delete(integrity)
     return 0
 
 
-async def _ls_command(
-    registry: BlobStoreRegistry,
-    args: argparse.Namespace,  # noqa: ARG001 -- every command's signature
-) -> int:
-    async for name in registry.active.list():
+async def _ls_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
+    async for name in _store(registry, args.store).list():
         _out(name)
     return 0
 
@@ -320,9 +323,9 @@ async def _read_chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _put(registry: BlobStoreRegistry, name: str) -> int:
+async def _put(store: BlobStore, name: str) -> int:
     if name == "-":
-        integrity = await registry.active.add(_read_chunks(sys.stdin.buffer))
+        integrity = await store.add(_read_chunks(sys.stdin.buffer))
     else:
         try:
             file = await asyncio.to_thread(Path(name).open, "rb")
@@ -331,7 +334,7 @@ async def _put(registry: BlobStoreRegistry, name: str) -> int:
                 f"can't read {name}: {exc.strerror or exc}", 2
             ) from None
         with file:
-            integrity = await registry.active.add(_read_chunks(file))
+            integrity = await store.add(_read_chunks(file))
     _out(integrity)
     return 0
 
