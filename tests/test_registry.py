@@ -59,6 +59,23 @@ async def filled(id: str, *blobs: bytes) -> MemoryBlobStore:
     return store
 
 
+async def read_through(
+    registry: BlobStoreRegistry, how: str, integrity: str, *, active: str | None = None
+) -> tuple[bytes, str] | None:
+    """Read with ``read_with_fallback`` or through ``open_with_fallback``."""
+    if how == "read":
+        return await registry.read_with_fallback(integrity, active=active)
+    try:
+        async with registry.open_with_fallback(integrity, active=active) as reader:
+            return await reader.read(), reader.store_id
+    except BlobNotFound:
+        return None
+
+
+#: Both registry reads: behaviours they share are tested through each.
+HOW = pytest.mark.parametrize("how", ["read", "open"])
+
+
 class TestRegistration:
     """register, ids, has, get and the active store."""
 
@@ -117,20 +134,24 @@ class TestRegistration:
 class TestReadWithFallback:
     """Reads ask the active store first, then the others."""
 
-    async def test_active_first(self) -> None:
+    @HOW
+    async def test_active_first(self, how: str) -> None:
         """A blob held by several stores is served by the active one."""
         registry = BlobStoreRegistry()
         registry.register(await filled("old", DATA))
         registry.register(await filled("new", DATA))
         registry.activate("new")
 
-        assert await registry.read_with_fallback(integrity_of(DATA)) == (DATA, "new")
-        assert await registry.read_with_fallback(integrity_of(DATA), active="old") == (
+        assert await read_through(registry, how, integrity_of(DATA)) == (DATA, "new")
+        assert await read_through(registry, how, integrity_of(DATA), active="old") == (
             DATA,
             "old",
         )
 
-    async def test_falls_back_in_registration_order(self) -> None:
+    @HOW
+    async def test_falls_back_in_registration_order(
+        self, how: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """A blob the active store lacks comes from the next store that has it."""
         registry = BlobStoreRegistry()
         registry.register(await filled("active"))
@@ -138,21 +159,28 @@ class TestReadWithFallback:
         registry.register(await filled("third", DATA))
         registry.register(await filled("fourth", DATA))
 
-        assert await registry.read_with_fallback(integrity_of(DATA)) == (
-            DATA,
-            "third",
+        with caplog.at_level(logging.INFO, logger="sriblob"):
+            found = await read_through(registry, how, integrity_of(DATA))
+
+        assert found == (DATA, "third")
+        assert any(
+            "backend=third" in r.getMessage()
+            and "not the active one (active)" in r.getMessage()
+            for r in caplog.records
         )
 
-    async def test_absent_everywhere_is_none(self) -> None:
+    @HOW
+    async def test_absent_everywhere_is_none(self, how: str) -> None:
         """None means every store answered that it doesn't hold the blob."""
         registry = BlobStoreRegistry()
         registry.register(await filled("a", b"x"))
         registry.register(await filled("b", b"y"))
 
-        assert await registry.read_with_fallback(integrity_of(DATA)) is None
+        assert await read_through(registry, how, integrity_of(DATA)) is None
 
+    @HOW
     async def test_broken_backend_skipped_and_logged(
-        self, caplog: pytest.LogCaptureFixture
+        self, how: str, caplog: pytest.LogCaptureFixture
     ) -> None:
         """A failing store is logged and skipped, and another store serves the blob."""
         registry = BlobStoreRegistry()
@@ -160,7 +188,7 @@ class TestReadWithFallback:
         registry.register(await filled("good", DATA))
 
         with caplog.at_level(logging.WARNING, logger="sriblob"):
-            result = await registry.read_with_fallback(integrity_of(DATA))
+            result = await read_through(registry, how, integrity_of(DATA))
 
         assert result == (DATA, "good")
         [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -178,14 +206,15 @@ class TestReadWithFallback:
 
         assert await registry.read_with_fallback(integrity_of(DATA)) == (DATA, "good")
 
-    async def test_failure_raised_when_nobody_served(self) -> None:
+    @HOW
+    async def test_failure_raised_when_nobody_served(self, how: str) -> None:
         """If no store served the blob and one failed, that failure is raised."""
         registry = BlobStoreRegistry()
         registry.register(BrokenStore(id="broken"))
         registry.register(await filled("empty"))
 
         with pytest.raises(StoreUnavailable, match="connection refused"):
-            await registry.read_with_fallback(integrity_of(DATA))
+            await read_through(registry, how, integrity_of(DATA))
 
     async def test_first_failure_raised(self) -> None:
         """With several failures, the first store's failure is raised."""
@@ -198,15 +227,17 @@ class TestReadWithFallback:
         with pytest.raises(IntegrityMismatch):
             await registry.read_with_fallback(integrity_of(DATA))
 
-    async def test_malformed_integrity(self) -> None:
+    @HOW
+    async def test_malformed_integrity(self, how: str) -> None:
         """A malformed integrity is refused before any store is asked."""
         registry = BlobStoreRegistry()
         registry.register(BrokenStore(id="broken"))
 
         with pytest.raises(InvalidIntegrity):
-            await registry.read_with_fallback("sha512-nope")
+            await read_through(registry, how, "sha512-nope")
 
-    async def test_mixed_backends(self, tmp_path: Path) -> None:
+    @HOW
+    async def test_mixed_backends(self, how: str, tmp_path: Path) -> None:
         """A memory store and a filesystem store fall back to each other."""
         memory = await filled("memory", b"in memory")
         disk = FilesystemBlobStore(tmp_path)
@@ -215,50 +246,17 @@ class TestReadWithFallback:
         registry.register(memory)
         registry.register(disk)
 
-        assert await registry.read_with_fallback(integrity_of(DATA)) == (
+        assert await read_through(registry, how, integrity_of(DATA)) == (
             DATA,
             "filesystem",
         )
-        assert await registry.read_with_fallback(
-            integrity_of(b"in memory"), active="filesystem"
+        assert await read_through(
+            registry, how, integrity_of(b"in memory"), active="filesystem"
         ) == (b"in memory", "memory")
 
 
 class TestOpenWithFallback:
-    """Streaming reads ask the stores in the same order as read_with_fallback."""
-
-    async def test_active_first(self) -> None:
-        """The active store (or the one named by active=) serves the stream."""
-        registry = BlobStoreRegistry()
-        registry.register(await filled("old", DATA))
-        registry.register(await filled("new", DATA))
-        registry.activate("new")
-
-        async with registry.open_with_fallback(integrity_of(DATA)) as reader:
-            assert (await reader.read(), reader.store_id) == (DATA, "new")
-        async with registry.open_with_fallback(
-            integrity_of(DATA), active="old"
-        ) as reader:
-            assert (await reader.read(), reader.store_id) == (DATA, "old")
-
-    async def test_falls_back_in_registration_order(
-        self, caplog: pytest.LogCaptureFixture
-    ) -> None:
-        """A blob the active store lacks streams from the next store that has it."""
-        registry = BlobStoreRegistry()
-        registry.register(await filled("active"))
-        registry.register(await filled("second", b"other"))
-        registry.register(await filled("third", DATA))
-        registry.register(await filled("fourth", DATA))
-
-        with caplog.at_level(logging.INFO, logger="sriblob"):
-            async with registry.open_with_fallback(integrity_of(DATA)) as reader:
-                assert (await reader.read(), reader.store_id) == (DATA, "third")
-        assert any(
-            "open_with_fallback backend=third" in r.getMessage()
-            and "not the active one (active)" in r.getMessage()
-            for r in caplog.records
-        )
+    """What only the streaming read does (the rest: TestReadWithFallback)."""
 
     async def test_streams_in_chunks(self, tmp_path: Path) -> None:
         """A large blob arrives in bounded chunks from the store that has it."""
@@ -287,32 +285,6 @@ class TestOpenWithFallback:
                 pytest.fail("entered without a blob")
         assert excinfo.value.integrity == integrity_of(DATA)
         assert excinfo.value.backend == "a, b"
-
-    async def test_broken_backend_skipped_and_logged(
-        self, caplog: pytest.LogCaptureFixture
-    ) -> None:
-        """A store that fails to open is logged and skipped."""
-        registry = BlobStoreRegistry()
-        registry.register(BrokenStore(id="broken"))
-        registry.register(await filled("good", DATA))
-
-        with caplog.at_level(logging.WARNING, logger="sriblob"):
-            async with registry.open_with_fallback(integrity_of(DATA)) as reader:
-                assert (await reader.read(), reader.store_id) == (DATA, "good")
-
-        [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
-        assert "open_with_fallback backend=broken" in record.getMessage()
-        assert "connection refused" in record.getMessage()
-
-    async def test_failure_raised_when_nobody_served(self) -> None:
-        """If no store opened the blob and one failed, that failure is raised."""
-        registry = BlobStoreRegistry()
-        registry.register(await filled("empty"))
-        registry.register(BrokenStore(id="broken"))
-
-        with pytest.raises(StoreUnavailable, match="connection refused"):
-            async with registry.open_with_fallback(integrity_of(DATA)):
-                pytest.fail("entered without a blob")
 
     async def test_corruption_is_not_hidden(self) -> None:
         """Bytes already streamed can't be taken back: a mismatch is raised."""
