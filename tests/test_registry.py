@@ -72,6 +72,13 @@ async def read_through(
         return None
 
 
+async def rotten(id: str) -> MemoryBlobStore:
+    """Return a memory store named *id* whose copy of DATA is corrupted."""
+    store = await filled(id, DATA)
+    store._blobs[integrity_of(DATA)] = b"bit rot"
+    return store
+
+
 #: Both registry reads: behaviours they share are tested through each.
 HOW = pytest.mark.parametrize("how", ["read", "open"])
 
@@ -199,9 +206,7 @@ class TestReadWithFallback:
     async def test_corrupted_copy_falls_through(self) -> None:
         """An IntegrityMismatch from one store falls through to a good copy."""
         registry = BlobStoreRegistry()
-        corrupted = await filled("corrupted", DATA)
-        corrupted._blobs[integrity_of(DATA)] = b"bit rot"
-        registry.register(corrupted)
+        registry.register(await rotten("corrupted"))
         registry.register(await filled("good", DATA))
 
         assert await registry.read_with_fallback(integrity_of(DATA)) == (DATA, "good")
@@ -219,9 +224,7 @@ class TestReadWithFallback:
     async def test_first_failure_raised(self) -> None:
         """With several failures, the first store's failure is raised."""
         registry = BlobStoreRegistry()
-        corrupted = await filled("corrupted", DATA)
-        corrupted._blobs[integrity_of(DATA)] = b"bit rot"
-        registry.register(corrupted)
+        registry.register(await rotten("corrupted"))
         registry.register(BrokenStore(id="broken"))
 
         with pytest.raises(IntegrityMismatch):
@@ -289,9 +292,7 @@ class TestOpenWithFallback:
     async def test_corruption_is_not_hidden(self) -> None:
         """Bytes already streamed can't be taken back: a mismatch is raised."""
         registry = BlobStoreRegistry()
-        corrupted = await filled("corrupted", DATA)
-        corrupted._blobs[integrity_of(DATA)] = b"bit rot"
-        registry.register(corrupted)
+        registry.register(await rotten("corrupted"))
         registry.register(await filled("good", DATA))
 
         async with registry.open_with_fallback(integrity_of(DATA)) as reader:
