@@ -96,6 +96,7 @@ class FaultProxy:
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = attrs.Factory(set)
     _writers: set[asyncio.StreamWriter] = attrs.Factory(set)
+    _late_taken: asyncio.Event = attrs.Factory(asyncio.Event)
 
     @property
     def endpoint(self) -> str:
@@ -217,6 +218,7 @@ class FaultProxy:
                 _abort(client)
                 late = asyncio.create_task(self._send_late(head + body, fault))
                 self.late.append(late)
+                self._late_taken.set()
                 return
             if fault.kind == "reset_request":
                 upstream.write(head)
@@ -255,8 +257,14 @@ class FaultProxy:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def landed(self) -> int:
-        """Wait for every ``late`` request to be answered; return how many."""
+    async def landed(self, *, at_least: int = 0) -> int:
+        """Wait for every ``late`` request to be answered; return how many.
+
+        With *at_least*, first wait until that many were taken.
+        """
+        while len(self.late) < at_least:
+            self._late_taken.clear()
+            await self._late_taken.wait()
         await asyncio.gather(*self.late)
         return len(self.late)
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import pytest
 
+import sriblob._s3
 from sriblob import S3BlobStore, StoreError, StoreUnavailable
 from sriblob.keys import integrity_to_key
 
@@ -145,6 +146,38 @@ class TestTransientFaults:
             await streamed_write(store, how.removesuffix("-copied-in-parts"), data)
             assert await store.get(integrity_of(data)) == data
         assert await proxy.landed() == 1
+        assert s3_leftovers(s3_admin, proxied_config) == []
+
+    async def test_cancelled_during_the_late_sweep(
+        self,
+        proxied_config: S3StoreConfig,
+        proxy: FaultProxy,
+        s3_admin: S3Client,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A cancel while a retried put waits to sweep still sweeps, at once.
+
+        The abandoned create lands 2 s after the client gave up, after the
+        retry (botocore's first backoff is under 1 s) and its immediate
+        sweep; the wait before the last sweep is stretched to 30 s so the
+        cancel surely lands in it.
+        """
+        monkeypatch.setattr(sriblob._s3, "LATE_SWEEP_DELAY", 30.0)
+        data = blob(11 * MiB, seed=9)
+        integrity = integrity_of(data)
+        proxy.inject(Fault("late", match="?uploads HTTP", times=1, seconds=2.0))
+        async with S3BlobStore(proxied_config) as store:
+            task = asyncio.ensure_future(store.put(integrity, chunked(data, MiB)))
+            async with asyncio.timeout(30):
+                assert await proxy.landed(at_least=1) == 1  # the orphan exists now
+                while not visible(s3_admin, proxied_config, integrity):
+                    assert not task.done()
+                    await asyncio.sleep(0.02)
+            assert not task.done()  # completed, waiting to sweep
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert visible(s3_admin, proxied_config, integrity)
         assert s3_leftovers(s3_admin, proxied_config) == []
 
     @pytest.mark.parametrize("fault", TRANSIENT)
