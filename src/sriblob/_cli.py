@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from tqdm import tqdm
@@ -339,20 +339,46 @@ async def _put(store: BlobStore, name: str) -> int:
     return 0
 
 
-async def _has(registry: BlobStoreRegistry, integrity: Integrity) -> int:
+_T = TypeVar("_T")
+
+
+async def _first_answer(
+    registry: BlobStoreRegistry,
+    operation: str,
+    ask: Callable[[BlobStore], Awaitable[_T | None]],
+) -> tuple[_T, BlobStore] | None:
+    """Ask the stores in fallback order; return the first answer and its store.
+
+    A store that fails is logged and skipped, since another may hold the
+    blob; when no store answered and one failed, the first failure is raised.
+    """
     failures: list[Exception] = []
     for store in registry.fallback_order():
         try:
-            if await store.has(integrity):
-                _out("yes")
-                return 0
+            answer = await ask(store)
         except Exception as exc:  # noqa: BLE001 -- another store may hold it
-            logger.warning("has backend=%s failed: %s", store.id, exc)
+            logger.warning("%s backend=%s failed: %s", operation, store.id, exc)
             failures.append(exc)
+            continue
+        if answer is not None:
+            return answer, store
     if failures:
         raise failures[0]
-    _out("no")
-    return 1
+    return None
+
+
+def _nowhere(registry: BlobStoreRegistry, integrity: Integrity) -> _CommandError:
+    ids = ", ".join(registry.ids())
+    return _CommandError(f"no blob {integrity} in any store ({ids})", 1)
+
+
+async def _has(registry: BlobStoreRegistry, integrity: Integrity) -> int:
+    async def holds(store: BlobStore) -> bool | None:
+        return await store.has(integrity) or None
+
+    found = await _first_answer(registry, "has", holds) is not None
+    _out("yes" if found else "no")
+    return 0 if found else 1
 
 
 async def _get(
@@ -385,8 +411,8 @@ async def _fetch(
     registry: BlobStoreRegistry, integrity: Integrity, staging: IO[bytes]
 ) -> str:
     """Copy the verified blob from the first store that has it into *staging*."""
-    failures: list[Exception] = []
-    for store in registry.fallback_order():
+
+    async def copy(store: BlobStore) -> bool | None:
         staging.seek(0)
         staging.truncate()
         try:
@@ -394,44 +420,31 @@ async def _fetch(
                 async for chunk in reader:
                     await asyncio.to_thread(staging.write, chunk)
         except BlobNotFound:
-            continue
-        except Exception as exc:  # noqa: BLE001 -- another store may hold it
-            logger.warning("get backend=%s failed: %s", store.id, exc)
-            failures.append(exc)
-            continue
-        return store.id
-    if failures:
-        raise failures[0]
-    ids = ", ".join(registry.ids())
-    raise _CommandError(f"no blob {integrity} in any store ({ids})", 1)
+            return None
+        return True
+
+    found = await _first_answer(registry, "get", copy)
+    if found is None:
+        raise _nowhere(registry, integrity)
+    return found[1].id
 
 
 async def _info_blob(registry: BlobStoreRegistry, integrity: Integrity) -> int:
     """Print a blob's size and storage time from the first store that has it."""
-    failures: list[Exception] = []
-    for store in registry.fallback_order():
-        try:
-            info = await store.stat(integrity)
-        except Exception as exc:  # noqa: BLE001 -- another store may hold it
-            logger.warning("stat backend=%s failed: %s", store.id, exc)
-            failures.append(exc)
-            continue
-        if info is None:
-            continue
-        stored_at = (
-            "unknown (the store doesn't record it)"
-            if info.stored_at is None
-            else info.stored_at.astimezone(dt.UTC).isoformat()
-        )
-        _out(f"integrity: {info.integrity}")
-        _out(f"store: {store.id}")
-        _out(f"size: {info.size}")
-        _out(f"stored_at: {stored_at}")
-        return 0
-    if failures:
-        raise failures[0]
-    ids = ", ".join(registry.ids())
-    raise _CommandError(f"no blob {integrity} in any store ({ids})", 1)
+    found = await _first_answer(registry, "stat", lambda store: store.stat(integrity))
+    if found is None:
+        raise _nowhere(registry, integrity)
+    info, store = found
+    stored_at = (
+        "unknown (the store doesn't record it)"
+        if info.stored_at is None
+        else info.stored_at.astimezone(dt.UTC).isoformat()
+    )
+    _out(f"integrity: {info.integrity}")
+    _out(f"store: {store.id}")
+    _out(f"size: {info.size}")
+    _out(f"stored_at: {stored_at}")
+    return 0
 
 
 # -- whole-store operations ---------------------------------------------------
