@@ -121,6 +121,8 @@ class TestMigrate:
             "failed": [],
             "bytes_copied": 300,
             "deleted": 0,
+            "repaired": 0,
+            "foreign": 0,
             "ok": True,
         }
         assert listed(root) == set(blobs)
@@ -435,7 +437,7 @@ class TestInfoBlob:
         def no_open(*args: object, **kwargs: object) -> None:
             raise AssertionError("info read the blob")
 
-        monkeypatch.setattr(FilesystemBlobStore, "_open", no_open)
+        monkeypatch.setattr(FilesystemBlobStore, "read_blob", no_open)
         assert main(["info", integrity]) == 0
 
         assert capsys.readouterr().out.splitlines() == [

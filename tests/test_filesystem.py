@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sriblob import FilesystemBlobStore, Integrity, InvalidIntegrity, collect_garbage
+from sriblob import (
+    FilesystemBlobStore,
+    Integrity,
+    InvalidIntegrity,
+    StoreError,
+    StoreUnavailable,
+    collect_garbage,
+)
 from sriblob import _filesystem as fs_module
 from sriblob._filesystem import _TempFile
 from sriblob.keys import integrity_to_key
@@ -76,13 +83,15 @@ class TestStat:
         assert info.stored_at.tzinfo is dt.UTC
 
     async def test_missing_blob(self, tmp_path: Path) -> None:
-        """stat() of an absent blob, or of a directory in its place, is None."""
+        """stat() of an absent blob is None; a directory in its place is an error."""
         store = FilesystemBlobStore(tmp_path)
         integrity = integrity_of(SMALL)
 
         assert await store.stat(integrity) is None
         store.path_of(integrity).mkdir(parents=True)
-        assert await store.stat(integrity) is None
+        with pytest.raises(StoreError, match="not a regular file") as excinfo:
+            await store.stat(integrity)
+        assert str(store.path_of(integrity)) in str(excinfo.value)
 
     async def test_stat_reads_nothing(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -94,7 +103,7 @@ class TestStat:
         def no_open(*args: object, **kwargs: object) -> None:
             raise AssertionError("opened")
 
-        monkeypatch.setattr(FilesystemBlobStore, "_open", no_open)
+        monkeypatch.setattr(FilesystemBlobStore, "read_blob", no_open)
         info = await store.stat(integrity)
 
         assert info is not None
@@ -335,11 +344,11 @@ class TestTempFiles:
         created: list[Path] = []
         real_create = _TempFile.create
 
-        def slow_create(directory: Path, top: Path) -> _TempFile:
+        def slow_create(root: Path, dirs: tuple[str, ...]) -> _TempFile:
             entered.set()
             gate.wait(10)
-            temp = real_create(directory, top)
-            created.append(temp.path)
+            temp = real_create(root, dirs)
+            created.append(root.joinpath(*dirs, temp.name))
             return temp
 
         monkeypatch.setattr(_TempFile, "create", slow_create)
@@ -425,8 +434,9 @@ class TestStreamingWrites:
             store.add(source) if how == "add" else store.put(integrity_of(data), source)
         )
 
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(StoreUnavailable, match="No space left") as excinfo:
             await stored
+        assert ".tmp-" not in str(excinfo.value)
 
         assert temp_files(tmp_path) == []
         assert await collect(store) == set()

@@ -66,7 +66,7 @@ def with_user(dsn: str, user: str, password: str | None = None) -> str:
 async def chunk_sizes(store: PostgresBlobStore, integrity: str) -> list[int]:
     """Return the byte lengths of a blob's chunk rows, in order."""
     sql = store._sql
-    rows = await store._connections.fetch(
+    rows = await store.pool.fetch(
         f"SELECT length(c.data) FROM {sql.chunks} c JOIN {sql.blobs} b"
         " ON b.id = c.blob_id WHERE b.integrity = $1 ORDER BY c.seq",
         integrity,
@@ -76,13 +76,13 @@ async def chunk_sizes(store: PostgresBlobStore, integrity: str) -> list[int]:
 
 async def count_rows(store: PostgresBlobStore, table: str) -> int:
     """Return how many rows one of the store's tables holds."""
-    count: int = await store._connections.fetchval(f"SELECT count(*) FROM {table}")
+    count: int = await store.pool.fetchval(f"SELECT count(*) FROM {table}")
     return count
 
 
 async def ids_drawn(store: PostgresBlobStore) -> int:
     """Return how many blob ids writers have drawn: one per write begun."""
-    drawn: int = await store._connections.fetchval(
+    drawn: int = await store.pool.fetchval(
         "SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
         f" FROM {store._sql.blob_ids}"
     )
@@ -256,7 +256,7 @@ class TestPools:
         """A store collected with its own pool still open emits a ResourceWarning."""
         store = PostgresBlobStore(postgres_dsn, schema=schema)
         await store.__aenter__()
-        pool = store._connections
+        pool = store.pool
 
         with pytest.warns(ResourceWarning, match="never closed"):  # noqa: PT031
             del store  # refcounting collects it right here
@@ -282,7 +282,7 @@ class TestPools:
     async def test_own_pool_is_closed(self, postgres_dsn: str, schema: str) -> None:
         """A pool the store created from its DSN is closed by aclose()."""
         async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
-            pool = store._connections
+            pool = store.pool
 
         assert pool.is_closing()
 
@@ -312,11 +312,11 @@ class TestSchema:
         """The blob row holds the integrity, the size and a creation time."""
         async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
             integrity = await store.add(b"12345")
-            row = await store._connections.fetchrow(
+            row = await store.pool.fetchrow(
                 f"SELECT size, created_at FROM {store._sql.blobs} WHERE integrity = $1",
                 integrity,
             )
-            column_type = await store._connections.fetchval(
+            column_type = await store.pool.fetchval(
                 "SELECT data_type FROM information_schema.columns"
                 " WHERE table_schema = $1 AND table_name = 'sriblob_chunks'"
                 " AND column_name = 'data'",
@@ -376,9 +376,7 @@ class TestSchema:
     ) -> None:
         """The version table holds one row with the current schema version."""
         async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
-            rows = await store._connections.fetch(
-                f"SELECT version FROM {store._sql.version}"
-            )
+            rows = await store.pool.fetch(f"SELECT version FROM {store._sql.version}")
 
         assert [row[0] for row in rows] == [SCHEMA_VERSION]
 
@@ -411,7 +409,7 @@ class TestSchema:
     ) -> None:
         """Tables migrated by a newer sriblob are refused, and the pool is closed."""
         async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
-            await store._connections.execute(
+            await store.pool.execute(
                 f"UPDATE {store._sql.version} SET version = $1", SCHEMA_VERSION + 1
             )
 
@@ -419,7 +417,7 @@ class TestSchema:
         with pytest.raises(StoreError, match="upgrade sriblob"):
             await newer.__aenter__()
 
-        assert newer._connections.is_closing()
+        assert newer.pool.is_closing()
 
 
 @pytest.mark.postgres

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sriblob import (
+    BlobBody,
     BlobNotFound,
     BlobStore,
     BlobStoreRegistry,
@@ -38,14 +39,14 @@ SECRET = "wJalrXUtnFEMI-super-secret"
 class BrokenStore(MemoryBlobStore):
     """A store whose every read fails, like an unreachable server."""
 
-    async def _get(self, integrity: Integrity) -> bytes | None:
+    async def read_blob_bytes(self, integrity: Integrity) -> bytes | None:
+        """Fail as an unreachable server would."""
         msg = "connection refused"
         raise StoreUnavailable(msg, backend=self.id)
 
     @contextlib.asynccontextmanager
-    async def _open(
-        self, integrity: Integrity
-    ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+    async def read_blob(self, integrity: Integrity) -> AsyncIterator[BlobBody]:
+        """Fail as an unreachable server would."""
         msg = "connection refused"
         raise StoreUnavailable(msg, backend=self.id)
         yield  # pragma: no cover -- makes this a generator
@@ -319,11 +320,10 @@ class TestOpenWithFallback:
 
         class Recording(MemoryBlobStore):
             @contextlib.asynccontextmanager
-            async def _open(
-                self, integrity: Integrity
-            ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+            async def read_blob(self, integrity: Integrity) -> AsyncIterator[BlobBody]:
+                """Fail as an unreachable server would."""
                 try:
-                    async with super()._open(integrity) as opened:
+                    async with super().read_blob(integrity) as opened:
                         yield opened
                 finally:
                     closed.append(self.id)
@@ -348,7 +348,7 @@ class TestOpenWithFallback:
 class NeedsEntering(MemoryBlobStore):
     """A store that must be entered before use, as the S3 store must."""
 
-    _requires_start = True
+    requires_startup = True
 
 
 class TestLifecycle:
@@ -387,7 +387,7 @@ class TestLifecycle:
         """A store failing to close doesn't keep the others open."""
 
         class FailsToClose(MemoryBlobStore):
-            async def _stop(self) -> None:
+            async def shutdown(self) -> None:
                 msg = "cannot close"
                 raise OSError(msg)
 

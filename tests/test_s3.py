@@ -31,8 +31,8 @@ from sriblob import (
     StoreError,
     StoreUnavailable,
 )
-from sriblob import _s3 as s3_module
-from sriblob._s3 import BLIND_PUT_MAX, part_size_for, streamed_part_size
+from sriblob._s3 import _upload as s3_module
+from sriblob._s3._upload import BLIND_PUT_MAX, part_size_for, streamed_part_size
 from sriblob.keys import integrity_to_key
 
 from .helpers import (
@@ -228,7 +228,7 @@ class TestLifecycle:
             await store.delete(integrity)
             assert store._client is first
         assert created == ["s3"]
-        assert store._client_or_none is None
+        assert store._uploader_or_none is None
 
     async def test_pool_fits_the_concurrency(self, s3_config: S3StoreConfig) -> None:
         """The connection pool holds at least max_concurrency connections."""
@@ -744,7 +744,7 @@ class TestAdd:
         leftovers: Callable[[], list[str]],
     ) -> None:
         """Above the copy threshold the move is a multipart UploadPartCopy."""
-        store._copy_threshold = store._copy_part_size = 5 * MiB
+        store._uploader.copy_threshold = store._uploader.copy_part_size = 5 * MiB
         sent = record(store)
         data = blob(12 * MiB)
 
@@ -766,7 +766,7 @@ class TestAdd:
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         """Without UploadPartCopy on the server, the store copies through itself."""
-        store._copy_threshold = store._copy_part_size = 5 * MiB
+        store._uploader.copy_threshold = store._uploader.copy_part_size = 5 * MiB
 
         async def lacking(**kwargs: Any) -> Any:
             raise client_error("NotImplemented", 501, "UploadPartCopy")

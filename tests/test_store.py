@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 
 import pytest
 
 from sriblob import (
+    BlobBody,
     BlobInfo,
     BlobNotFound,
     BlobSource,
@@ -28,44 +30,40 @@ class MinimalStore(BlobStore):
         self.blobs: dict[str, bytes] = {}
         self.extra_names: list[str] = []
 
-    async def _put(self, integrity: Integrity, source: BlobSource) -> None:
-        self.blobs[str(integrity)] = b"".join(
-            [bytes(chunk) async for chunk in source.chunks()]
-        )
-
-    async def _add(self, source: BlobSource) -> Integrity:
+    async def write_blob(self, source: BlobSource) -> None:
+        """Store the chunks, four bytes at a time."""
         data = b"".join([bytes(chunk) async for chunk in source.chunks(4)])
         self.blobs[str(source.integrity)] = data
-        return source.integrity
 
     @contextlib.asynccontextmanager
-    async def _open(
-        self, integrity: Integrity
-    ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+    async def read_blob(self, integrity: Integrity) -> AsyncIterator[BlobBody]:
+        """Yield the blob three bytes at a time, size unknown."""
         if str(integrity) not in self.blobs:
-            raise self._not_found(integrity)
+            raise self.not_found(integrity)
         data = self.blobs[str(integrity)]
 
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(data), 3):
                 yield data[start : start + 3]
 
-        yield chunks(), None
+        yield BlobBody(chunks(), None)
 
-    async def _has(self, integrity: Integrity) -> bool:
-        return str(integrity) in self.blobs
-
-    async def _delete(self, integrity: Integrity) -> None:
+    async def delete_blob(
+        self, integrity: Integrity, *, stored_before: dt.datetime | None
+    ) -> bool:
+        """Forget the blob."""
         self.blobs.pop(str(integrity), None)
+        return True
 
-    async def _list(self) -> AsyncIterator[str]:
+    async def list_names(self) -> AsyncIterator[str]:
+        """Yield the blobs and the extra names."""
         for name in [*self.blobs, *self.extra_names]:
             yield name
 
 
 class TestDefaults:
-    async def test_get_and_stat_fall_back_to_open(self) -> None:
-        """A backend with only _open gets working get() and stat()."""
+    async def test_get_and_stat_fall_back_to_read_blob(self) -> None:
+        """A backend with only read_blob gets working get(), stat() and has()."""
         store = MinimalStore()
         integrity = await store.add(b"hello world")
 
@@ -87,7 +85,8 @@ class TestDefaults:
         closed = []
 
         class Listing(MinimalStore):
-            async def _list(self) -> AsyncIterator[str]:
+            async def list_names(self) -> AsyncIterator[str]:
+                """Yield the blobs and the extra names."""
                 try:
                     for name in self.blobs:
                         yield name

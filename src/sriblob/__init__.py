@@ -30,7 +30,7 @@ from ._operations import (
 from ._postgres import PostgresBlobStore
 from ._registry import BlobStoreRegistry, default_registry
 from ._s3 import S3BlobStore
-from ._store import BlobInfo, BlobReader, BlobSource, BlobStore, Data
+from ._store import BlobBody, BlobInfo, BlobReader, BlobSource, BlobStore, Data
 from .exceptions import (
     AccessDenied,
     BlobNotFound,
@@ -48,6 +48,7 @@ from .exceptions import (
 
 __all__ = [
     "AccessDenied",
+    "BlobBody",
     "BlobInfo",
     "BlobNotFound",
     "BlobReader",

@@ -69,17 +69,33 @@ def _endpoint(_: object, attribute: attrs.Attribute[Any], value: object) -> None
 
 
 def _in_range(
-    low: float, high: float
+    low: float, high: float, *, integer: bool = False
 ) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """Check a number from *low* to *high*; an int if *integer*."""
+    kinds = int if integer else int | float
+    what = "an integer" if integer else "a number"
+
     def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if (
             isinstance(value, bool)
-            or not isinstance(value, int | float)
+            or not isinstance(value, kinds)
             or not low <= value <= high
         ):
-            raise _problem(attribute, f"must be a number from {low:g} to {high:g}")
+            raise _problem(attribute, f"must be {what} from {low:g} to {high:g}")
 
     return check
+
+
+def _optional_in_range(
+    low: float, high: float
+) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    check = _in_range(low, high)
+
+    def optional(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None:
+            check(_, attribute, value)
+
+    return optional
 
 
 def _bool(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -154,7 +170,22 @@ class S3StoreConfig:
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds to wait for data on an open connection.
         max_attempts: Attempts per request, the first included, for transient
-            failures (5xx, throttling, connection resets).
+            failures (5xx, throttling, connection resets, timeouts).
+        pool_timeout: Seconds one attempt may wait for a free connection of
+            the pool (``max_concurrency + 4`` connections); all of them held
+            (by open readers, say) then fails the attempt instead of waiting
+            forever.
+        min_transfer_rate: Bytes a second below which a request body (sent
+            or received) counts as stalled: one attempt may take at most
+            ``pool_timeout + connect_timeout + read_timeout + size /
+            min_transfer_rate`` seconds (plus one), and a GetObject body
+            ``read_timeout + size / min_transfer_rate`` (plus one). This
+            bounds a server that never answers ``Expect: 100-continue``,
+            stops reading an upload, or trickles a body, where the socket
+            timeouts alone would wait forever.
+        operation_timeout: Seconds one store call (a put, a get, the opening
+            of a read and its body, ...) may take in all, retries included;
+            None (default) for no bound beyond the per-request ones.
         checksum_mode: ``"when_required"`` (default) computes request
             checksums only where S3 demands them, which S3-compatible servers
             without flexible checksums accept; ``"when_supported"`` is the
@@ -183,16 +214,30 @@ class S3StoreConfig:
     force_path_style: bool = attrs.field(default=False, validator=_bool)
     key_prefix: str = attrs.field(default=KEY_PREFIX, validator=_key_prefix)
     part_size: int = attrs.field(
-        default=8 * MiB, validator=_in_range(MIN_PART_SIZE, MAX_PART_SIZE)
+        default=8 * MiB,
+        validator=_in_range(MIN_PART_SIZE, MAX_PART_SIZE, integer=True),
     )
     multipart_threshold: int = attrs.field(
-        default=16 * MiB, validator=_in_range(0, MAX_PART_SIZE)
+        default=16 * MiB, validator=_in_range(0, MAX_PART_SIZE, integer=True)
     )
-    max_concurrency: int = attrs.field(default=8, validator=_in_range(1, 256))
-    list_page_size: int = attrs.field(default=1000, validator=_in_range(1, 1000))
+    max_concurrency: int = attrs.field(
+        default=8, validator=_in_range(1, 256, integer=True)
+    )
+    list_page_size: int = attrs.field(
+        default=1000, validator=_in_range(1, 1000, integer=True)
+    )
     connect_timeout: float = attrs.field(default=10.0, validator=_in_range(0.001, 3600))
     read_timeout: float = attrs.field(default=60.0, validator=_in_range(0.001, 3600))
-    max_attempts: int = attrs.field(default=5, validator=_in_range(1, 100))
+    max_attempts: int = attrs.field(
+        default=5, validator=_in_range(1, 100, integer=True)
+    )
+    pool_timeout: float = attrs.field(default=30.0, validator=_in_range(0.001, 3600))
+    min_transfer_rate: int = attrs.field(
+        default=32 * 1024, validator=_in_range(1, 2**40, integer=True)
+    )
+    operation_timeout: float | None = attrs.field(
+        default=None, validator=_optional_in_range(0.001, 7 * 24 * 3600)
+    )
     checksum_mode: ChecksumMode = attrs.field(
         default="when_required", validator=_checksum_mode
     )

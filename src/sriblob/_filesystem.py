@@ -7,7 +7,10 @@ import collections
 import concurrent.futures
 import contextlib
 import datetime as dt
+import errno
+import fcntl
 import functools
+import io
 import itertools
 import os
 import secrets
@@ -15,11 +18,13 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import attrs
 
 from ._integrity import Integrity, coerce_integrity
-from ._store import CHUNK_SIZE, BlobInfo, BlobSource, BlobStore
-from .exceptions import InvalidIntegrity
+from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
+from .exceptions import AccessDenied, InvalidIntegrity, StoreError, StoreUnavailable
 from .keys import integrity_to_key, key_to_integrity
 
 if TYPE_CHECKING:
@@ -51,32 +56,157 @@ FLUSH_INTERVAL: Final = 8 * 1024 * 1024
 #: How many bytes of a stream may wait to be written while the next chunks
 #: are read and hashed (always at least one chunk).
 WRITE_AHEAD: Final = 8 * 1024 * 1024
+#: Blob files are read-only, directories open to read; the process umask can
+#: only take permissions away from these, never add write access for others.
+FILE_MODE: Final = 0o444
+DIR_MODE: Final = 0o755
 #: ``os.fdatasync`` where the platform has it (not macOS).
 _fdatasync: Final = getattr(os, "fdatasync", os.fsync)
+_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
+#: Opening a blob never follows a symlink, and never blocks on a FIFO.
+_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+_TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+#: errno values that say the file system can't take the operation right now.
+_UNAVAILABLE_ERRNOS: Final = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EIO,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOMEM,
+        errno.ESTALE,
+        errno.EAGAIN,
+    }
+)
+_DENIED_ERRNOS: Final = frozenset({errno.EACCES, errno.EPERM})
+_HINTS: Final = {
+    errno.ENOSPC: "free some space on that file system or move the store's root",
+    errno.EDQUOT: "the disk quota is used up; free some space",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "check the permissions of the store's root and what is under it",
+    errno.EPERM: "check the permissions of the store's root and what is under it",
+    errno.EISDIR: "something that isn't a blob sits at the blob's path; remove it",
+    errno.ENOTDIR: "something that isn't a directory sits in the blob's path; "
+    "remove it",
+}
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make *path*'s entries (a new name, a new subdirectory) durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+class _NotABlob(StoreError):
+    """Something other than a blob file (a symlink, a directory) is in the way."""
+
+
+@attrs.frozen
+class _Location:
+    """Where a blob lives: directories below the root, and its file name."""
+
+    dirs: tuple[str, ...]
+    name: str
+    path: Path
+
+
+def _open_dirs(root: Path, dirs: tuple[str, ...], *, create: bool) -> int:
+    """Open ``root/dirs...`` and return its descriptor; the caller closes it.
+
+    The root may itself be a symlink (that is the user's choice); nothing
+    below it is followed: a symlinked directory raises :class:`_NotABlob`.
+    Missing directories raise ``FileNotFoundError``, or are created (mode
+    :data:`DIR_MODE`, each new entry synced) when *create* is true.
+    """
     try:
-        os.fsync(fd)
-    finally:
+        try:
+            fd = os.open(root, _DIR_FLAGS)
+        except FileNotFoundError:
+            if not create:
+                raise
+            _make_root(root)
+            fd = os.open(root, _DIR_FLAGS)
+    except (NotADirectoryError, FileExistsError):
+        msg = f"The store's root {root} is not a directory; point the store elsewhere."
+        raise _NotABlob(msg, backend="filesystem") from None
+    try:
+        for index, part in enumerate(dirs):
+            child = _open_child(fd, part, root, dirs[: index + 1], create=create)
+            os.close(fd)
+            fd = child
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
-def _make_dirs(path: Path, top: Path) -> None:
-    """Create *path* and its parents, syncing each new entry below *top*."""
-    if path.is_dir():
-        return
-    if path == top:
-        path.mkdir(parents=True, exist_ok=True)
-        return
-    _make_dirs(path.parent, top)
+def _make_root(root: Path) -> None:
+    """Create *root* and its missing parents, each with :data:`DIR_MODE`."""
+    missing = []
+    path = root
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent writer made it
+            directory.mkdir(DIR_MODE)
+
+
+def _open_child(
+    parent: int, part: str, root: Path, shown: tuple[str, ...], *, create: bool
+) -> int:
+    flags = _DIR_FLAGS | os.O_NOFOLLOW
     try:
-        path.mkdir()
+        return os.open(part, flags, dir_fd=parent)
+    except FileNotFoundError:
+        if not create:
+            raise
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _not_a_directory(root.joinpath(*shown)) from None
+        raise
+    try:
+        os.mkdir(part, DIR_MODE, dir_fd=parent)
     except FileExistsError:
-        return  # a concurrent writer made it
-    _fsync_dir(path.parent)
+        pass  # a concurrent writer made it
+    else:
+        os.fsync(parent)
+    try:
+        return os.open(part, flags, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _not_a_directory(root.joinpath(*shown)) from None
+        raise
+
+
+def _not_a_directory(path: Path) -> _NotABlob:
+    msg = (
+        f"{path} is a symlink or not a directory; the filesystem store never "
+        "creates symlinks under its root and won't follow one. Remove it."
+    )
+    return _NotABlob(msg, backend="filesystem")
+
+
+def _not_a_file(path: Path, mode: int) -> _NotABlob:
+    what = "a symlink" if stat.S_ISLNK(mode) else "not a regular file"
+    msg = (
+        f"{path} is {what}, not a blob; the filesystem store never creates one "
+        "and won't read through it. Remove it, or put the blob again to "
+        "replace it."
+    )
+    return _NotABlob(msg, backend="filesystem")
+
+
+def _open_blob(directory: int, location: _Location) -> int:
+    """Open the blob file read-only, refusing symlinks and non-regular files."""
+    try:
+        fd = os.open(location.name, _READ_FLAGS, dir_fd=directory)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_a_file(location.path, stat.S_IFLNK) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_a_file(location.path, mode)
+    return fd
 
 
 class _TempFile:
@@ -85,7 +215,9 @@ class _TempFile:
     Its methods block; the store calls them in worker threads. A lock
     serialises them, so removal after a cancelled write waits for the write
     the thread is still doing instead of racing it, and no write ever uses
-    the descriptor after it was closed.
+    the descriptor after it was closed. The file is created and renamed
+    relative to its directory's descriptor, so no symlink in the path is
+    ever followed.
 
     Writes are positional (``pwrite``), so they may run in any order. Every
     :data:`FLUSH_INTERVAL` bytes a write also flushes the file to disk
@@ -93,24 +225,29 @@ class _TempFile:
     the hashing, and the ``fsync`` at commit only has the tail left to do.
     """
 
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self._fd = fd
+    def __init__(self, root: Path, dirs: tuple[str, ...], directory: int) -> None:
+        self._root = root
+        self._dirs = dirs
+        self._directory = directory
         self._lock = threading.Lock()
         self._finished = False
         self._unflushed = 0
-
-    @classmethod
-    def create(cls, directory: Path, top: Path) -> _TempFile:
-        _make_dirs(directory, top)
         while True:
-            path = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+            self.name = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
             try:
-                fd = os.open(path, flags, 0o666)  # the umask applies, as for any file
+                self._fd = os.open(self.name, _TEMP_FLAGS, FILE_MODE, dir_fd=directory)
             except FileExistsError:  # pragma: no cover -- 64 random bits collided
                 continue
-            return cls(path, fd)
+            break
+
+    @classmethod
+    def create(cls, root: Path, dirs: tuple[str, ...]) -> _TempFile:
+        directory = _open_dirs(root, dirs, create=True)
+        try:
+            return cls(root, dirs, directory)
+        except BaseException:
+            os.close(directory)
+            raise
 
     def _check_open(self) -> None:
         if self._finished or self._fd < 0:
@@ -131,16 +268,31 @@ class _TempFile:
                 _fdatasync(self._fd)
                 self._unflushed = 0
 
-    def commit(self, final: Path, top: Path) -> None:
+    def commit(self, final: _Location) -> None:
         """Sync and rename the file to *final*, then sync its directory."""
         with self._lock:
             self._check_open()
             os.fsync(self._fd)
-            self._close()
-            _make_dirs(final.parent, top)
-            self.path.replace(final)
-            self._finished = True
-        _fsync_dir(final.parent)
+            self._close_file()
+            if final.dirs == self._dirs:
+                target = os.dup(self._directory)
+            else:
+                target = _open_dirs(self._root, final.dirs, create=True)
+            try:
+                try:
+                    os.rename(
+                        self.name,
+                        final.name,
+                        src_dir_fd=self._directory,
+                        dst_dir_fd=target,
+                    )
+                except IsADirectoryError:
+                    raise _not_a_file(final.path, stat.S_IFDIR) from None
+                self._finished = True
+                self._close_directory()
+                os.fsync(target)
+            finally:
+                os.close(target)
 
     def discard(self) -> None:
         """Close and remove the file, unless it was committed."""
@@ -149,12 +301,18 @@ class _TempFile:
                 return
             self._finished = True
             with contextlib.suppress(OSError):
-                self._close()
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+                self._close_file()
+            with contextlib.suppress(OSError):
+                os.unlink(self.name, dir_fd=self._directory)
+            self._close_directory()
 
-    def _close(self) -> None:
+    def _close_file(self) -> None:
         fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def _close_directory(self) -> None:
+        fd, self._directory = self._directory, -1
         if fd >= 0:
             os.close(fd)
 
@@ -217,6 +375,15 @@ class FilesystemBlobStore(BlobStore):
     path is made of hex digits only, so no integrity can name a path outside
     the root.
 
+    **The root is the store's boundary.** The root itself may be a symlink;
+    nothing below it is ever followed: directories and blob files are opened
+    relative to their parent's descriptor with ``O_NOFOLLOW``, so a symlink
+    planted under the root is refused (:class:`~sriblob.StoreError`), never
+    read or written through. A put of the blob replaces a symlinked blob
+    file. Blob files are created read-only (mode ``0o444``) and directories
+    with mode ``0o755``; the process umask may take permissions away, never
+    add them.
+
     Writes are atomic: the data goes to a ``.tmp-*`` file next to its final
     name, is synced, and renamed into place only after it verified, so a
     reader (or a crash) never sees a partial blob under its final name.
@@ -228,13 +395,19 @@ class FilesystemBlobStore(BlobStore):
     renews that time, so :func:`~sriblob.collect_garbage`'s grace period
     protects a blob a writer has just reused as it protects a new one. (If
     the file's time can't be changed, a read-only store for instance, the
-    put still succeeds.)
+    put still succeeds.) The renewal and a collection's deletion lock the
+    blob file (``flock``), so one never undoes the other.
 
     File I/O runs in worker threads and never blocks the event loop; streams
     are written chunk by chunk, never held whole in memory. A large blob is
     written by a thread of its own a few chunks behind the stream while
     another thread hashes it, and synced to disk every 8 MiB on the way, so
     writing, hashing and the final ``fsync`` overlap.
+
+    Failures of the file system raise the library's errors, naming the path
+    and what to do: :class:`~sriblob.StoreUnavailable` for a full, read-only
+    or failing disk, :class:`~sriblob.AccessDenied` for permissions, and
+    :class:`~sriblob.StoreError` for anything else in the way.
 
     The root is created on the first write. The store needs no ``async
     with``, though it supports it; :meth:`aclose` releases nothing.
@@ -274,32 +447,113 @@ class FilesystemBlobStore(BlobStore):
         Raises:
             InvalidIntegrity: *integrity* is malformed.
         """
-        wanted = coerce_integrity(integrity)
-        digest = wanted.digest.hex()
-        key = integrity_to_key(str(wanted), prefix="")
-        return self._blobs / digest[:2] / digest[2:4] / key
+        return self._locate(coerce_integrity(integrity)).path
+
+    def _locate(self, integrity: Integrity) -> _Location:
+        digest = integrity.digest.hex()
+        dirs = ("blobs", digest[:2], digest[2:4])
+        name = integrity_to_key(str(integrity), prefix="")
+        return _Location(dirs, name, self._root.joinpath(*dirs, name))
+
+    # -- errors ---------------------------------------------------------------
+
+    def _error(self, exc: OSError, action: str, path: Path) -> StoreError:
+        """Describe *exc*, met while trying to *action* *path*, as a store error."""
+        number = exc.errno or 0
+        reason = os.strerror(number) if number else (str(exc) or type(exc).__name__)
+        code = errno.errorcode.get(number)
+        hint = _HINTS.get(number)
+        msg = (
+            f"The filesystem store at {self._root} could not {action} {path}: "
+            f"{reason}{f' ({code})' if code else ''}"
+            f"{f'; {hint}' if hint else ''}."
+        )
+        kind: type[StoreError] = StoreError
+        if number in _UNAVAILABLE_ERRNOS:
+            kind = StoreUnavailable
+        elif number in _DENIED_ERRNOS:
+            kind = AccessDenied
+        return kind(msg, backend=self._id)
+
+    async def _io(
+        self, action: str, path: Path, function: Callable[..., _T], *args: object
+    ) -> _T:
+        """Run *function* in a worker thread, mapping OS errors to store errors."""
+        try:
+            return await asyncio.to_thread(function, *args)
+        except _NotABlob as exc:
+            exc.backend = self._id
+            raise
+        except OSError as exc:
+            raise self._error(exc, action, path) from exc
+
+    @contextlib.contextmanager
+    def _translating(self, action: str, path: Path) -> Iterator[None]:
+        try:
+            yield
+        except _NotABlob as exc:
+            exc.backend = self._id
+            raise
+        except OSError as exc:
+            raise self._error(exc, action, path) from exc
 
     # -- writing --------------------------------------------------------------
 
-    def _write_whole(self, final: Path, data: Buffer) -> None:
-        temp = _TempFile.create(final.parent, self._root)
+    def _keep_stored(self, location: _Location, keeps: Callable[[int], bool]) -> bool:
+        """Return whether a stored copy stands, renewing its mtime if so.
+
+        The mtime is the blob's storage time: a put of a stored blob renews
+        it, so garbage collection's grace period covers a reused blob too.
+        The renewal holds a shared lock on the file; a collection deletes
+        under an exclusive one and checks the time under it (see
+        :meth:`_delete_sync`), so a renewed blob is never deleted.
+        """
+        try:
+            directory = _open_dirs(self._root, location.dirs, create=False)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fd = _open_blob(directory, location)
+            except (FileNotFoundError, _NotABlob):
+                return False  # the write replaces whatever sits there
+            try:
+                if not keeps(os.fstat(fd).st_size):
+                    return False
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if not _same_file(directory, location.name, fd):
+                    # Deleted (or replaced by a new copy) meanwhile.
+                    return _exists(directory, location.name)
+                with contextlib.suppress(OSError):  # read-only: still a blob
+                    os.utime(fd)
+                return True
+            finally:
+                os.close(fd)
+        finally:
+            os.close(directory)
+
+    def _write_whole(self, location: _Location, data: Buffer) -> None:
+        temp = _TempFile.create(self._root, location.dirs)
         try:
             temp.write(data)
-            temp.commit(final, self._root)
+            temp.commit(location)
         finally:
             temp.discard()
 
-    async def _stream_to_temp(self, source: BlobSource, directory: Path) -> _TempFile:
+    async def _stream_to_temp(
+        self, source: BlobSource, dirs: tuple[str, ...], path: Path
+    ) -> _TempFile:
         """Write *source* to a new temp file; remove it on any error.
 
         One worker thread of the stream's own writes the chunks in order, up
         to :data:`WRITE_AHEAD` bytes behind the stream, so reading and
         hashing the next chunks overlaps the writes.
         """
-        temp = await _acquire(
-            functools.partial(_TempFile.create, directory, self._root),
-            _TempFile.discard,
-        )
+        with self._translating("write", path):
+            temp = await _acquire(
+                functools.partial(_TempFile.create, self._root, dirs),
+                _TempFile.discard,
+            )
         loop = asyncio.get_running_loop()
         writer = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="sriblob-write"
@@ -318,9 +572,11 @@ class FilesystemBlobStore(BlobStore):
                 while behind > WRITE_AHEAD:
                     oldest, written = writes.popleft()
                     behind -= written
-                    await oldest
+                    with self._translating("write", path):
+                        await oldest
             while writes:
-                await writes[0][0]
+                with self._translating("write", path):
+                    await writes[0][0]
                 writes.popleft()
         except BaseException:
             _cancel_all(write for write, _ in writes)
@@ -330,160 +586,206 @@ class FilesystemBlobStore(BlobStore):
             writer.shutdown(wait=False, cancel_futures=True)
         return temp
 
-    async def _commit(self, temp: _TempFile, final: Path) -> None:
+    async def _commit(self, temp: _TempFile, location: _Location) -> None:
         try:
-            await asyncio.to_thread(temp.commit, final, self._root)
+            await self._io("write", location.path, temp.commit, location)
         except BaseException:
             await _discard(temp)
             raise
 
-    @staticmethod
-    def _renew(path: Path) -> bool:
-        """Return whether *path* is a stored blob, renewing its mtime if so.
+    async def _kept(self, location: _Location, source: BlobSource) -> bool:
+        return await self._io(
+            "check", location.path, self._keep_stored, location, source.keeps
+        )
 
-        The mtime is the blob's storage time: a put of a stored blob renews
-        it, so garbage collection's grace period covers a reused blob too.
-        """
-        try:
-            os.utime(path)
-        except FileNotFoundError:
-            return False
-        except OSError:  # read-only, not ours: the blob is still there to serve
-            pass
-        return path.is_file()
-
-    async def _put(self, integrity: Integrity, source: BlobSource) -> None:
-        final = self.path_of(integrity)
-        if await asyncio.to_thread(self._renew, final):
+    async def write_blob(self, source: BlobSource, /) -> None:
+        known = source.expected
+        if known is not None:
+            location = self._locate(known)
+            if await self._kept(location, source):
+                return
+            view = await _small_buffer(source)
+            if view is not None:
+                await self._io(
+                    "write", location.path, self._write_whole, location, view
+                )
+                return
+            temp = await self._stream_to_temp(source, location.dirs, location.path)
+            await self._commit(temp, location)
             return
-        view = await _small_buffer(source)
-        if view is not None:
-            await asyncio.to_thread(self._write_whole, final, view)
-            return
-        temp = await self._stream_to_temp(source, final.parent)
-        await self._commit(temp, final)
-
-    async def _add(self, source: BlobSource) -> Integrity:
-        view = await _small_buffer(source)
-        if view is not None:
-            final = self.path_of(source.integrity)
-            if not await asyncio.to_thread(self._renew, final):
-                await asyncio.to_thread(self._write_whole, final, view)
-            return source.integrity
         # The name is known only at the end: stage at the top of the tree,
         # on the same file system, so the rename stays atomic.
-        temp = await self._stream_to_temp(source, self._blobs)
-        final = self.path_of(source.integrity)
-        if await asyncio.to_thread(self._renew, final):
+        temp = await self._stream_to_temp(source, ("blobs",), self._blobs)
+        location = self._locate(source.integrity)
+        try:
+            kept = await self._kept(location, source)
+        except BaseException:
+            await _discard(temp)
+            raise
+        if kept:
             await _discard(temp)
         else:
-            await self._commit(temp, final)
-        return source.integrity
+            await self._commit(temp, location)
 
     # -- reading --------------------------------------------------------------
 
-    async def _get(self, integrity: Integrity) -> bytes | None:
+    def _open_file(self, location: _Location) -> tuple[io.FileIO, int] | None:
+        """Open the blob for reading; None when it isn't stored."""
         try:
-            return await asyncio.to_thread(self.path_of(integrity).read_bytes)
+            directory = _open_dirs(self._root, location.dirs, create=False)
         except FileNotFoundError:
             return None
-
-    @staticmethod
-    def _open_sized(path: Path) -> tuple[IO[bytes], int]:
-        file = path.open("rb")
         try:
-            return file, os.fstat(file.fileno()).st_size
-        except BaseException:  # pragma: no cover -- fstat of an open file
-            file.close()
-            raise
+            fd = _open_blob(directory, location)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(directory)
+        file = io.FileIO(fd, "rb", closefd=True)
+        return file, os.fstat(fd).st_size
+
+    def _read_whole(self, location: _Location) -> bytes | None:
+        opened = self._open_file(location)
+        if opened is None:
+            return None
+        with opened[0] as file:
+            return file.readall()
+
+    async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
+        location = self._locate(integrity)
+        return await self._io("read", location.path, self._read_whole, location)
 
     @contextlib.asynccontextmanager
-    async def _open(
-        self, integrity: Integrity
-    ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
-        try:
-            file, size = await _acquire(
-                functools.partial(self._open_sized, self.path_of(integrity)),
-                lambda opened: opened[0].close(),
+    async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
+        location = self._locate(integrity)
+        with self._translating("read", location.path):
+            opened = await _acquire(
+                functools.partial(self._open_file, location), _close_opened
             )
-        except FileNotFoundError:
-            raise self._not_found(integrity) from None
+        if opened is None:
+            raise self.not_found(integrity)
+        file, size = opened
 
         async def chunks() -> AsyncIterator[bytes]:
-            while chunk := await asyncio.to_thread(file.read, CHUNK_SIZE):
+            while True:
+                with self._translating("read", location.path):
+                    chunk = await asyncio.to_thread(file.read, CHUNK_SIZE)
+                if not chunk:
+                    return
                 yield chunk
 
         try:
-            yield chunks(), size
+            yield BlobBody(chunks(), size)
         finally:
             # Shielded so the file is closed even if the reader is cancelled.
             await asyncio.shield(asyncio.to_thread(file.close))
 
-    async def _has(self, integrity: Integrity) -> bool:
-        return await asyncio.to_thread(self.path_of(integrity).is_file)
-
-    async def _stat(self, integrity: Integrity) -> BlobInfo | None:
-        """Answer with one ``os.stat``: the size, and the mtime as ``stored_at``."""
+    def _stat_sync(self, location: _Location) -> os.stat_result | None:
         try:
-            result = await asyncio.to_thread(os.stat, self.path_of(integrity))
-        except (FileNotFoundError, NotADirectoryError):
+            directory = _open_dirs(self._root, location.dirs, create=False)
+        except FileNotFoundError:
             return None
+        try:
+            result = os.stat(location.name, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(directory)
         if not stat.S_ISREG(result.st_mode):
+            raise _not_a_file(location.path, result.st_mode)
+        return result
+
+    async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
+        """Answer with one ``stat``: the size, and the mtime as ``stored_at``."""
+        location = self._locate(integrity)
+        result = await self._io("look up", location.path, self._stat_sync, location)
+        if result is None:
             return None
         stored_at = dt.datetime.fromtimestamp(result.st_mtime, dt.UTC)
         return BlobInfo(str(integrity), result.st_size, stored_at)
 
-    async def _delete(self, integrity: Integrity) -> None:
-        await asyncio.to_thread(self.path_of(integrity).unlink, missing_ok=True)
+    # -- deleting -------------------------------------------------------------
+
+    def _delete_sync(self, location: _Location, stored_before: float | None) -> bool:
+        try:
+            directory = _open_dirs(self._root, location.dirs, create=False)
+        except FileNotFoundError:
+            return True
+        try:
+            if stored_before is None:
+                try:
+                    os.unlink(location.name, dir_fd=directory)
+                except FileNotFoundError:
+                    pass
+                except IsADirectoryError:
+                    raise _not_a_file(location.path, stat.S_IFDIR) from None
+                return True
+            try:
+                fd = _open_blob(directory, location)
+            except FileNotFoundError:
+                return True
+            try:
+                # Exclusive against a put's renewal (see _keep_stored): the
+                # time read under the lock is final until the file is gone.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_mtime > stored_before:
+                    return False
+                if not _same_file(directory, location.name, fd):
+                    # A new copy took the name meanwhile: it is fresh.
+                    return not _exists(directory, location.name)
+                os.unlink(location.name, dir_fd=directory)
+                return True
+            finally:
+                os.close(fd)
+        finally:
+            os.close(directory)
+
+    async def delete_blob(
+        self, integrity: Integrity, /, *, stored_before: dt.datetime | None
+    ) -> bool:
+        location = self._locate(integrity)
+        before = None if stored_before is None else stored_before.timestamp()
+        return await self._io(
+            "delete", location.path, self._delete_sync, location, before
+        )
 
     # -- listing --------------------------------------------------------------
 
     def _walk(self) -> Generator[str, None, None]:
-        """Yield each stored integrity, one directory open at a time.
+        """Yield each stored name, one directory open at a time.
 
-        Removes stale temp files on the way.
+        Removes stale temp files on the way. A symlink or file where a
+        fan-out directory belongs is yielded as its relative path (which is
+        no integrity, so :meth:`list` reports it as skipped); a symlink or
+        other non-file under a blob's name is yielded as that name, so
+        reading it fails loudly instead of the entry going unnoticed.
         """
-        for first in self._scan(self._blobs):
-            if first.name not in _HEX_PAIR or not first.is_dir(follow_symlinks=False):
-                continue
-            for second in self._scan(Path(first.path)):
-                if second.name not in _HEX_PAIR or not second.is_dir(
-                    follow_symlinks=False
-                ):
-                    continue
-                prefix = first.name + second.name
-                for entry in self._scan(Path(second.path)):
-                    name = self._blob_name(entry, prefix)
-                    if name is not None:
-                        yield name
-
-    @staticmethod
-    def _blob_name(entry: os.DirEntry[str], fan_out: str) -> str | None:
-        decoded = key_to_integrity(entry.name, prefix="")
-        if decoded is None or not entry.is_file(follow_symlinks=False):
-            return None
         try:
-            parsed = Integrity.parse(decoded)
-        except InvalidIntegrity:
-            return None
-        # A file in the wrong directory is not reachable by its name.
-        return decoded if parsed.digest.hex().startswith(fan_out) else None
-
-    @staticmethod
-    def _scan(directory: Path) -> Iterator[os.DirEntry[str]]:
-        """Yield *directory*'s entries, reaping stale temp files."""
-        try:
-            entries = os.scandir(directory)
-        except (FileNotFoundError, NotADirectoryError):
+            top = _open_dirs(self._root, ("blobs",), create=False)
+        except FileNotFoundError:
             return
-        with entries:
-            for entry in entries:
-                if entry.name.startswith(TEMP_PREFIX):
-                    _reap(entry)
+        try:
+            for first in _scan(top):
+                if first.name not in _HEX_PAIR:
                     continue
-                yield entry
+                if not first.is_dir(follow_symlinks=False):
+                    yield f"blobs/{first.name}"
+                    continue
+                with _subdir(top, first.name) as middle:
+                    for second in _scan(middle):
+                        if second.name not in _HEX_PAIR:
+                            continue
+                        if not second.is_dir(follow_symlinks=False):
+                            yield f"blobs/{first.name}/{second.name}"
+                            continue
+                        prefix = first.name + second.name
+                        with _subdir(middle, second.name) as leaf:
+                            for entry in _scan(leaf):
+                                yield _blob_name(entry, prefix)
+        finally:
+            os.close(top)
 
-    async def _list(self) -> AsyncIterator[str]:
+    async def list_names(self) -> AsyncIterator[str]:
         walk = self._walk()
         # The walk runs in worker threads, one batch at a time; the lock keeps
         # closing it from racing a batch still being read after a cancel.
@@ -498,17 +800,87 @@ class FilesystemBlobStore(BlobStore):
                 walk.close()
 
         try:
-            while batch := await asyncio.to_thread(next_batch):
+            while True:
+                with self._translating("list", self._blobs):
+                    batch = await asyncio.to_thread(next_batch)
+                if not batch:
+                    return
                 for name in batch:
                     yield name
         finally:
             await asyncio.shield(asyncio.to_thread(close))
 
 
-def _reap(entry: os.DirEntry[str]) -> None:
+def _close_opened(opened: tuple[io.FileIO, int] | None) -> None:
+    if opened is not None:
+        opened[0].close()
+
+
+def _same_file(directory: int, name: str, fd: int) -> bool:
+    """Whether *name* in *directory* is still the file open as *fd*."""
+    try:
+        current = os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _exists(directory: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _subdir(parent: int, name: str) -> Iterator[int]:
+    try:
+        fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+    except FileNotFoundError:
+        fd = -1
+    try:
+        yield fd
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _blob_name(entry: os.DirEntry[str], fan_out: str) -> str:
+    """Return the name an entry stores a blob under, else its relative path.
+
+    The relative path of a foreign entry (or of a blob file in the wrong
+    directory, which its name can't reach) is never an integrity, so
+    :meth:`BlobStore.list` reports it as skipped.
+    """
+    where = f"blobs/{fan_out[:2]}/{fan_out[2:]}/{entry.name}"
+    decoded = key_to_integrity(entry.name, prefix="")
+    if decoded is None:
+        return where
+    try:
+        parsed = Integrity.parse(decoded)
+    except InvalidIntegrity:
+        return where
+    return decoded if parsed.digest.hex().startswith(fan_out) else where
+
+
+def _scan(directory: int) -> Iterator[os.DirEntry[str]]:
+    """Yield the entries of the directory open as *directory*, reaping temp files."""
+    if directory < 0:
+        return
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX):
+                _reap(directory, entry)
+                continue
+            yield entry
+
+
+def _reap(directory: int, entry: os.DirEntry[str]) -> None:
     """Remove a temp file a crashed writer left, once it is old enough."""
     with contextlib.suppress(OSError):
         if not entry.is_file(follow_symlinks=False):
             return
         if time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_AGE:
-            Path(entry.path).unlink()
+            os.unlink(entry.name, dir_fd=directory)

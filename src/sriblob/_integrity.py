@@ -77,7 +77,7 @@ class Integrity:
                 supported hash, or a supported hash is malformed.
         """
         if isinstance(text, Integrity):
-            return text
+            return text.checked()
         if not isinstance(text, str):
             msg = f"Integrity must be a str, not {type(text).__name__}."
             raise InvalidIntegrity(msg, text=repr(text)[:_QUOTE_LIMIT])
@@ -120,6 +120,31 @@ class Integrity:
         hasher.update(data)
         return hasher.integrity()
 
+    def checked(self) -> Integrity:
+        """Return this value if it is usable, as :meth:`parse` would build it.
+
+        The constructor doesn't validate, so stores call this on an
+        :class:`Integrity` they are handed.
+
+        Raises:
+            InvalidIntegrity: The algorithm is not sha256, sha384 or sha512,
+                or the digest is not bytes of that algorithm's length.
+        """
+        algorithm, digest = self.algorithm, self.digest
+        size = _DIGEST_SIZES.get(algorithm) if isinstance(algorithm, str) else None
+        if size is None:
+            reason = (
+                f"unsupported algorithm {_quote(str(algorithm))} "
+                "(use sha256, sha384 or sha512)"
+            )
+        elif not isinstance(digest, bytes) or len(digest) != size:
+            got = len(digest) if isinstance(digest, bytes) else type(digest).__name__
+            reason = f"a {algorithm} digest is {size} bytes, not {got}"
+        else:
+            return self
+        msg = f"Invalid integrity: {reason}."
+        raise InvalidIntegrity(msg, text=f"{algorithm!r}"[:_QUOTE_LIMIT])
+
     def hasher(self) -> IntegrityHasher:
         """Return a new incremental hasher of this integrity's algorithm."""
         return IntegrityHasher(self.algorithm)
@@ -154,7 +179,7 @@ def _decode_digest(algorithm: str, encoded: str, text: str) -> bytes:
 def coerce_integrity(value: str | Integrity) -> Integrity:
     """Return *value* as an :class:`Integrity`, parsing strings."""
     if isinstance(value, Integrity):
-        return value
+        return value.checked()
     return Integrity.parse(value)
 
 

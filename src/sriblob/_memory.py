@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from ._store import CHUNK_SIZE, BlobInfo, BlobSource, BlobStore
+from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -21,7 +21,8 @@ class MemoryBlobStore(BlobStore):
 
     Meant for tests and examples; it implements the whole contract,
     verification included. Every blob is held whole in memory.
-    :meth:`~BlobStore.stat` reports when each blob was stored.
+    :meth:`~BlobStore.stat` reports when each blob was stored; putting a
+    stored blob again renews that time.
 
     Args:
         id: The store's id in a registry.
@@ -45,65 +46,75 @@ class MemoryBlobStore(BlobStore):
     def _repr_details(self) -> str:
         return f"blobs={len(self._blobs)}"
 
-    async def _stop(self) -> None:
+    async def shutdown(self) -> None:
         self._blobs.clear()
         self._stored_at.clear()
 
-    def _store(self, name: str, data: bytes) -> None:
-        if name not in self._blobs:
+    async def write_blob(self, source: BlobSource, /) -> None:
+        known = source.expected
+        if known is not None and self._kept(str(known), source):
+            return
+        view = await source.buffer()
+        if view is not None:
+            data = bytes(view)
+        else:
+            buffer = bytearray()
+            async for chunk in source.chunks():
+                buffer += chunk
+            data = bytes(buffer)
+        name = str(source.integrity)
+        if not self._kept(name, source):
             self._blobs[name] = data
             self._stored_at[name] = dt.datetime.now(dt.UTC)
 
-    async def _collect(self, source: BlobSource) -> bytes:
-        view = await source.buffer()
-        if view is not None:
-            return bytes(view)
-        buffer = bytearray()
-        async for chunk in source.chunks():
-            buffer += chunk
-        return bytes(buffer)
+    def _kept(self, name: str, source: BlobSource) -> bool:
+        """Whether a stored copy stands (its storage time renewed)."""
+        stored = self._blobs.get(name)
+        if stored is None or not source.keeps(len(stored)):
+            return False
+        self._stored_at[name] = dt.datetime.now(dt.UTC)
+        return True
 
-    async def _put(self, integrity: Integrity, source: BlobSource) -> None:
-        if str(integrity) in self._blobs:
-            return
-        self._store(str(integrity), await self._collect(source))
-
-    async def _add(self, source: BlobSource) -> Integrity:
-        data = await self._collect(source)
-        self._store(str(source.integrity), data)
-        return source.integrity
-
-    async def _get(self, integrity: Integrity) -> bytes | None:
+    async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
         return self._blobs.get(str(integrity))
 
     @contextlib.asynccontextmanager
-    async def _open(
-        self, integrity: Integrity
-    ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+    async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
         data = self._blobs.get(str(integrity))
         if data is None:
-            raise self._not_found(integrity)
+            raise self.not_found(integrity)
 
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(data), CHUNK_SIZE):
                 yield data[start : start + CHUNK_SIZE]
 
-        yield chunks(), len(data)
+        yield BlobBody(chunks(), len(data))
 
-    async def _stat(self, integrity: Integrity) -> BlobInfo | None:
+    async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
         name = str(integrity)
         data = self._blobs.get(name)
         if data is None:
             return None
         return BlobInfo(name, len(data), self._stored_at.get(name))
 
-    async def _has(self, integrity: Integrity) -> bool:
+    async def has_blob(self, integrity: Integrity, /) -> bool:
         return str(integrity) in self._blobs
 
-    async def _delete(self, integrity: Integrity) -> None:
-        self._blobs.pop(str(integrity), None)
-        self._stored_at.pop(str(integrity), None)
+    async def delete_blob(
+        self, integrity: Integrity, /, *, stored_before: dt.datetime | None
+    ) -> bool:
+        name = str(integrity)
+        stored_at = self._stored_at.get(name)
+        if (
+            stored_before is not None
+            and stored_at is not None
+            and stored_at > stored_before
+        ):
+            return False
+        self._blobs.pop(name, None)
+        self._stored_at.pop(name, None)
+        return True
 
-    async def _list(self) -> AsyncIterator[str]:
+    async def list_names(self) -> AsyncIterator[str]:
         for name in list(self._blobs):
             yield name

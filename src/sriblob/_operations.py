@@ -11,16 +11,18 @@ import datetime as dt
 import logging
 import os
 from collections.abc import AsyncIterable, Callable
-from typing import TYPE_CHECKING, Self, TypeAlias
+from typing import TYPE_CHECKING, Self, TypeAlias, TypeVar
 
 import attrs
 
-from ._integrity import Integrity, coerce_integrity
-from .exceptions import IntegrityMismatch, SriblobError
+from ._integrity import Integrity, IntegrityHasher, coerce_integrity
+from ._store import THREAD_HASH_THRESHOLD
+from .exceptions import BlobNotFound, IntegrityMismatch, SriblobError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Iterable
 
+    from ._integrity import Algorithm
     from ._store import BlobReader, BlobStore
 
 __all__ = [
@@ -39,6 +41,8 @@ logger = logging.getLogger("sriblob")
 #: What a per-blob step may raise without stopping the run: the library's
 #: own errors and the OS's. Anything else is a bug and propagates.
 _RECORDED = (SriblobError, OSError)
+
+_T = TypeVar("_T")
 
 #: What ``on_progress`` must be: called with one positional :class:`Progress`.
 ProgressCallback: TypeAlias = Callable[["Progress"], object]
@@ -103,12 +107,18 @@ class MigrationReport:
     """What :func:`migrate` did.
 
     Attributes:
-        copied: Blobs copied into the target.
-        skipped: Blobs the target already held (not read again).
+        copied: Blobs copied into the target (repaired ones included).
+        skipped: Blobs the target already held (with ``delete_source``, held
+            and read back intact).
         failed: The blobs that could not be copied (or, with
             ``delete_source``, not safely deleted), sorted by integrity.
         bytes_copied: Bytes copied into the target.
         deleted: Blobs deleted from the source (``delete_source=True``).
+        repaired: Blobs whose copy in the target was damaged and was
+            replaced from the source (found by ``delete_source=True``, which
+            reads every copy it relies on).
+        foreign: Objects in the source that aren't named by a canonical
+            integrity (another tool's files, say), left alone.
 
     .. versionadded:: 0.1.0
     """
@@ -118,6 +128,8 @@ class MigrationReport:
     failed: tuple[Failure, ...]
     bytes_copied: int
     deleted: int
+    repaired: int = 0
+    foreign: int = 0
 
     @property
     def ok(self) -> bool:
@@ -136,6 +148,8 @@ class VerifyReport:
         failed: Blobs that could not be read (other than corruption), and
             corrupt blobs that could not be deleted, sorted by integrity.
         deleted: Corrupt blobs deleted (``delete_corrupt=True``).
+        foreign: Objects in the store that aren't named by a canonical
+            integrity (another tool's files, say), not checked.
 
     .. versionadded:: 0.1.0
     """
@@ -145,6 +159,7 @@ class VerifyReport:
     corrupt: tuple[str, ...]
     failed: tuple[Failure, ...]
     deleted: int
+    foreign: int = 0
 
     @property
     def ok(self) -> bool:
@@ -190,8 +205,8 @@ def _check_concurrency(concurrency: int) -> None:
 
 
 async def _pool(
-    items: AsyncIterator[str],
-    handle: Callable[[str], Awaitable[None]],
+    items: AsyncIterator[_T],
+    handle: Callable[[_T], Awaitable[None]],
     concurrency: int,
 ) -> None:
     """Run *handle* over *items* with at most *concurrency* running at once.
@@ -201,7 +216,7 @@ async def _pool(
     long the listing is. The first exception *handle* or the listing raises
     stops everything and propagates; so does cancellation.
     """
-    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=concurrency)
+    queue: asyncio.Queue[_T | None] = asyncio.Queue(maxsize=concurrency)
 
     async def produce() -> None:
         try:
@@ -234,11 +249,12 @@ async def _pool(
             raise exc
 
 
-class _CountingReader:
-    """Pass a reader's chunks through, counting their bytes."""
+class _Tap:
+    """Pass a reader's chunks through, counting and (optionally) hashing them."""
 
-    def __init__(self, reader: BlobReader) -> None:
+    def __init__(self, reader: BlobReader, hasher: IntegrityHasher | None) -> None:
         self._reader = reader
+        self._hasher = hasher
         self.size = 0
 
     def __aiter__(self) -> Self:
@@ -247,7 +263,33 @@ class _CountingReader:
     async def __anext__(self) -> bytes:
         chunk = await anext(self._reader)
         self.size += len(chunk)
+        if self._hasher is not None:
+            self._hasher.update(chunk)
         return chunk
+
+    def digest(self) -> Integrity | None:
+        return None if self._hasher is None else self._hasher.integrity()
+
+
+async def _read_digest(
+    store: BlobStore, integrity: Integrity, algorithm: Algorithm
+) -> Integrity | None:
+    """Read *store*'s copy whole and return the *algorithm* hash of its bytes.
+
+    Returns None when the store doesn't hold the blob; a copy that fails
+    the store's own verification raises ``IntegrityMismatch``.
+    """
+    hasher = IntegrityHasher(algorithm)
+    try:
+        async with store.open(integrity) as reader:
+            async for chunk in reader:
+                if len(chunk) >= THREAD_HASH_THRESHOLD:
+                    await asyncio.to_thread(hasher.update, chunk)
+                else:
+                    hasher.update(chunk)
+    except BlobNotFound:
+        return None
+    return hasher.integrity()
 
 
 async def _check_distinct(source: BlobStore, target: BlobStore) -> None:
@@ -291,6 +333,21 @@ async def migrate(
     ``migrate`` again after an interruption finishes the job. Up to
     *concurrency* blobs are copied at once.
 
+    **Deleting the source.** With *delete_source*, a blob is deleted from
+    the source only once the target's copy is known good:
+
+    - a copy made by this run counts when the target verified it as it
+      wrote it (both stores verify); otherwise it is read back and its
+      digest compared with that of the bytes read from the source;
+    - a copy the target already held is read whole first (against the
+      integrity, or against a digest of the source's bytes when the source
+      doesn't verify): a damaged copy is replaced from the source (counted
+      in :attr:`MigrationReport.repaired`), and deleting waits for that.
+
+    A source opened with ``verify=False`` (whose names don't hash their
+    bytes, like the original system's repacked archives) needs a target
+    opened the same way, or the target refuses the bytes.
+
     A blob that fails (corrupt in the source, a backend error, ...) is
     recorded in :attr:`MigrationReport.failed` and the run goes on;
     cancellation and unexpected errors (including one raised by
@@ -300,8 +357,8 @@ async def migrate(
         source: The store to copy from.
         target: The store to copy into.
         concurrency: How many blobs to copy at once.
-        delete_source: Delete each blob from *source* once ``target.stat()``
-            shows it with the source's size. Before anything is deleted, a
+        delete_source: Delete each blob from *source* once *target* holds a
+            copy known to be good (see above). Before anything is deleted, a
             canary blob checks that the two stores are not one storage
             location under two names.
         on_progress: Called with a :class:`Progress` after every blob.
@@ -324,17 +381,19 @@ async def migrate(
     if delete_source:
         await _check_distinct(source, target)
     run = _Migration(source, target, delete_source, on_progress)
-    await _pool(source.list(), run.copy, concurrency)
+    await _pool(source.list_parsed(on_skip=run.foreign), run.copy, concurrency)
     report = MigrationReport(
         copied=run.copied,
         skipped=run.skipped,
         failed=tuple(sorted(run.failures, key=lambda failure: failure.integrity)),
         bytes_copied=run.bytes_copied,
         deleted=run.deleted,
+        repaired=run.repaired,
+        foreign=run.foreign_count,
     )
     logger.info(
         "migrate source=%s target=%s copied=%d skipped=%d failed=%d "
-        "bytes_copied=%d deleted=%d",
+        "bytes_copied=%d deleted=%d repaired=%d foreign=%d",
         source.id,
         target.id,
         report.copied,
@@ -342,8 +401,19 @@ async def migrate(
         len(report.failed),
         report.bytes_copied,
         report.deleted,
+        report.repaired,
+        report.foreign,
     )
     return report
+
+
+def _foreign(operation: str, store: BlobStore, name: str) -> None:
+    logger.info(
+        "%s skipped backend=%s name=%r: not a canonical integrity",
+        operation,
+        store.id,
+        name,
+    )
 
 
 @attrs.define
@@ -358,30 +428,30 @@ class _Migration:
     copied: int = 0
     skipped: int = 0
     deleted: int = 0
+    repaired: int = 0
+    foreign_count: int = 0
     bytes_copied: int = 0
     failures: list[Failure] = attrs.Factory(list)
 
-    async def copy(self, integrity: str) -> None:
+    def foreign(self, name: str) -> None:
+        self.foreign_count += 1
+        _foreign("migrate", self._source, name)
+
+    async def copy(self, item: tuple[str, Integrity]) -> None:
+        name, integrity = item
         try:
-            if await self._target.has(integrity):
-                self.skipped += 1
-                logger.debug("migrate skipped integrity=%s", integrity)
-            else:
-                async with self._source.open(integrity) as reader:
-                    counting = _CountingReader(reader)
-                    await self._target.put(integrity, counting)
-                self.copied += 1
-                self.bytes_copied += counting.size
-                logger.debug(
-                    "migrate copied integrity=%s size=%d", integrity, counting.size
-                )
             if self._delete_source:
-                await self._delete_if_copied(integrity)
+                await self._move(integrity)
+            elif await self._target.has(integrity):
+                self.skipped += 1
+                logger.debug("migrate skipped integrity=%s", name)
+            else:
+                await self._copy(integrity, replace=False)
         except _RECORDED as exc:
-            failure = _failure(integrity, exc)
+            failure = _failure(name, exc)
             self.failures.append(failure)
             logger.warning(
-                "migrate failed integrity=%s reason=%s", integrity, failure.reason
+                "migrate failed integrity=%s reason=%s", name, failure.reason
             )
         self.done += 1
         if self._on_progress is not None:
@@ -392,30 +462,87 @@ class _Migration:
                     copied=self.copied,
                     skipped=self.skipped,
                     failed=len(self.failures),
-                    current=integrity,
+                    current=name,
                 )
             )
 
-    async def _delete_if_copied(self, integrity: str) -> None:
-        source_info = await self._source.stat(integrity)
-        target_info = await self._target.stat(integrity)
-        if source_info is None:
-            msg = "vanished from the source before it could be deleted"
-            raise _NotDeletedError(msg)
-        if target_info is None or target_info.size != source_info.size:
-            found = "nothing" if target_info is None else f"{target_info.size} bytes"
-            msg = (
-                f"not deleted from the source: the target holds {found}, "
-                f"the source {source_info.size} bytes"
+    async def _copy(self, integrity: Integrity, *, replace: bool) -> Integrity | None:
+        """Stream the blob into the target; return the sha512 of what was read.
+
+        The digest is taken only for a source that doesn't verify, whose
+        bytes a read-back must then be compared with.
+        """
+        digest = self._delete_source and not self._source.verify
+        async with self._source.open(integrity) as reader:
+            tap = _Tap(reader, IntegrityHasher("sha512") if digest else None)
+            await self._target.put(integrity, tap, replace=replace)
+        self.copied += 1
+        self.bytes_copied += tap.size
+        logger.debug("migrate copied integrity=%s size=%d", integrity, tap.size)
+        return tap.digest()
+
+    async def _move(self, integrity: Integrity) -> None:
+        """Make sure the target holds a good copy, then delete the source's."""
+        held = None
+        if await self._target.has(integrity):
+            reference = None
+            if not self._source.verify:
+                reference = await _read_digest(self._source, integrity, "sha512")
+                if reference is None:
+                    msg = "vanished from the source before it could be moved"
+                    raise _NotDeletedError(msg)
+            held = await self._target_copy_good(integrity, reference)
+        if held is None:
+            written = await self._copy(integrity, replace=False)
+            await self._confirm(integrity, written)
+        elif held:
+            self.skipped += 1
+            logger.debug("migrate skipped integrity=%s (read back intact)", integrity)
+        else:
+            logger.warning(
+                "migrate repairing integrity=%s: the target's copy is damaged",
+                integrity,
             )
+            written = await self._copy(integrity, replace=True)
+            await self._confirm(integrity, written)
+            self.repaired += 1
+        await self._delete(integrity)
+
+    async def _target_copy_good(
+        self, integrity: Integrity, reference: Integrity | None
+    ) -> bool | None:
+        """Read the target's copy: None if absent, else whether it is good.
+
+        Good means it hashes to the integrity, or, for a source that doesn't
+        verify, has the same sha512 as the source's bytes (*reference*).
+        """
+        algorithm = integrity.algorithm if reference is None else "sha512"
+        try:
+            digest = await _read_digest(self._target, integrity, algorithm)
+        except IntegrityMismatch:
+            return False
+        if digest is None:
+            return None
+        return digest == (integrity if reference is None else reference)
+
+    async def _confirm(self, integrity: Integrity, written: Integrity | None) -> None:
+        """Check a copy just made, unless the target's verified write counts."""
+        if self._source.verify and self._target.verify:
+            return  # the target checked the bytes against the integrity
+        if not await self._target_copy_good(integrity, written):
+            msg = (
+                "not deleted from the source: reading the copy back from the "
+                "target gave other bytes, or none"
+            )
+            raise _NotDeletedError(msg)
+
+    async def _delete(self, integrity: Integrity) -> None:
+        if not await self._source.has(integrity):
+            msg = "vanished from the source before it could be deleted"
             raise _NotDeletedError(msg)
         await self._source.delete(integrity)
         self.deleted += 1
-        logger.debug(
-            "migrate deleted from source integrity=%s size=%d",
-            integrity,
-            source_info.size,
-        )
+        logger.debug("migrate deleted from source integrity=%s", integrity)
 
 
 async def verify(
@@ -462,22 +589,25 @@ async def verify(
     _check_concurrency(concurrency)
 
     run = _Verification(store, delete_corrupt, on_progress)
-    await _pool(store.list(), run.check, concurrency)
+    await _pool(store.list_parsed(on_skip=run.foreign), run.check, concurrency)
     report = VerifyReport(
         checked=run.checked,
         bytes_checked=run.bytes_checked,
         corrupt=tuple(sorted(run.corrupt)),
         failed=tuple(sorted(run.failures, key=lambda failure: failure.integrity)),
         deleted=run.deleted,
+        foreign=run.foreign_count,
     )
     logger.info(
-        "verify store=%s checked=%d bytes_checked=%d corrupt=%d failed=%d deleted=%d",
+        "verify store=%s checked=%d bytes_checked=%d corrupt=%d failed=%d "
+        "deleted=%d foreign=%d",
         store.id,
         report.checked,
         report.bytes_checked,
         len(report.corrupt),
         len(report.failed),
         report.deleted,
+        report.foreign,
     )
     return report
 
@@ -493,26 +623,35 @@ class _Verification:
     checked: int = 0
     bytes_checked: int = 0
     deleted: int = 0
+    foreign_count: int = 0
     corrupt: list[str] = attrs.Factory(list)
     failures: list[Failure] = attrs.Factory(list)
 
-    async def check(self, integrity: str) -> None:
+    def foreign(self, name: str) -> None:
+        self.foreign_count += 1
+        _foreign("verify", self._store, name)
+
+    async def check(self, item: tuple[str, Integrity]) -> None:
+        name, integrity = item
+        await self._check(name, integrity)
+
+    async def _check(self, name: str, integrity: Integrity) -> None:
         size = 0
         try:
             async with self._store.open(integrity) as reader:
                 async for chunk in reader:
                     size += len(chunk)
         except IntegrityMismatch:
-            self.corrupt.append(integrity)
-            logger.warning("verify corrupt integrity=%s", integrity)
+            self.corrupt.append(name)
+            logger.warning("verify corrupt integrity=%s", name)
             if self._delete_corrupt:
-                await self._delete(integrity)
+                await self._delete(name, integrity)
         except _RECORDED as exc:
-            self._fail(integrity, exc)
+            self._fail(name, exc)
         else:
             self.checked += 1
             self.bytes_checked += size
-            logger.debug("verify ok integrity=%s size=%d", integrity, size)
+            logger.debug("verify ok integrity=%s size=%d", name, size)
         self.done += 1
         if self._on_progress is not None:
             self._on_progress(
@@ -522,18 +661,18 @@ class _Verification:
                     copied=0,
                     skipped=0,
                     failed=self.done - self.checked,
-                    current=integrity,
+                    current=name,
                 )
             )
 
-    async def _delete(self, integrity: str) -> None:
+    async def _delete(self, name: str, integrity: Integrity) -> None:
         try:
             await self._store.delete(integrity)
         except _RECORDED as exc:
-            self._fail(integrity, exc)
+            self._fail(name, exc)
         else:
             self.deleted += 1
-            logger.debug("verify deleted corrupt integrity=%s", integrity)
+            logger.debug("verify deleted corrupt integrity=%s", name)
 
     def _fail(self, integrity: str, exc: BaseException) -> None:
         failure = _failure(integrity, exc)
@@ -635,12 +774,12 @@ async def collect_garbage(
         raise ValueError(msg)
     cutoff = now - grace
 
-    snapshot = [integrity async for integrity in store.list()]
+    snapshot = [item async for item in store.list_parsed()]
     keep = await _live_set(live)
 
     run = _Collection(store, keep, dry_run, grace, cutoff)
-    for done, integrity in enumerate(snapshot, start=1):
-        await run.look_at(integrity)
+    for done, (name, integrity) in enumerate(snapshot, start=1):
+        await run.look_at(name, integrity)
         if on_progress is not None:
             on_progress(
                 Progress(
@@ -649,7 +788,7 @@ async def collect_garbage(
                     copied=0,
                     skipped=0,
                     failed=0,
-                    current=integrity,
+                    current=name,
                     total=len(snapshot),
                 )
             )
@@ -687,9 +826,9 @@ class _Collection:
     kept: int = 0
     spared: int = 0
 
-    async def look_at(self, integrity: str) -> None:
+    async def look_at(self, name: str, integrity: Integrity) -> None:
         """Keep, spare or delete one snapshot blob."""
-        if integrity in self._keep:
+        if name in self._keep:
             self.kept += 1
             return
         info = await self._store.stat(integrity)
@@ -699,21 +838,24 @@ class _Collection:
             fresh = self._grace > dt.timedelta(0)
         else:
             fresh = info.stored_at > self._cutoff
+        # The stat decided; the deletion checks the time again, atomically
+        # with respect to a put that renews it meanwhile.
+        if not fresh and not self._dry_run:
+            before = None if info.stored_at is None else self._cutoff
+            fresh = not await self._store.delete(integrity, stored_before=before)
         if fresh:
             self.spared += 1
             logger.debug(
                 "collect_garbage spared integrity=%s stored_at=%s",
-                integrity,
+                name,
                 info.stored_at,
             )
             return
-        if not self._dry_run:
-            await self._store.delete(integrity)
-        self.doomed.append(integrity)
+        self.doomed.append(name)
         self.bytes_freed += info.size
         logger.debug(
             "collect_garbage %s integrity=%s size=%d",
             "would delete" if self._dry_run else "deleted",
-            integrity,
+            name,
             info.size,
         )

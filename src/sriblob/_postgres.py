@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import attrs
 
-from ._store import CHUNK_SIZE, BlobInfo, BlobSource, BlobStore
-from .exceptions import AccessDenied, StoreError, StoreUnavailable
+from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
+from .exceptions import AccessDenied, StoreClosed, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
+    import datetime as dt
     import logging
     from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 
@@ -99,6 +100,18 @@ def _quote(identifier: str) -> str:
     return f'"{identifier}"'
 
 
+def _split_dsn(dsn: str) -> tuple[str, str | None, str]:
+    """Split a DSN into its scheme, its user info (or None) and the rest.
+
+    The user info is everything before the *last* ``@`` of the part after
+    ``scheme://``: a password may hold any character, so nothing before that
+    ``@`` is ever shown.
+    """
+    scheme, _, rest = dsn.partition("://")
+    userinfo, at, location = rest.rpartition("@")
+    return scheme, (userinfo if at else None), location
+
+
 def dsn_problem(dsn: object) -> str | None:
     """Return what is wrong with a PostgreSQL DSN, or None if it looks usable.
 
@@ -108,10 +121,18 @@ def dsn_problem(dsn: object) -> str | None:
         return f"it must be a str, not {type(dsn).__name__}"
     if not dsn.strip():
         return "it is empty"
+    scheme, userinfo, _ = _split_dsn(dsn)
+    if "://" not in dsn or scheme not in _SCHEMES:
+        return "it must be a URL starting with postgresql:// or postgres://"
+    if userinfo is not None and any(c in userinfo for c in "/?#"):
+        # A URL parser (asyncpg's among them) would end the host part at the
+        # first of these and read the password as a host, port or path.
+        return (
+            "the user name or password holds an unencoded '/', '?' or '#'; "
+            "percent-encode it (for example '/' as %2F)"
+        )
     try:
         parts = urllib.parse.urlsplit(dsn)
-        if parts.scheme not in _SCHEMES:
-            return "it must be a URL starting with postgresql:// or postgres://"
         if "," not in parts.netloc:  # several hosts carry their own ports
             parts.port  # noqa: B018 -- raises ValueError for a bad port
     except ValueError:
@@ -119,11 +140,16 @@ def dsn_problem(dsn: object) -> str | None:
     return None
 
 
-def _describe_dsn(dsn: str) -> str:
-    """Return ``host:port/database`` for messages: no user, no password."""
-    parts = urllib.parse.urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2] or "localhost"
-    return f"{host}{parts.path or '/'}"
+def describe_dsn(dsn: str) -> str:
+    """Return ``host:port/database`` for messages: no user, no password.
+
+    Whatever precedes the last ``@`` is dropped, so even a malformed DSN
+    never shows its password.
+    """
+    _, _, location = _split_dsn(dsn)
+    host, slash, rest = location.partition("/")
+    database = rest.partition("?")[0].partition("#")[0]
+    return f"{host or 'localhost'}/{database if slash else ''}"
 
 
 @attrs.frozen
@@ -147,12 +173,15 @@ class _Sql:
     next_id: str
     insert_chunk: str
     insert_blob: str
+    renew: str
+    lock_existing: str
     get: str
     find: str
     stat: str
     open_chunks: str
     has: str
     delete: str
+    delete_older: str
     list_page: str
 
     @classmethod
@@ -187,12 +216,20 @@ class _Sql:
             insert_chunk=(
                 f"INSERT INTO {chunks} (blob_id, seq, data) VALUES ($1, $2, $3)"
             ),
+            # clock_timestamp(), not now(): now() is when the transaction
+            # began, and a long put would look old the moment it commits.
             insert_blob=(
-                f"INSERT INTO {blobs} (integrity, id, size) VALUES ($1, $2, $3)"
+                f"INSERT INTO {blobs} (integrity, id, size, created_at)"
+                " VALUES ($1, $2, $3, clock_timestamp())"
                 " ON CONFLICT (integrity) DO NOTHING RETURNING true"
             ),
+            renew=(
+                f"UPDATE {blobs} SET created_at = clock_timestamp()"
+                " WHERE integrity = $1 RETURNING size"
+            ),
+            lock_existing=(f"SELECT size FROM {blobs} WHERE integrity = $1 FOR UPDATE"),
             get=(
-                f"SELECT c.data FROM {blobs} b LEFT JOIN {chunks} c"
+                f"SELECT b.size, c.data FROM {blobs} b LEFT JOIN {chunks} c"
                 " ON c.blob_id = b.id WHERE b.integrity = $1 ORDER BY c.seq"
             ),
             find=f"SELECT id, size FROM {blobs} WHERE integrity = $1",
@@ -200,6 +237,14 @@ class _Sql:
             open_chunks=(f"SELECT data FROM {chunks} WHERE blob_id = $1 ORDER BY seq"),
             has=f"SELECT EXISTS (SELECT 1 FROM {blobs} WHERE integrity = $1)",
             delete=f"DELETE FROM {blobs} WHERE integrity = $1",
+            # The main query sees the table as it was before the DELETE: the
+            # answer is "deleted, or was never there".
+            delete_older=(
+                f"WITH deleted AS (DELETE FROM {blobs} WHERE integrity = $1"
+                " AND created_at <= $2 RETURNING 1)"
+                " SELECT EXISTS (SELECT 1 FROM deleted) OR NOT EXISTS"
+                f" (SELECT 1 FROM {blobs} WHERE integrity = $1)"
+            ),
             list_page=(
                 f"SELECT integrity FROM {blobs} WHERE integrity > $1"
                 " ORDER BY integrity LIMIT $2"
@@ -258,16 +303,26 @@ class PostgresBlobStore(BlobStore):
     a failure, a mismatch or a cancellation leaves nothing, and a concurrent
     write of the same blob on another connection is a no-op.
 
+    A blob's storage time (``created_at``, :attr:`~sriblob.BlobInfo.stored_at`)
+    is taken by the write's last statement (``clock_timestamp()``, not the
+    transaction's start), and a put of a stored blob renews it, so a
+    collection's grace period counts from when the blob became visible or was
+    last reused.
+
     The tables are created on first use (``async with``) by a versioned
     migration that holds an advisory lock, so many instances can start at
     once.
 
     Give exactly one of *dsn* and *pool*. A pool the store creates from a DSN
     is closed by :meth:`aclose`; a *pool* the host owns is never closed.
+    Every call waits at most *acquire_timeout* seconds for a free connection,
+    then raises :class:`~sriblob.StoreUnavailable`; an open reader holds its
+    connection until it is closed.
 
     Args:
-        dsn: A ``postgresql://`` URL. The password may be in it; it never
-            appears in a ``repr()`` or a message.
+        dsn: A ``postgresql://`` URL. The password may be in it (with ``/``,
+            ``?``, ``#`` and ``@`` percent-encoded); it never appears in a
+            ``repr()`` or a message.
         pool: An :class:`asyncpg.Pool` the host already owns.
         id: The store's id in a registry.
         schema: The schema holding the tables; created if missing.
@@ -276,6 +331,7 @@ class PostgresBlobStore(BlobStore):
         chunk_size: Bytes per chunk row. Fixed when the blob is written;
             changing it later only affects new blobs.
         max_connections: The size of the pool created from *dsn*.
+        acquire_timeout: Seconds to wait for a free connection of the pool.
         verify: See :class:`BlobStore`.
         max_blob_size: See :class:`BlobStore`.
 
@@ -287,7 +343,7 @@ class PostgresBlobStore(BlobStore):
     .. versionadded:: 0.1.0
     """
 
-    _requires_start = True
+    requires_startup = True
 
     def __init__(
         self,
@@ -299,6 +355,7 @@ class PostgresBlobStore(BlobStore):
         table_prefix: str = "sriblob_",
         chunk_size: int = CHUNK_SIZE,
         max_connections: int = 10,
+        acquire_timeout: float = 30.0,
         verify: bool = True,
         max_blob_size: int | None = None,
     ) -> None:
@@ -331,16 +388,27 @@ class PostgresBlobStore(BlobStore):
             if not 1 <= value <= upper:
                 msg = f"{name} must be between 1 and {upper}; got {value}."
                 raise ValueError(msg)
+        if (
+            isinstance(acquire_timeout, bool)
+            or not isinstance(acquire_timeout, int | float)
+            or not 0 < acquire_timeout <= 3600  # noqa: PLR2004
+        ):
+            msg = (
+                "acquire_timeout must be seconds in (0, 3600]; "
+                f"got {acquire_timeout!r}."
+            )
+            raise ValueError(msg)
         _import_asyncpg()
         self._dsn = dsn
         self._pool: asyncpg.Pool[Any] | None = pool
         self._owns_pool = pool is None
-        self._where = _describe_dsn(dsn) if dsn is not None else None
+        self._where = describe_dsn(dsn) if dsn is not None else None
         self._schema = schema
         self._table_prefix = table_prefix
         self._sql = _Sql.build(schema, table_prefix)
         self._chunk_size = chunk_size
         self._max_connections = max_connections
+        self._acquire_timeout = float(acquire_timeout)
         self._read_ahead = max(1, min(256, _READ_AHEAD_BYTES // chunk_size))
         self._list_page_size = _LIST_PAGE_SIZE
 
@@ -367,6 +435,18 @@ class PostgresBlobStore(BlobStore):
     def chunk_size(self) -> int:
         """Bytes per chunk row for new blobs."""
         return self._chunk_size
+
+    @property
+    def pool(self) -> asyncpg.Pool[Any]:
+        """The asyncpg pool the store uses: the host's, or its own once open.
+
+        Raises:
+            StoreClosed: The store made its own pool and isn't open.
+        """
+        if self._pool is None:
+            msg = f"{self!r} is not open; use `async with PostgresBlobStore(...)`."
+            raise StoreClosed(msg)
+        return self._pool
 
     def _repr_details(self) -> str:
         where = (
@@ -399,21 +479,44 @@ class PostgresBlobStore(BlobStore):
             asyncpg.CannotConnectNowError,
             asyncpg.ConnectionDoesNotExistError,
             asyncpg.TooManyConnectionsError,
+            asyncpg.AdminShutdownError,
         ) as exc:
-            msg = f"PostgreSQL is unavailable to {action}: {type(exc).__name__}: {exc}"
-            raise StoreUnavailable(msg, backend=self._id, endpoint=self._where) from exc
+            raise self._unavailable(action, exc) from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if _connection_lost(exc):
+                raise self._unavailable(action, exc) from exc
             msg = f"PostgreSQL failed to {action}: {type(exc).__name__}: {exc}"
             raise StoreError(msg, backend=self._id, endpoint=self._where) from exc
 
-    @property
-    def _connections(self) -> asyncpg.Pool[Any]:
-        assert self._pool is not None  # noqa: S101 -- set by _start or __init__
-        return self._pool
+    def _unavailable(self, action: str, exc: BaseException) -> StoreUnavailable:
+        msg = f"PostgreSQL is unavailable to {action}: {type(exc).__name__}: {exc}"
+        return StoreUnavailable(msg, backend=self._id, endpoint=self._where)
+
+    @contextlib.asynccontextmanager
+    async def _connection(
+        self, action: str
+    ) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
+        """Acquire a pooled connection, waiting at most ``acquire_timeout``."""
+        assert self._pool is not None  # noqa: S101 -- set by startup or __init__
+        try:
+            acquired = await self._pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError:
+            msg = (
+                f"PostgreSQL is unavailable to {action}: no connection of the "
+                f"pool came free within {self._acquire_timeout:g} s (acquire_timeout"
+                "); every connection is held, by open readers or by other work."
+            )
+            raise StoreUnavailable(
+                msg, backend=self._id, endpoint=self._where
+            ) from None
+        try:
+            yield acquired
+        finally:
+            await self._pool.release(acquired)
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def _start(self) -> None:
+    async def startup(self) -> None:
         import asyncpg  # noqa: PLC0415 -- optional; present once constructed
 
         if self._owns_pool:
@@ -425,17 +528,17 @@ class PostgresBlobStore(BlobStore):
             with self._translate("create or migrate the tables"):
                 await self._migrate()
         except BaseException:
-            if self._owns_pool:
-                await self._connections.close()
+            if self._owns_pool and self._pool is not None:
+                await self._pool.close()
             raise
 
-    async def _stop(self) -> None:
+    async def shutdown(self) -> None:
         if self._owns_pool and self._pool is not None:
             await self._pool.close()
 
     async def _migrate(self) -> None:
         sql = self._sql
-        async with self._connections.acquire() as conn, conn.transaction():
+        async with self._connection("migrate") as conn, conn.transaction():
             # Serialises concurrent first starts: DDL races fail otherwise.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.lock_key)
             if not await conn.fetchval(
@@ -460,12 +563,20 @@ class PostgresBlobStore(BlobStore):
 
     # -- writing ---------------------------------------------------------------
 
-    async def _write(self, source: BlobSource) -> Integrity:
+    async def _renew(self, integrity: Integrity) -> int | None:
+        """Renew a stored blob's ``created_at``; return its size, or None."""
+        with self._translate("look a blob up"):
+            async with self._connection("look a blob up") as conn:
+                size: int | None = await conn.fetchval(self._sql.renew, str(integrity))
+        return size
+
+    async def _insert(self, source: BlobSource) -> bool:
+        """Write the source's rows; return False if a stored copy stood instead."""
         sql = self._sql
         failure: Exception | None = None
         try:
             with self._translate("store a blob"):
-                async with self._connections.acquire() as conn, conn.transaction():
+                async with self._connection("store a blob") as conn, conn.transaction():
                     blob_id = await conn.fetchval(sql.next_id)
                     rows = _fixed_chunks(source, self._chunk_size)
                     async with contextlib.aclosing(rows):
@@ -474,46 +585,68 @@ class PostgresBlobStore(BlobStore):
                             await conn.execute(sql.insert_chunk, blob_id, seq, chunk)
                             seq += 1
                     # The source verified itself when it ended; only now may
-                    # the blob row appear. A concurrent writer of the same
-                    # blob makes this wait for its commit, then do nothing.
+                    # the blob row appear.
+                    integrity = str(source.integrity)
+                    stored = await conn.fetchval(sql.lock_existing, integrity)
+                    if stored is not None:
+                        if source.keeps(stored):
+                            raise _LostRace  # noqa: TRY301 -- rolls the chunks back
+                        # The cascade removes the replaced copy's chunks.
+                        await conn.execute(sql.delete, integrity)
+                    # A concurrent writer of the same blob makes this wait
+                    # for its commit, then do nothing.
                     won = await conn.fetchval(
-                        sql.insert_blob,
-                        str(source.integrity),
-                        blob_id,
-                        source.bytes_read,
+                        sql.insert_blob, integrity, blob_id, source.bytes_read
                     )
                     if not won:
                         raise _LostRace  # noqa: TRY301 -- rolls the chunks back
         except _LostRace:
-            pass
+            return False
         except _Passthrough as passthrough:
             failure = passthrough.error
         if failure is not None:
             raise failure
-        return source.integrity
+        return True
 
-    async def _put(self, integrity: Integrity, source: BlobSource) -> None:
-        if await self._has(integrity):
-            return
-        await self._write(source)
-
-    async def _add(self, source: BlobSource) -> Integrity:
-        return await self._write(source)
+    async def write_blob(self, source: BlobSource, /) -> None:
+        known = source.expected
+        if known is not None and not source.replace:
+            size = await self._renew(known)
+            if size is not None and source.keeps(size):
+                return
+        if not await self._insert(source):
+            await self._renew(source.integrity)
 
     # -- reading ---------------------------------------------------------------
 
-    async def _get(self, integrity: Integrity) -> bytes | None:
+    def _check_size(self, integrity: Integrity, received: int, size: int) -> None:
+        """Refuse a blob whose chunk rows don't add up to its recorded size.
+
+        A store that verifies reports such a blob as corrupt when its hash is
+        checked; this holds for ``verify=False`` too, so a truncated blob
+        never passes as whole.
+        """
+        if received == size or self.verify:
+            return
+        msg = (
+            f"PostgreSQL holds a damaged blob {integrity}: its chunk rows hold "
+            f"{received} of its {size} bytes. Put the blob again to repair it."
+        )
+        raise StoreError(msg, backend=self._id, endpoint=self._where)
+
+    async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
         with self._translate("read a blob"):
-            # One statement, one snapshot: the blob row joined to its chunks.
-            rows = await self._connections.fetch(self._sql.get, str(integrity))
+            async with self._connection("read a blob") as conn:
+                # One statement, one snapshot: the blob row joined to its chunks.
+                rows = await conn.fetch(self._sql.get, str(integrity))
         if not rows:
             return None
-        return b"".join(row[0] for row in rows if row[0] is not None)
+        data = b"".join(row[1] for row in rows if row[1] is not None)
+        self._check_size(integrity, len(data), rows[0][0])
+        return data
 
     @contextlib.asynccontextmanager
-    async def _open(
-        self, integrity: Integrity
-    ) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+    async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
         sql = self._sql
         failure: Exception | None = None
         try:
@@ -522,26 +655,39 @@ class PostgresBlobStore(BlobStore):
                 # lives in a repeatable-read transaction, so the chunks read
                 # are the blob row's, even if it is deleted meanwhile.
                 async with (
-                    self._connections.acquire() as conn,
+                    self._connection("read a blob") as conn,
                     conn.transaction(isolation="repeatable_read", readonly=True),
                 ):
                     row = await conn.fetchrow(sql.find, str(integrity))
                     if row is None:
-                        raise self._not_found(integrity)
+                        raise self.not_found(integrity)
                     cursor = await conn.cursor(sql.open_chunks, row["id"])
+                    size: int = row["size"]
 
                     async def chunks() -> AsyncGenerator[bytes]:
+                        received = 0
                         while True:
                             with self._translate("read a blob"):
                                 rows = await cursor.fetch(self._read_ahead)
                             if not rows:
-                                return
-                            for chunk_row in rows:
+                                break
+                            for chunk_row in rows[:-1]:
+                                received += len(chunk_row[0])
                                 yield chunk_row[0]
+                            last: bytes = rows[-1][0]
+                            received += len(last)
+                            if len(rows) < self._read_ahead:
+                                # The cursor is done: check before the last
+                                # chunk, so a short blob never passes whole.
+                                self._check_size(integrity, received, size)
+                                yield last
+                                return
+                            yield last
+                        self._check_size(integrity, received, size)
 
                     stream = chunks()
                     try:
-                        yield stream, row["size"]
+                        yield BlobBody(stream, size)
                     except Exception as exc:
                         # The caller's error (or the reader's, translated
                         # already) is not ours to translate.
@@ -553,39 +699,77 @@ class PostgresBlobStore(BlobStore):
         if failure is not None:
             raise failure
 
-    async def _stat(self, integrity: Integrity) -> BlobInfo | None:
+    async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
         with self._translate("look a blob up"):
-            row = await self._connections.fetchrow(self._sql.stat, str(integrity))
+            async with self._connection("look a blob up") as conn:
+                row = await conn.fetchrow(self._sql.stat, str(integrity))
         if row is None:
             return None
         return BlobInfo(str(integrity), row["size"], row["created_at"])
 
-    async def _has(self, integrity: Integrity) -> bool:
+    async def has_blob(self, integrity: Integrity, /) -> bool:
         with self._translate("look a blob up"):
-            found: bool = await self._connections.fetchval(
-                self._sql.has, str(integrity)
-            )
+            async with self._connection("look a blob up") as conn:
+                found: bool = await conn.fetchval(self._sql.has, str(integrity))
         return found
 
-    async def _delete(self, integrity: Integrity) -> None:
+    async def delete_blob(
+        self, integrity: Integrity, /, *, stored_before: dt.datetime | None
+    ) -> bool:
         with self._translate("delete a blob"):
-            # The foreign key cascades to the chunk rows.
-            await self._connections.execute(self._sql.delete, str(integrity))
+            async with self._connection("delete a blob") as conn:
+                # The foreign key cascades to the chunk rows. With a time, the
+                # row is deleted only if a concurrent renewal hasn't moved it.
+                if stored_before is None:
+                    await conn.execute(self._sql.delete, str(integrity))
+                    return True
+                deleted: bool = await conn.fetchval(
+                    self._sql.delete_older, str(integrity), stored_before
+                )
+        return deleted
 
-    async def _list(self) -> AsyncIterator[str]:
+    async def list_names(self) -> AsyncIterator[str]:
         # Keyset pagination: each page is a short index scan on its own
         # connection, so a slow consumer holds no connection or snapshot.
         after = ""
         while True:
             with self._translate("list blobs"):
-                rows = await self._connections.fetch(
-                    self._sql.list_page, after, self._list_page_size
-                )
+                async with self._connection("list blobs") as conn:
+                    rows = await conn.fetch(
+                        self._sql.list_page, after, self._list_page_size
+                    )
             for row in rows:
                 yield row[0]
             if len(rows) < self._list_page_size:
                 return
             after = rows[-1][0]
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether *exc* (an asyncpg error) comes from a connection that went away.
+
+    When the server ends a connection mid-transaction (``pg_terminate_backend``,
+    a restart), asyncpg raises ``ConnectionDoesNotExistError`` and then, from
+    the transaction's exit, an ``InterfaceError`` whose context is that error.
+    """
+    import asyncpg  # noqa: PLC0415 -- optional; present once constructed
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current,
+            OSError
+            | asyncpg.ConnectionDoesNotExistError
+            | asyncpg.PostgresConnectionError
+            | asyncpg.AdminShutdownError,
+        ):
+            return True
+        if isinstance(current, asyncpg.InterfaceError) and "closed" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class _Registry(Protocol):

@@ -81,7 +81,7 @@ class BlobStoreRegistry:
                 f"({self._stores[store.id]!r}); give each store its own id."
             )
             raise ValueError(msg)
-        if self._open and store._requires_start and not store._started:  # noqa: SLF001
+        if self._open and not store.is_open:
             msg = (
                 f"The registry is already open, so it won't enter {store!r}: "
                 "use `async with` on the store before registering it, or "

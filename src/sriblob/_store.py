@@ -1,4 +1,4 @@
-"""The BlobStore contract, shared by every backend."""
+"""The BlobStore contract, shared by every backend, and its backend interface."""
 
 from __future__ import annotations
 
@@ -9,19 +9,25 @@ import concurrent.futures
 import contextlib
 import datetime as dt  # noqa: TC003 -- BlobInfo's annotations resolve at runtime
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from typing import TYPE_CHECKING, Final, Self, TypeAlias
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from typing import TYPE_CHECKING, ClassVar, Final, Self, TypeAlias
 
 import attrs
 
 from ._compat import Buffer
 from ._integrity import Algorithm, Integrity, IntegrityHasher, coerce_integrity
-from .exceptions import BlobNotFound, BlobTooLarge, InvalidIntegrity, StoreClosed
+from .exceptions import (
+    BlobNotFound,
+    BlobTooLarge,
+    IntegrityMismatch,
+    InvalidIntegrity,
+    StoreClosed,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["BlobInfo", "BlobReader", "BlobSource", "BlobStore", "Data"]
+__all__ = ["BlobBody", "BlobInfo", "BlobReader", "BlobSource", "BlobStore", "Data"]
 
 logger = logging.getLogger("sriblob")
 
@@ -35,6 +41,8 @@ THREAD_HASH_THRESHOLD: Final = 256 * 1024
 HASH_AHEAD: Final = 2
 #: Chunk size for slicing bytes-like input and for backends' reads.
 CHUNK_SIZE: Final = 1024 * 1024
+#: How many integrities a store remembers as seen corrupt (see ``put``).
+SUSPECT_MEMORY: Final = 4096
 
 
 @attrs.frozen
@@ -44,8 +52,11 @@ class BlobInfo:
     Attributes:
         integrity: The blob's canonical integrity.
         size: The blob's size in bytes.
-        stored_at: When the blob was stored (timezone-aware), where the
-            backend records it; None otherwise.
+        stored_at: When the blob became visible in the store, or was last
+            renewed by a put of the stored blob (timezone-aware), where the
+            backend records it; None otherwise. Never earlier than the moment
+            the blob became readable, so a garbage collection's grace period
+            counts from then (see :func:`~sriblob.collect_garbage`).
 
     .. versionadded:: 0.1.0
     """
@@ -53,6 +64,22 @@ class BlobInfo:
     integrity: str
     size: int
     stored_at: dt.datetime | None = None
+
+
+@attrs.frozen
+class BlobBody:
+    """What a backend's :meth:`BlobStore.read_blob` yields: the raw chunks.
+
+    Attributes:
+        chunks: The stored bytes, unverified, in order.
+        size: The blob's size in bytes when the backend knows it up front,
+            else None.
+
+    .. versionadded:: 0.1.0
+    """
+
+    chunks: AsyncIterator[bytes]
+    size: int | None
 
 
 class _PipelinedHasher:
@@ -109,6 +136,16 @@ class _PipelinedHasher:
             self._executor = None
 
 
+async def hash_buffer(view: Buffer, algorithm: Algorithm) -> IntegrityHasher:
+    """Hash *view* whole, in a worker thread when it is large."""
+    hasher = IntegrityHasher(algorithm)
+    if memoryview(view).nbytes >= THREAD_HASH_THRESHOLD:
+        await asyncio.to_thread(hasher.update, view)
+    else:
+        hasher.update(view)
+    return hasher
+
+
 def _as_buffer(data: object) -> memoryview | None:
     if isinstance(data, str):
         msg = "Blob data must be bytes, not str; encode it first (data.encode())."
@@ -121,13 +158,20 @@ def _as_buffer(data: object) -> memoryview | None:
 
 
 class BlobSource:
-    """Incoming blob data as a backend's ``_put`` and ``_add`` receive it.
+    """Incoming blob data, as a backend's :meth:`BlobStore.write_blob` gets it.
 
     Wraps bytes-like data or an async iterable, hashes what passes through
     it, enforces the store's size limit as soon as it is crossed, and checks
     the expected integrity when the data ends. A backend must only make the
     blob visible after :meth:`chunks` is exhausted without error (or after
     :meth:`buffer` returned).
+
+    Writable bytes-like data (a ``bytearray``) is copied once when the
+    source is made, so the bytes hashed are the bytes written even if the
+    caller changes its buffer meanwhile; read-only data (``bytes``) is used
+    in place.
+
+    Stores build sources; backends only consume them.
 
     .. versionadded:: 0.1.0
     """
@@ -141,20 +185,32 @@ class BlobSource:
         verify: bool,
         max_size: int | None,
         backend: str,
+        replace: bool = False,
+        suspect: Callable[[Integrity], bool] | None = None,
     ) -> None:
-        self._view = _as_buffer(data)
-        if self._view is None and not isinstance(data, AsyncIterable):
+        view = _as_buffer(data)
+        if view is None and not isinstance(data, AsyncIterable):
             msg = (
                 "Blob data must be bytes-like or an async iterable of bytes, "
                 f"not {type(data).__name__}."
             )
             raise TypeError(msg)
-        self._iterable = data if self._view is None else None
+        if view is not None and not view.readonly:
+            # Hashing and writing happen at different times (often in
+            # different threads): they must see the same bytes.
+            view = memoryview(bytes(view))
+        self._view = view
+        self._iterable = data if view is None else None
         self._expected = expected
         self._algorithm = algorithm
         self._verify = verify or expected is None
+        #: Only a store that verifies knows a stored copy of another size is
+        #: wrong; with verify=False, names don't fix the bytes.
+        self._compare_sizes = verify
         self._max_size = max_size
         self._backend = backend
+        self._replace = replace
+        self._suspect = suspect
         self._consumed = False
         self._size = 0
         self._integrity: Integrity | None = None
@@ -172,11 +228,22 @@ class BlobSource:
         return self._size
 
     @property
+    def consumed(self) -> bool:
+        """Whether the data has been taken (by :meth:`chunks` or :meth:`buffer`)."""
+        return self._consumed
+
+    @property
+    def expected(self) -> Integrity | None:
+        """The integrity the data must have, when the caller gave one."""
+        return self._expected
+
+    @property
     def integrity(self) -> Integrity:
         """The blob's integrity: the expected one, or the computed one.
 
         Raises:
-            RuntimeError: An ``add()`` source was not consumed yet.
+            RuntimeError: The integrity isn't known until the source has been
+                consumed (``add()`` of a stream).
         """
         if self._integrity is not None:
             return self._integrity
@@ -184,6 +251,36 @@ class BlobSource:
             return self._expected
         msg = "The integrity is known only after the source has been consumed."
         raise RuntimeError(msg)
+
+    @property
+    def replace(self) -> bool:
+        """Whether a stored copy must be replaced whatever it looks like.
+
+        True when the caller asked for it (``put(..., replace=True)``) or
+        the store has seen the stored copy fail verification.
+        """
+        if self._replace:
+            return True
+        known = self._integrity or self._expected
+        return known is not None and self._suspect is not None and self._suspect(known)
+
+    def keeps(self, stored_size: int | None) -> bool:
+        """Return whether a stored copy of *stored_size* bytes may stand.
+
+        A backend that finds the blob already stored calls this before
+        skipping the write: a copy is kept unless it must be replaced
+        (:attr:`replace`) or, in a store that verifies, its size differs
+        from this data's, where both are known (the data's size is known for
+        bytes-like data, and for a stream once it has been consumed).
+        """
+        if self.replace:
+            return False
+        if not self._compare_sizes:
+            return True
+        size = self.size
+        if size is None and self._consumed:
+            size = self._size
+        return size is None or stored_size is None or size == stored_size
 
     def _check_size(self, size: int) -> None:
         if self._max_size is not None and size > self._max_size:
@@ -206,6 +303,19 @@ class BlobSource:
             hasher.verify(self._expected)
         self._integrity = hasher.integrity()
 
+    async def resolve(self) -> None:
+        """Hash bytes-like data of unknown integrity now, so it becomes known.
+
+        Does nothing for a stream or for data whose integrity was given.
+        Afterwards the source behaves as if its integrity had been given,
+        and the bytes aren't hashed again.
+        """
+        if self._view is None or self._expected is not None:
+            return
+        hasher = await hash_buffer(self._view, self._algorithm)
+        self._expected = hasher.integrity()
+        self._verify = False
+
     async def buffer(self) -> memoryview | None:
         """Return the whole data, verified, if it was given as bytes-like.
 
@@ -220,12 +330,7 @@ class BlobSource:
         view = self._view
         self._size = view.nbytes
         if self._verify:
-            hasher = IntegrityHasher(self._algorithm)
-            if view.nbytes >= THREAD_HASH_THRESHOLD:
-                await asyncio.to_thread(hasher.update, view)
-            else:
-                hasher.update(view)
-            self._finish(hasher)
+            self._finish(await hash_buffer(view, self._algorithm))
         return view
 
     async def chunks(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[Buffer]:
@@ -304,12 +409,14 @@ class BlobReader:
         size: int | None,
         verify: bool,
         store_id: str,
+        on_mismatch: Callable[[Integrity], None] | None = None,
     ) -> None:
         self.integrity = integrity
         self.size = size
         self.store_id = store_id
         self._chunks = chunks
         self._hasher = _PipelinedHasher(integrity.algorithm) if verify else None
+        self._on_mismatch = on_mismatch
         self._done = False
 
     def __aiter__(self) -> Self:
@@ -323,7 +430,13 @@ class BlobReader:
         except StopAsyncIteration:
             self._done = True
             if self._hasher is not None:
-                (await self._hasher.finish()).verify(self.integrity)
+                hasher = await self._hasher.finish()
+                try:
+                    hasher.verify(self.integrity)
+                except IntegrityMismatch:
+                    if self._on_mismatch is not None:
+                        self._on_mismatch(self.integrity)
+                    raise
             raise
         if self._hasher is not None:
             await self._hasher.update(chunk)
@@ -354,10 +467,14 @@ class BlobStore(abc.ABC):
     :class:`~sriblob.InvalidIntegrity` before any I/O. Stores are async
     context managers; :meth:`aclose` releases their resources.
 
-    Backend authors implement the underscore hooks (``_put``, ``_add``,
-    ``_open``, ``_has``, ``_delete``, ``_list`` and optionally ``_get``,
-    ``_start``, ``_stop``); argument checking, verification, size limits and
-    logging happen here, once, for every backend.
+    **Writing a backend.** A backend subclasses this class and implements the
+    backend interface: :meth:`write_blob`, :meth:`read_blob`,
+    :meth:`delete_blob` and :meth:`list_names`, and where it can do better
+    than the defaults :meth:`stat_blob`, :meth:`has_blob`,
+    :meth:`read_blob_bytes`, :meth:`startup` and :meth:`shutdown`. Argument
+    checking, verification, size limits, repair of copies seen corrupt and
+    logging happen here, once, for every backend. See the "Writing a backend" guide, and
+    :mod:`sriblob.testing` for the contract suite a backend must pass.
 
     Args:
         id: The store's id in a registry.
@@ -371,8 +488,9 @@ class BlobStore(abc.ABC):
     .. versionadded:: 0.1.0
     """
 
-    #: Whether the store must be entered (``async with``) before use.
-    _requires_start: bool = False
+    #: Whether the store must be entered (``async with``) before use; set it
+    #: in a backend whose :meth:`startup` acquires what every call needs.
+    requires_startup: ClassVar[bool] = False
 
     def __init__(
         self, *, id: str, verify: bool = True, max_blob_size: int | None = None
@@ -387,11 +505,15 @@ class BlobStore(abc.ABC):
         ):
             msg = f"max_blob_size must be None or an int >= 0, not {max_blob_size!r}."
             raise ValueError(msg)
+        if not isinstance(verify, bool):
+            msg = f"verify must be a bool, not {verify!r}."
+            raise TypeError(msg)
         self._id = id
         self._verify = verify
         self._max_blob_size = max_blob_size
         self._started = False
         self._closed = False
+        self._suspects: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     @property
     def id(self) -> str:
@@ -407,6 +529,17 @@ class BlobStore(abc.ABC):
     def max_blob_size(self) -> int | None:
         """The largest blob this store accepts, in bytes, or None."""
         return self._max_blob_size
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store can be used now.
+
+        False before ``async with`` for stores that need it
+        (:attr:`requires_startup`), and after :meth:`aclose` for every store.
+
+        .. versionadded:: 0.1.0
+        """
+        return not self._closed and (self._started or not self.requires_startup)
 
     def _repr_details(self) -> str:
         return ""
@@ -430,7 +563,7 @@ class BlobStore(abc.ABC):
             msg = f"{self!r} is closed; create a new store instead of reopening it."
             raise StoreClosed(msg)
         if not self._started:
-            await self._start()
+            await self.startup()
             self._started = True
         return self
 
@@ -447,14 +580,14 @@ class BlobStore(abc.ABC):
         if self._closed:
             return
         self._closed = True
-        if self._started or not self._requires_start:
-            await self._stop()
+        if self._started or not self.requires_startup:
+            await self.shutdown()
 
     def _check_usable(self) -> None:
         if self._closed:
             msg = f"{self!r} is closed; it can't be used any more."
             raise StoreClosed(msg)
-        if self._requires_start and not self._started:
+        if self.requires_startup and not self._started:
             name = type(self).__name__
             msg = (
                 f"{self!r} is not open. Use `async with {name}(...) as store:` "
@@ -462,8 +595,26 @@ class BlobStore(abc.ABC):
             )
             raise StoreClosed(msg)
 
+    # -- copies seen corrupt ---------------------------------------------------
+
+    def _suspect(self, integrity: Integrity) -> bool:
+        return str(integrity) in self._suspects
+
+    def _saw_corrupt(self, integrity: Integrity) -> None:
+        """Remember that the stored copy failed verification: a put replaces it."""
+        name = str(integrity)
+        self._suspects[name] = None
+        self._suspects.move_to_end(name)
+        while len(self._suspects) > SUSPECT_MEMORY:
+            self._suspects.popitem(last=False)
+
     def _source(
-        self, data: Data, expected: Integrity | None, algorithm: Algorithm
+        self,
+        data: Data,
+        expected: Integrity | None,
+        algorithm: Algorithm,
+        *,
+        replace: bool,
     ) -> BlobSource:
         return BlobSource(
             data,
@@ -472,22 +623,48 @@ class BlobStore(abc.ABC):
             verify=self._verify,
             max_size=self._max_blob_size,
             backend=self._id,
+            replace=replace,
+            suspect=self._suspect,
         )
+
+    async def _write(self, source: BlobSource) -> Integrity:
+        await self.write_blob(source)
+        integrity = source.integrity
+        if source.consumed:
+            self._suspects.pop(str(integrity), None)
+        return integrity
 
     # -- the contract -----------------------------------------------------
 
-    async def put(self, integrity: str | Integrity, data: Data, /) -> None:
+    async def put(
+        self, integrity: str | Integrity, data: Data, /, *, replace: bool = False
+    ) -> None:
         """Store *data* under *integrity*.
 
-        Putting an integrity that is already stored is a cheap no-op.
+        Putting an integrity that is already stored is cheap: nothing is
+        written, except in three cases where the stored copy is replaced by
+        the new, verified bytes:
+
+        - *replace* is true;
+        - this store object has seen the stored copy fail verification (a
+          ``get()``, ``open()`` or ``verify()`` raised or reported
+          :class:`~sriblob.IntegrityMismatch`; the last 4,096 such blobs are
+          remembered, per store object);
+        - the stored copy's size differs from *data*'s, where both are known
+          without reading the stored bytes (always for bytes-like *data*;
+          for a stream, only where the backend stages it before naming it:
+          ``add()`` on S3 and the filesystem).
 
         Args:
             integrity: The blob's integrity; it is stored under the canonical
                 form of its strongest hash.
             data: Bytes-like data or an async iterable of bytes-like chunks;
                 an iterable is streamed, never held whole in memory. A
-                writable chunk (a ``bytearray`` the source refills, say) is
-                copied as it arrives, so the source may reuse its buffer.
+                writable buffer (a ``bytearray``) is copied once, and a
+                writable chunk as it arrives, so the caller may change or
+                reuse its buffer meanwhile.
+            replace: Write the bytes even if a copy is stored, replacing it
+                atomically (readers see the old copy or the new one).
 
         Raises:
             InvalidIntegrity: *integrity* is malformed (before any I/O).
@@ -498,18 +675,26 @@ class BlobStore(abc.ABC):
         """
         expected = coerce_integrity(integrity)
         self._check_usable()
-        source = self._source(data, expected, expected.algorithm)
-        await self._put(expected, source)
+        source = self._source(data, expected, expected.algorithm, replace=replace)
+        await self._write(source)
         logger.debug(
             "put backend=%s integrity=%s size=%d", self._id, expected, source.bytes_read
         )
 
-    async def add(self, data: Data, /, *, algorithm: Algorithm = "sha512") -> str:
+    async def add(
+        self,
+        data: Data,
+        /,
+        *,
+        algorithm: Algorithm = "sha512",
+        replace: bool = False,
+    ) -> str:
         """Store *data* whose integrity the caller doesn't know yet.
 
         Args:
             data: Bytes-like data or an async iterable of bytes-like chunks.
             algorithm: The hash to name the blob by.
+            replace: See :meth:`put`.
 
         Returns:
             The blob's canonical integrity string.
@@ -520,8 +705,9 @@ class BlobStore(abc.ABC):
         """
         IntegrityHasher(algorithm)  # validates the algorithm before any I/O
         self._check_usable()
-        source = self._source(data, None, algorithm)
-        integrity = await self._add(source)
+        source = self._source(data, None, algorithm, replace=replace)
+        await source.resolve()
+        integrity = await self._write(source)
         logger.debug(
             "add backend=%s integrity=%s size=%d",
             self._id,
@@ -539,14 +725,14 @@ class BlobStore(abc.ABC):
         """
         wanted = coerce_integrity(integrity)
         self._check_usable()
-        data = await self._get(wanted)
+        data = await self.read_blob_bytes(wanted)
         if data is not None and self._verify:
-            hasher = wanted.hasher()
-            if len(data) >= THREAD_HASH_THRESHOLD:
-                await asyncio.to_thread(hasher.update, data)
-            else:
-                hasher.update(data)
-            hasher.verify(wanted)
+            hasher = await hash_buffer(data, wanted.algorithm)
+            try:
+                hasher.verify(wanted)
+            except IntegrityMismatch:
+                self._saw_corrupt(wanted)
+                raise
         logger.debug(
             "get backend=%s integrity=%s size=%s",
             self._id,
@@ -557,14 +743,17 @@ class BlobStore(abc.ABC):
 
     @contextlib.asynccontextmanager
     async def _open_reader(self, wanted: Integrity) -> AsyncIterator[BlobReader]:
-        async with self._open(wanted) as (chunks, size):
-            logger.debug("open backend=%s integrity=%s size=%s", self._id, wanted, size)
+        async with self.read_blob(wanted) as body:
+            logger.debug(
+                "open backend=%s integrity=%s size=%s", self._id, wanted, body.size
+            )
             reader = BlobReader(
-                chunks,
+                body.chunks,
                 integrity=wanted,
-                size=size,
+                size=body.size,
                 verify=self._verify,
                 store_id=self._id,
+                on_mismatch=self._saw_corrupt,
             )
             try:
                 yield reader
@@ -606,7 +795,7 @@ class BlobStore(abc.ABC):
         """
         wanted = coerce_integrity(integrity)
         self._check_usable()
-        found = await self._has(wanted)
+        found = await self.has_blob(wanted)
         logger.debug("has backend=%s integrity=%s found=%s", self._id, wanted, found)
         return found
 
@@ -621,7 +810,7 @@ class BlobStore(abc.ABC):
         """
         wanted = coerce_integrity(integrity)
         self._check_usable()
-        info = await self._stat(wanted)
+        info = await self.stat_blob(wanted)
         logger.debug(
             "stat backend=%s integrity=%s size=%s",
             self._id,
@@ -630,109 +819,214 @@ class BlobStore(abc.ABC):
         )
         return info
 
-    async def delete(self, integrity: str | Integrity, /) -> None:
+    async def delete(
+        self,
+        integrity: str | Integrity,
+        /,
+        *,
+        stored_before: dt.datetime | None = None,
+    ) -> bool:
         """Delete the blob; deleting an absent blob does nothing.
+
+        Args:
+            integrity: The blob's integrity.
+            stored_before: Delete only if the blob's storage time
+                (:attr:`BlobInfo.stored_at`) is not later than this
+                (timezone-aware). The check and the deletion are atomic with
+                respect to a put that renews the storage time, on every
+                backend that renews it (see :func:`~sriblob.collect_garbage`).
+
+        Returns:
+            False if the blob was kept because it was stored after
+            *stored_before*; True otherwise (the blob is gone).
 
         Raises:
             InvalidIntegrity: *integrity* is malformed (before any I/O).
+            ValueError: *stored_before* is naive.
         """
         wanted = coerce_integrity(integrity)
+        if stored_before is not None and stored_before.utcoffset() is None:
+            msg = "stored_before must be timezone-aware, e.g. datetime.now(UTC)."
+            raise ValueError(msg)
         self._check_usable()
-        await self._delete(wanted)
-        logger.debug("delete backend=%s integrity=%s", self._id, wanted)
+        deleted = await self.delete_blob(wanted, stored_before=stored_before)
+        logger.debug(
+            "delete backend=%s integrity=%s deleted=%s", self._id, wanted, deleted
+        )
+        return deleted
 
-    async def list(self) -> AsyncGenerator[str, None]:
+    async def list(
+        self, *, on_skip: Callable[[str], object] | None = None
+    ) -> AsyncGenerator[str, None]:
         """Yield the canonical integrity of every blob, as the backend pages.
 
-        The listing is never held whole in memory. Objects whose names don't
-        decode to a canonical integrity (foreign keys, temp files) are
-        skipped. Order is backend-defined. One debug line is logged when the
-        listing ends (or is closed early), with the number of blobs yielded.
+        The listing is never held whole in memory. Order is backend-defined.
+        One debug line is logged when the listing ends (or is closed early),
+        with the number of blobs yielded and skipped.
+
+        Args:
+            on_skip: Called with each stored name that isn't listed because
+                it doesn't decode to a canonical integrity (objects another
+                tool wrote under the prefix, say). The store's own temporary
+                and internal objects are never reported.
+        """
+        async with contextlib.aclosing(self.list_parsed(on_skip=on_skip)) as blobs:
+            async for name, _ in blobs:
+                yield name
+
+    async def list_parsed(
+        self, *, on_skip: Callable[[str], object] | None = None
+    ) -> AsyncGenerator[tuple[str, Integrity], None]:
+        """Like :meth:`list`, but yield each name with its parsed :class:`Integrity`.
+
+        For callers that go on to use each blob (the whole-store operations),
+        so no name is parsed twice.
+
+        .. versionadded:: 0.1.0
         """
         self._check_usable()
-        names = self._list()
-        count = 0
+        names = self.list_names()
+        count = skipped = 0
         try:
             async for name in names:
                 try:
                     parsed = Integrity.parse(name)
                 except InvalidIntegrity:
-                    continue
-                if str(parsed) == name:
+                    parsed = None
+                if parsed is not None and str(parsed) == name:
                     count += 1
-                    yield name
+                    yield name, parsed
+                    continue
+                skipped += 1
+                if on_skip is not None:
+                    on_skip(name)
         finally:
-            logger.debug("list backend=%s count=%d", self._id, count)
+            logger.debug(
+                "list backend=%s count=%d skipped=%d", self._id, count, skipped
+            )
             # A consumer that stops early closes the backend's listing now,
             # releasing its connection or cursor, not whenever GC gets to it.
             close = getattr(names, "aclose", None)
             if close is not None:
                 await close()
 
-    # -- hooks for backends ------------------------------------------------
+    # -- the backend interface ---------------------------------------------
 
-    async def _start(self) -> None:  # noqa: B027 -- optional hook
-        """Acquire resources (called once by ``__aenter__``)."""
+    async def startup(self) -> None:  # noqa: B027 -- optional hook
+        """Acquire the backend's resources; called once by ``async with``.
 
-    async def _stop(self) -> None:  # noqa: B027 -- optional hook
-        """Release resources (called once by :meth:`aclose`)."""
+        Backends whose every call needs them (a client, a pool) also set
+        :attr:`requires_startup`.
+
+        .. versionadded:: 0.1.0
+        """
+
+    async def shutdown(self) -> None:  # noqa: B027 -- optional hook
+        """Release the backend's resources; called once by :meth:`aclose`.
+
+        .. versionadded:: 0.1.0
+        """
 
     @abc.abstractmethod
-    async def _put(self, integrity: Integrity, source: BlobSource) -> None:
-        """Store *source* under *integrity*; visible only once it verified."""
+    async def write_blob(self, source: BlobSource, /) -> None:
+        """Store *source* under ``source.integrity``.
+
+        The integrity is ``source.expected`` when the caller gave it (or the
+        store computed it up front); otherwise it is known only once the
+        source is consumed. A blob that is already stored may be kept
+        without consuming the source, if :meth:`BlobSource.keeps` says so
+        for the stored copy's size; otherwise the stored copy is replaced,
+        atomically. The blob must become visible only after the source was
+        consumed without error, and the source's own errors (a mismatch, a
+        failing producer) must propagate unchanged.
+
+        .. versionadded:: 0.1.0
+        """
 
     @abc.abstractmethod
-    async def _add(self, source: BlobSource) -> Integrity:
-        """Store *source*, return ``source.integrity`` once it is consumed."""
+    def read_blob(
+        self, integrity: Integrity, /
+    ) -> contextlib.AbstractAsyncContextManager[BlobBody]:
+        """Open the stored blob: an async context manager yielding a :class:`BlobBody`.
 
-    async def _get(self, integrity: Integrity) -> bytes | None:
-        """Return the stored bytes unverified, or None. Defaults to ``_open``."""
+        Raises :class:`~sriblob.BlobNotFound` (build it with
+        :meth:`not_found`) on entry when the blob is absent. Leaving the
+        context releases whatever the read holds (a connection, a file).
+        The chunks are unverified; :meth:`open` verifies them.
+
+        .. versionadded:: 0.1.0
+        """
+
+    async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
+        """Return the stored bytes unverified, or None when absent.
+
+        The default reads through :meth:`read_blob`; backends override it
+        when one call does better.
+
+        .. versionadded:: 0.1.0
+        """
         try:
-            async with self._open(integrity) as (chunks, _):
-                return b"".join([chunk async for chunk in chunks])
+            async with self.read_blob(integrity) as body:
+                return b"".join([chunk async for chunk in body.chunks])
         except BlobNotFound:
             return None
 
-    @abc.abstractmethod
-    def _open(
-        self, integrity: Integrity
-    ) -> contextlib.AbstractAsyncContextManager[
-        tuple[AsyncIterator[bytes], int | None]
-    ]:
-        """Yield the stored chunks unverified and the size if known.
+    async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
+        """Return the blob's :class:`BlobInfo` without reading it, or None.
 
-        Raises :class:`~sriblob.BlobNotFound` on entry when absent.
-        """
+        ``stored_at`` must not be earlier than the moment the blob's write
+        committed (or it was last renewed), or must be None. Backends should
+        override this: the default opens the blob and, if the backend gives
+        no size, counts its bytes.
 
-    async def _stat(self, integrity: Integrity) -> BlobInfo | None:
-        """Return the blob's info, or None. Backends should override this.
-
-        The default opens the blob and, if the backend gives no size, counts
-        its bytes.
+        .. versionadded:: 0.1.0
         """
         try:
-            async with self._open(integrity) as (chunks, known_size):
-                size = known_size
+            async with self.read_blob(integrity) as body:
+                size = body.size
                 if size is None:
                     size = 0
-                    async for chunk in chunks:
+                    async for chunk in body.chunks:
                         size += len(chunk)
         except BlobNotFound:
             return None
         return BlobInfo(str(integrity), size)
 
-    @abc.abstractmethod
-    async def _has(self, integrity: Integrity) -> bool:
-        """Return whether the blob is stored."""
+    async def has_blob(self, integrity: Integrity, /) -> bool:
+        """Return whether the blob is stored; defaults to :meth:`stat_blob`.
+
+        .. versionadded:: 0.1.0
+        """
+        return await self.stat_blob(integrity) is not None
 
     @abc.abstractmethod
-    async def _delete(self, integrity: Integrity) -> None:
-        """Delete the blob if it is stored."""
+    async def delete_blob(
+        self, integrity: Integrity, /, *, stored_before: dt.datetime | None
+    ) -> bool:
+        """Delete the blob if it is stored; see :meth:`delete` for the result.
+
+        With *stored_before*, delete only a blob whose storage time is not
+        later than it, atomically with respect to a concurrent put that
+        renews the storage time.
+
+        .. versionadded:: 0.1.0
+        """
 
     @abc.abstractmethod
-    def _list(self) -> AsyncIterator[str]:
-        """Yield the decoded name of every stored object (unvalidated)."""
+    def list_names(self) -> AsyncIterator[str]:
+        """Yield the decoded name of every stored object, unvalidated.
 
-    def _not_found(self, integrity: Integrity) -> BlobNotFound:
+        Names that aren't canonical integrities are reported by :meth:`list`
+        to its ``on_skip``; the backend's own temporary and internal objects
+        must not be yielded.
+
+        .. versionadded:: 0.1.0
+        """
+
+    def not_found(self, integrity: Integrity) -> BlobNotFound:
+        """Return the :class:`~sriblob.BlobNotFound` that :meth:`read_blob` raises.
+
+        .. versionadded:: 0.1.0
+        """
         msg = f"No blob {integrity} in the {self._id!r} store."
         return BlobNotFound(msg, integrity=str(integrity), backend=self._id)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
+from .exceptions import InvalidIntegrity
+
 if TYPE_CHECKING:
     from ._integrity import Integrity
 
@@ -42,8 +44,18 @@ def integrity_to_key(integrity: str | Integrity, *, prefix: str = KEY_PREFIX) ->
 
     Returns:
         *prefix* followed by the lowercase hex of the string's UTF-8 bytes.
+
+    Raises:
+        InvalidIntegrity: The string can't be encoded as UTF-8 (it holds a
+            lone surrogate), so it names no key.
     """
-    return prefix + str(integrity).encode("utf-8").hex()
+    text = str(integrity)
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = f"Invalid integrity {text[:60]!r}: it is not encodable as UTF-8."
+        raise InvalidIntegrity(msg, text=text[:60]) from None
+    return prefix + encoded.hex()
 
 
 def key_to_integrity(key: str, *, prefix: str = KEY_PREFIX) -> str | None:

@@ -21,7 +21,16 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 #: What a fault does to the request it hits.
-FaultKind = Literal["status", "reset_request", "reset_response", "stall", "late"]
+FaultKind = Literal[
+    "status",
+    "reset_request",
+    "reset_response",
+    "stall",
+    "late",
+    "hang",
+    "stop_reading",
+    "trickle",
+]
 
 _REASONS = {403: "Forbidden", 500: "Internal Server Error", 503: "Slow Down"}
 _CODES = {403: "SignatureDoesNotMatch", 500: "InternalError", 503: "SlowDown"}
@@ -38,7 +47,12 @@ class Fault:
             of the response; ``stall`` holds the request for *seconds*;
             ``late`` resets the client at once and sends the request to the
             server *seconds* later, on a connection of its own (a request
-            the server executes after the client gave up on it).
+            the server executes after the client gave up on it); ``hang``
+            reads the request head and never answers, not even an
+            ``Expect: 100-continue``; ``stop_reading`` reads the head and
+            *after* bytes of the body, then stops reading (the client's
+            writes back up) and never answers; ``trickle`` forwards the
+            request but sends the response on at *rate* bytes a second.
         match: Only requests whose request line contains this are hit.
         times: How many more requests this fault hits.
     """
@@ -49,6 +63,7 @@ class Fault:
     status: int = 503
     after: int = 0
     seconds: float = 0.0
+    rate: int = 1
 
 
 def _framing(head: bytes) -> tuple[int, bool]:
@@ -160,11 +175,14 @@ class FaultProxy:
             )
             self._writers.add(upstream_writer)
             cut: list[int | None] = [None]
+            rate: list[int | None] = [None]
             responses = asyncio.create_task(
-                self._responses(upstream_reader, client_writer, cut)
+                self._responses(upstream_reader, client_writer, cut, rate)
             )
             try:
-                await self._requests(client_reader, client_writer, upstream_writer, cut)
+                await self._requests(
+                    client_reader, client_writer, upstream_writer, cut, rate
+                )
             finally:
                 responses.cancel()
                 await asyncio.gather(responses, return_exceptions=True)
@@ -184,12 +202,13 @@ class FaultProxy:
                     writer.close()
             self._tasks.discard(task)
 
-    async def _requests(
+    async def _requests(  # noqa: C901 -- one branch per fault kind reads best flat
         self,
         reader: asyncio.StreamReader,
         client: asyncio.StreamWriter,
         upstream: asyncio.StreamWriter,
         cut: list[int | None],
+        rate: list[int | None],
     ) -> None:
         while True:
             try:
@@ -200,11 +219,19 @@ class FaultProxy:
             self.requests.append(line)
             length, expect = _framing(head)
             fault = self._take(line)
-            if fault is None or fault.kind == "reset_response":
+            if fault is None or fault.kind in ("reset_response", "trickle"):
                 cut[0] = None if fault is None else fault.after
+                if fault is not None and fault.kind == "trickle":
+                    cut[0] = None
+                    rate[0] = fault.rate
                 upstream.write(head)
                 await self._pipe_body(reader, upstream, length)
                 continue
+            if fault.kind == "hang":
+                await asyncio.Event().wait()  # until the proxy stops
+            if fault.kind == "stop_reading":
+                await reader.readexactly(min(fault.after, length))
+                await asyncio.Event().wait()
             if fault.kind == "stall":
                 await asyncio.sleep(fault.seconds)
                 upstream.write(head)
@@ -286,8 +313,16 @@ class FaultProxy:
         reader: asyncio.StreamReader,
         client: asyncio.StreamWriter,
         cut: list[int | None],
+        rate: list[int | None],
     ) -> None:
         while data := await reader.read(65536):
+            if rate[0] is not None:
+                # Trickle: a byte or a few at a time, never faster than rate.
+                for start in range(0, len(data), rate[0]):
+                    client.write(data[start : start + rate[0]])
+                    await client.drain()
+                    await asyncio.sleep(1)
+                continue
             if cut[0] is not None:
                 if len(data) >= cut[0]:
                     client.write(data[: cut[0]])

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import pytest
 
-import sriblob._s3
+import sriblob._s3._upload
 from sriblob import S3BlobStore, StoreError, StoreUnavailable
 from sriblob.keys import integrity_to_key
 
@@ -152,7 +152,9 @@ class TestTransientFaults:
         proxy.inject(Fault("late", match=match, times=1, seconds=1.0))
         async with S3BlobStore(proxied_config) as store:
             if how == "add-copied-in-parts":
-                store._copy_threshold = store._copy_part_size = 5 * MiB
+                store._uploader.copy_threshold = store._uploader.copy_part_size = (
+                    5 * MiB
+                )
             await streamed_write(store, how.removesuffix("-copied-in-parts"), data)
             assert await store.get(integrity_of(data)) == data
         assert await proxy.landed() == 1
@@ -172,7 +174,7 @@ class TestTransientFaults:
         sweep; the wait before the last sweep is stretched to 30 s so the
         cancel surely lands in it.
         """
-        monkeypatch.setattr(sriblob._s3, "LATE_SWEEP_DELAY", 30.0)
+        monkeypatch.setattr(sriblob._s3._upload, "LATE_SWEEP_DELAY", 30.0)
         data = blob(11 * MiB, seed=9)
         integrity = integrity_of(data)
         proxy.inject(Fault("late", match="?uploads HTTP", times=1, seconds=2.0))

@@ -1,0 +1,175 @@
+"""S3 errors as sriblob's: one table and one translating context manager.
+
+Like s3fs's ``translate_boto_error`` and httpx's ``map_httpcore_exceptions``:
+botocore's, aiohttp's and the network's exceptions are mapped in one place,
+so the store's code never inspects an error code itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import aiohttp
+import attrs
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    ResponseStreamingError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from sriblob.exceptions import (
+    AccessDenied,
+    BucketNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = [
+    "TRANSLATED",
+    "Where",
+    "code_of",
+    "not_implemented",
+    "status_of",
+]
+
+#: What :meth:`Where.translate` turns into sriblob errors.
+TRANSLATED: Final = (BotoCoreError, ClientError, aiohttp.ClientError, TimeoutError)
+
+#: Transport failures: the request didn't get an answer.
+_TRANSPORT: Final = (
+    BotoConnectionError,
+    HTTPClientError,
+    ResponseStreamingError,
+    IncompleteReadError,
+    aiohttp.ClientError,
+    TimeoutError,
+)
+
+_DENIED_HINT: Final = (
+    "access denied ({code}); check the access key id, the secret access key "
+    "and the bucket policy"
+)
+#: Error code → the sriblob error it means, and what to say.
+_BY_CODE: Final[dict[str, tuple[type[StoreError], str]]] = {
+    "NoSuchBucket": (BucketNotFound, "the bucket does not exist"),
+    **dict.fromkeys(
+        (
+            "AccessDenied",
+            "AccountProblem",
+            "AllAccessDisabled",
+            "ExpiredToken",
+            "InvalidAccessKeyId",
+            "InvalidToken",
+            "SignatureDoesNotMatch",
+        ),
+        (AccessDenied, _DENIED_HINT),
+    ),
+    **dict.fromkeys(
+        (
+            "InternalError",
+            "RequestTimeout",
+            "RequestTimeTooSkewed",
+            "ServiceUnavailable",
+            "SlowDown",
+            "Throttling",
+            "ThrottlingException",
+        ),
+        (StoreUnavailable, "the server kept failing ({code}) after retries"),
+    ),
+}
+#: HTTP status → the same, for answers without an error code (HEAD).
+_BY_STATUS: Final[dict[int, tuple[type[StoreError], str]]] = {
+    403: (AccessDenied, _DENIED_HINT),
+}
+_SERVER_ERROR: Final = (
+    StoreUnavailable,
+    "the server kept failing ({code}) after retries",
+)
+_OTHER: Final = (StoreError, "the server answered {code}")
+
+
+def code_of(error: ClientError) -> str:
+    """Return the S3 error code of *error* ("" when the answer had none)."""
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def status_of(error: ClientError) -> int:
+    """Return the HTTP status of *error* (0 when unknown)."""
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def not_implemented(error: BaseException | None) -> bool:
+    """Whether *error* says the server lacks the operation (501 NotImplemented)."""
+    return isinstance(error, ClientError) and (
+        code_of(error) == "NotImplemented" or status_of(error) == 501  # noqa: PLR2004
+    )
+
+
+def _classify(error: Exception, action: str) -> tuple[type[StoreError], str]:
+    if isinstance(error, ClientError):
+        code, status = code_of(error), status_of(error)
+        if not_implemented(error):
+            # Not transient: small S3-compatible servers lack whole
+            # operations (s3rver: UploadPartCopy, AbortMultipartUpload).
+            return (
+                StoreError,
+                f"the server does not implement {action} ({code or status})",
+            )
+        if action == "HeadBucket" and status == 404:  # noqa: PLR2004
+            code = "NoSuchBucket"  # HEAD answers carry no code
+        kind, what = (
+            _BY_CODE.get(code)
+            or _BY_STATUS.get(status)
+            or (
+                _SERVER_ERROR if status >= 500 else _OTHER  # noqa: PLR2004
+            )
+        )
+        return kind, what.format(code=code or status)
+    if isinstance(error, _TRANSPORT):
+        name = type(error).__name__
+        return StoreUnavailable, f"the endpoint is unreachable or timed out ({name})"
+    return StoreError, f"the request failed ({type(error).__name__})"
+
+
+@attrs.frozen
+class Where:
+    """The bucket a store talks to, for messages: never a credential.
+
+    Attributes:
+        backend: The store's id.
+        bucket: The bucket name.
+        endpoint: The endpoint URL, or "AWS".
+    """
+
+    backend: str
+    bucket: str
+    endpoint: str
+
+    def error(self, kind: type[StoreError], message: str) -> StoreError:
+        """Return *kind* with *message*, naming this bucket and endpoint."""
+        return kind(
+            message, backend=self.backend, bucket=self.bucket, endpoint=self.endpoint
+        )
+
+    def fail(self, error: Exception, action: str) -> NoReturn:
+        """Raise the sriblob error for a botocore, aiohttp or network *error*."""
+        kind, what = _classify(error, action)
+        msg = (
+            f"S3 {action} on bucket {self.bucket!r} at {self.endpoint} failed: {what}."
+        )
+        raise self.error(kind, msg) from error
+
+    @contextlib.contextmanager
+    def translate(self, action: str) -> Iterator[None]:
+        """Turn the errors of the S3 call *action* into sriblob's."""
+        try:
+            yield
+        except TRANSLATED as error:
+            self.fail(error, action)

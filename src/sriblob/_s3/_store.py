@@ -1,0 +1,523 @@
+"""The S3 store: its client's lifecycle, and the blob contract on S3."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import uuid
+import warnings
+from typing import TYPE_CHECKING, Any, Final
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import ClientError
+
+from sriblob._config import S3StoreConfig
+from sriblob._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
+from sriblob.exceptions import StoreUnavailable
+from sriblob.keys import integrity_to_key, key_to_integrity
+
+from ._errors import Where, status_of
+from ._http import Limits, bounded_session
+from ._upload import (
+    BLIND_PUT_MAX,
+    Part,
+    Uploader,
+    close_iterator,
+    part_size_for,
+    rechunk,
+    slices,
+    split_first,
+    streamed_part_size,
+    wait_out,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import GetObjectOutputTypeDef
+
+    from sriblob._integrity import Integrity
+
+__all__ = ["S3BlobStore"]
+
+logger = logging.getLogger("sriblob")
+
+#: Where ``add()`` streams blobs whose hash isn't known yet, under the key
+#: prefix. Not lowercase hex, so the key codec (and ``list()``) skips it.
+STAGING_DIR: Final = ".staging/"
+#: Connections beyond ``max_concurrency``, for small calls made while an
+#: upload keeps its parts in flight.
+EXTRA_CONNECTIONS: Final = 4
+
+
+def _signs_payloads(config: S3StoreConfig) -> bool:
+    """Whether request bodies are SHA-256 signed: by default over http only."""
+    if config.sign_payloads is not None:
+        return config.sign_payloads
+    endpoint = config.endpoint or "https://"
+    return not endpoint.lower().startswith("https://")
+
+
+class S3BlobStore(BlobStore):
+    """A store in an S3 bucket (AWS, MinIO, Ceph RGW, other S3-compatibles).
+
+    Blobs live under ``config.key_prefix`` + hex of the integrity (see
+    :mod:`sriblob.keys`), the layout of the original script-package store.
+    Open it with ``async with``: that creates one aioboto3 session and one
+    S3 client, shared by every call, whose connection pool fits
+    ``config.max_concurrency``; :meth:`aclose` closes it.
+
+    ::
+
+        async with S3BlobStore(config) as store:
+            integrity = await store.add(data)
+
+    Small blobs go up in one PutObject; large and streamed ones as multipart
+    uploads with a bounded number of parts in flight, so memory stays around
+    ``part_size * (max_concurrency + 1)`` whatever the size. A failed,
+    mismatched or cancelled upload is aborted and leaves nothing behind.
+
+    No request waits forever: waiting for a pooled connection, connecting,
+    each read, and each body sent or received (at ``min_transfer_rate`` at
+    least) are bounded by the configuration, and ``operation_timeout``
+    bounds a whole call.
+
+    Args:
+        config: Where the bucket is and how to talk to it.
+        id: The store's id in a registry.
+        verify: See :class:`~sriblob.BlobStore`.
+        max_blob_size: See :class:`~sriblob.BlobStore`.
+
+    Raises:
+        TypeError: *config* is not an :class:`~sriblob.S3StoreConfig`.
+
+    Operations raise :class:`~sriblob.AccessDenied`,
+    :class:`~sriblob.BucketNotFound` or :class:`~sriblob.StoreUnavailable`
+    (after the configured retries), naming the bucket and endpoint, never
+    the secret.
+
+    .. versionadded:: 0.1.0
+    """
+
+    requires_startup = True
+
+    def __init__(
+        self,
+        config: S3StoreConfig,
+        *,
+        id: str = "s3",
+        verify: bool = True,
+        max_blob_size: int | None = None,
+    ) -> None:
+        if not isinstance(config, S3StoreConfig):
+            msg = (
+                "S3BlobStore needs an S3StoreConfig, not "
+                f"{type(config).__name__}; build one with S3StoreConfig(...) "
+                "or load_s3_config_from_env()."
+            )
+            raise TypeError(msg)
+        super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
+        self._config = config
+        self._prefix = config.key_prefix
+        self._staging_prefix = config.key_prefix + STAGING_DIR
+        self._limits = Limits.of(config)
+        self._where = Where(id, config.bucket, config.endpoint or "AWS")
+        self._client_context: contextlib.AsyncExitStack | None = None
+        self._uploader_or_none: Uploader | None = None
+        self._bucket_seen = False
+
+    def __del__(self) -> None:
+        # getattr: __init__ may have raised before setting everything.
+        if getattr(self, "_client_context", None) is not None and not self._closed:
+            msg = (
+                f"{self!r} was never closed; use `async with S3BlobStore(...)` "
+                "or `await store.aclose()` to close its S3 client and connections."
+            )
+            warnings.warn(msg, ResourceWarning, source=self, stacklevel=1)
+
+    @property
+    def config(self) -> S3StoreConfig:
+        """The store's configuration."""
+        return self._config
+
+    def _repr_details(self) -> str:
+        return f"bucket={self._config.bucket!r} endpoint={self._where.endpoint!r}"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def _client_config(self) -> AioConfig:
+        config = self._config
+        return AioConfig(
+            max_pool_connections=config.max_concurrency + EXTRA_CONNECTIONS,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
+            s3={
+                "addressing_style": "path" if config.force_path_style else "virtual",
+                "payload_signing_enabled": _signs_payloads(config),
+            },
+            request_checksum_calculation=config.checksum_mode,
+            response_checksum_validation=config.checksum_mode,
+            http_session_cls=bounded_session(self._limits),
+        )
+
+    async def startup(self) -> None:
+        config = self._config
+        session = aioboto3.Session(
+            aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key,
+            region_name=config.region,
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            client = await stack.enter_async_context(
+                session.client(
+                    "s3", endpoint_url=config.endpoint, config=self._client_config()
+                )
+            )
+            self._where = Where(self.id, config.bucket, client.meta.endpoint_url)
+            self._uploader_or_none = Uploader(
+                client=client,
+                bucket=config.bucket,
+                where=self._where,
+                part_size=config.part_size,
+                max_concurrency=config.max_concurrency,
+            )
+            self._client_context = stack.pop_all()
+
+    async def shutdown(self) -> None:
+        context, self._client_context = self._client_context, None
+        self._uploader_or_none = None
+        if context is not None:
+            await context.aclose()
+
+    @property
+    def _uploader(self) -> Uploader:
+        uploader = self._uploader_or_none
+        if uploader is None:  # pragma: no cover -- BlobStore._check_usable guards
+            msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
+            raise RuntimeError(msg)
+        return uploader
+
+    @property
+    def _client(self) -> S3Client:
+        return self._uploader.client
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self, action: str) -> AsyncIterator[None]:
+        """Bound a whole call by ``operation_timeout``, if one is configured."""
+        timeout = self._config.operation_timeout
+        if timeout is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                yield
+        except TimeoutError:
+            msg = (
+                f"S3 {action} on bucket {self._where.bucket!r} at "
+                f"{self._where.endpoint} failed: it did not finish within "
+                f"{timeout:g} s (operation_timeout)."
+            )
+            raise self._where.error(StoreUnavailable, msg) from None
+
+    # -- helpers -------------------------------------------------------------
+
+    def _key(self, integrity: Integrity) -> str:
+        return integrity_to_key(integrity, prefix=self._prefix)
+
+    async def _check_bucket(self) -> None:
+        """Raise BucketNotFound if the bucket is missing (HEAD has no body)."""
+        if self._bucket_seen:
+            return
+        with self._where.translate("HeadBucket"):
+            await self._client.head_bucket(Bucket=self._config.bucket)
+        self._bucket_seen = True
+
+    async def _head(self, key: str) -> Any:
+        """Return the HeadObject answer for *key*, or None when there is none."""
+        with self._where.translate("HeadObject"):
+            try:
+                return await self._client.head_object(
+                    Bucket=self._config.bucket, Key=key
+                )
+            except ClientError as error:
+                if status_of(error) != 404:  # noqa: PLR2004
+                    raise
+        # A 404 to HEAD has no body: it may mean the bucket is missing.
+        await self._check_bucket()
+        return None
+
+    async def _stored_size(self, key: str) -> int | None:
+        head = await self._head(key)
+        return None if head is None else int(head["ContentLength"])
+
+    def _parts(self, source: BlobSource) -> AsyncIterator[Part]:
+        configured = self._config.part_size
+        if source.size is not None:
+            return source.chunks(part_size_for(source.size, configured))
+        return rechunk(
+            source.chunks(), lambda number: streamed_part_size(number, configured)
+        )
+
+    # -- writing -------------------------------------------------------------
+
+    async def write_blob(self, source: BlobSource, /) -> None:
+        async with self._deadline("PutObject"):
+            if source.expected is None:
+                await self._write_named_later(source)
+            else:
+                await self._write_named(source, self._key(source.expected))
+
+    async def _write_named(self, source: BlobSource, key: str) -> None:
+        """Write a blob whose key is known before its bytes are read."""
+        view = None
+        if not source.replace:
+            small = source.size is not None and source.size <= BLIND_PUT_MAX
+            if small and self.verify:
+                # One conditional request instead of a HEAD and a PUT: an
+                # object already there is kept without its size being
+                # checked (that would cost the HEAD this saves). Stores with
+                # verify=False ask first: their bytes aren't proven to be
+                # the stored ones, and a server that ignores the header must
+                # not overwrite derived bytes.
+                view = await source.buffer()
+                assert view is not None  # noqa: S101 -- the size is known
+                created = await self._uploader.create(key, view)
+                if created is not None:
+                    return
+            stored = await self._stored_size(key)
+            if stored is not None and source.keeps(stored):
+                return
+        await self._upload(key, source, view)
+
+    async def _upload(
+        self, key: str, source: BlobSource, view: memoryview | None
+    ) -> None:
+        """Put the source under *key*: the size tiers, written once.
+
+        Bytes of known size up to ``multipart_threshold`` go up in one
+        PutObject; larger ones, and streams, in parts (one PutObject after
+        all if a stream turns out to fit in one part).
+        """
+        threshold = self._config.multipart_threshold
+        if view is None and source.size is not None and source.size <= threshold:
+            view = await source.buffer()
+        if view is not None:
+            if view.nbytes <= threshold:
+                await self._uploader.put_object(key, view)
+            else:
+                size = part_size_for(view.nbytes, self._config.part_size)
+                await self._uploader.write(key, slices(view, size))
+            return
+        parts = self._parts(source)
+        try:
+            await self._uploader.write(key, parts)
+        finally:
+            await close_iterator(parts)
+
+    async def _write_named_later(self, source: BlobSource) -> None:
+        """Store a stream: directly if it fits in one part, else via staging."""
+        parts = self._parts(source)
+        try:
+            only, many = await split_first(parts)
+            if many is None:
+                # The whole stream fit in one part, and it is hashed: no staging.
+                key = self._key(source.integrity)
+                stored = await self._stored_size(key)
+                if stored is None or not source.keeps(stored):
+                    await self._uploader.put_object(key, b"" if only is None else only)
+                return
+            staging = self._staging_prefix + uuid.uuid4().hex
+            try:
+                await self._uploader.multipart(staging, many)
+                key = self._key(source.integrity)
+                stored = await self._stored_size(key)
+                if stored is None or not source.keeps(stored):
+                    await self._uploader.copy(
+                        staging, key, source.bytes_read, self._read_key
+                    )
+            finally:
+                await self._discard_staging(staging)
+        finally:
+            await close_iterator(parts)
+
+    async def _discard_staging(self, staging: str) -> None:
+        delete = asyncio.ensure_future(self._uploader.delete_key(staging))
+        await wait_out(delete)
+        if not delete.cancelled() and (error := delete.exception()) is not None:
+            logger.warning(
+                "staging cleanup backend=%s bucket=%s key=%s failed: %r",
+                self.id,
+                self._config.bucket,
+                staging,
+                error,
+            )
+
+    async def _read_key(self, key: str) -> AsyncIterator[bytes]:
+        """Stream an object down: the copy for servers without UploadPartCopy."""
+        with self._where.translate("GetObject"):
+            response = await self._client.get_object(
+                Bucket=self._config.bucket, Key=key
+            )
+        body = response["Body"]
+        try:
+            async for chunk in self._read(body, response.get("ContentLength")):
+                yield chunk
+        finally:
+            body.close()
+
+    # -- reading -------------------------------------------------------------
+
+    async def _get_object(self, integrity: Integrity) -> GetObjectOutputTypeDef | None:
+        """Send GetObject for *integrity*'s key; None if there is no such key."""
+        with self._where.translate("GetObject"):
+            try:
+                return await self._client.get_object(
+                    Bucket=self._config.bucket, Key=self._key(integrity)
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "NoSuchKey":
+                    return None
+                raise
+
+    def _stalled(self, size: int | None) -> StoreUnavailable:
+        rate = self._config.min_transfer_rate
+        msg = (
+            f"S3 GetObject on bucket {self._where.bucket!r} at "
+            f"{self._where.endpoint} failed: the body of {size} bytes arrived "
+            f"slower than {rate} bytes/s (min_transfer_rate); the server stalled."
+        )
+        error = self._where.error(StoreUnavailable, msg)
+        assert isinstance(error, StoreUnavailable)  # noqa: S101 -- built as one
+        return error
+
+    async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
+        async with self._deadline("GetObject"):
+            response = await self._get_object(integrity)
+            if response is None:
+                return None
+            size = response.get("ContentLength")
+            with self._where.translate("GetObject"):
+                async with response["Body"] as body:
+                    try:
+                        async with asyncio.timeout(self._limits.body(size or 0)):
+                            data = await body.read()
+                    except TimeoutError:
+                        raise self._stalled(size) from None
+            self._check_length(len(data), size)
+            return data
+
+    def _check_length(self, received: int, expected: int | None) -> None:
+        """Refuse a body shorter (or longer) than its Content-Length.
+
+        aiohttp and botocore already raise when a connection closes early;
+        this holds even if a layer below lets a short body through, so a
+        truncated blob can't pass as whole when verification is off.
+        """
+        if expected is None or received == expected:
+            return
+        msg = (
+            f"S3 GetObject on bucket {self._where.bucket!r} at "
+            f"{self._where.endpoint} failed: the body ended after {received} of "
+            f"{expected} bytes."
+        )
+        raise self._where.error(StoreUnavailable, msg)
+
+    @contextlib.asynccontextmanager
+    async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
+        async with self._deadline("GetObject"):
+            response = await self._get_object(integrity)
+        if response is None:
+            raise self.not_found(integrity)
+        body = response["Body"]
+        try:
+            size = response.get("ContentLength")
+            yield BlobBody(self._read(body, size), size)
+        finally:
+            # Closes the connection if the body wasn't read to the end, so an
+            # early exit never leaks it or leaves it half-read in the pool.
+            body.close()
+
+    async def _read(self, body: Any, size: int | None) -> AsyncIterator[bytes]:
+        """Yield *body* in chunks of about 1 MiB (large enough to hash off-loop).
+
+        The last chunk is held back until the body's length is checked. The
+        whole body must arrive within the time ``min_transfer_rate`` allows
+        for its size (and ``operation_timeout``, if set).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.body(size or 0)
+        if self._config.operation_timeout is not None:
+            deadline = min(deadline, loop.time() + self._config.operation_timeout)
+        pieces: list[bytes] = []
+        buffered = 0
+        received = 0
+        while True:
+            with self._where.translate("GetObject"):
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        piece: bytes = await body.read(CHUNK_SIZE - buffered)
+                except TimeoutError:
+                    raise self._stalled(size) from None
+            if not piece:
+                break
+            pieces.append(piece)
+            buffered += len(piece)
+            received += len(piece)
+            if buffered >= CHUNK_SIZE:
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces, buffered = [], 0
+        self._check_length(received, size)
+        if pieces:
+            yield b"".join(pieces)
+
+    async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
+        """Answer with one HeadObject: ContentLength and LastModified."""
+        async with self._deadline("HeadObject"):
+            response = await self._head(self._key(integrity))
+        if response is None:
+            return None
+        stored_at = response.get("LastModified")
+        if stored_at is not None:
+            if stored_at.tzinfo is None:  # pragma: no cover -- botocore adds UTC
+                stored_at = stored_at.replace(tzinfo=dt.UTC)
+            stored_at = stored_at.astimezone(dt.UTC)
+        return BlobInfo(str(integrity), int(response["ContentLength"]), stored_at)
+
+    async def has_blob(self, integrity: Integrity, /) -> bool:
+        async with self._deadline("HeadObject"):
+            return await self._head(self._key(integrity)) is not None
+
+    async def delete_blob(
+        self, integrity: Integrity, /, *, stored_before: dt.datetime | None
+    ) -> bool:
+        key = self._key(integrity)
+        async with self._deadline("DeleteObject"):
+            if stored_before is not None:
+                info = await self.stat_blob(integrity)
+                if info is None:
+                    return True
+                if info.stored_at is not None and info.stored_at > stored_before:
+                    return False
+            await self._uploader.delete_key(key)
+        return True
+
+    async def list_names(self) -> AsyncIterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self._config.bucket,
+            Prefix=self._prefix,
+            PaginationConfig={"PageSize": self._config.list_page_size},
+        )
+        with self._where.translate("ListObjectsV2"):
+            async for page in pages:
+                for entry in page.get("Contents", ()):
+                    key = entry["Key"]
+                    if key.startswith(self._staging_prefix):
+                        continue  # ours, in flight
+                    name = key_to_integrity(key, prefix=self._prefix)
+                    yield key if name is None else name
