@@ -13,6 +13,7 @@ from sriblob import (
     BlobNotFound,
     BlobStore,
     BlobStoreRegistry,
+    ConfigurationError,
     FilesystemBlobStore,
     Integrity,
     IntegrityMismatch,
@@ -456,7 +457,10 @@ class TestDefaultRegistry:
             registry = default_registry(env, root=tmp_path)
 
         assert registry.ids() == ("filesystem",)
-        assert registry.active.id == "filesystem"
+        with pytest.raises(ConfigurationError, match="s3 is misconfigured") as excinfo:
+            _ = registry.active
+        assert set(excinfo.value.fields) == {"bucket", "access_key_id"}
+        assert SECRET not in str(excinfo.value)
         [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert "bucket" in error.getMessage()
         assert "access_key_id" in error.getMessage()

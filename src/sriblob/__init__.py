@@ -3,34 +3,17 @@
 Blobs are immutable and stored under their integrity (``sha512-<base64>``);
 every backend implements :class:`BlobStore` and verifies bytes on the way in
 and out.
+
+Importing :mod:`sriblob` costs almost nothing: each name is imported from
+its module the first time it is used, so a host that only uses the
+filesystem store never loads aioboto3, botocore, asyncpg or tqdm.
 """
 
 from __future__ import annotations
 
-from ._config import (
-    Configured,
-    Misconfigured,
-    S3StoreConfig,
-    Unconfigured,
-    load_s3_config_from_env,
-)
-from ._filesystem import FilesystemBlobStore
-from ._integrity import Integrity, IntegrityHasher
-from ._memory import MemoryBlobStore
-from ._operations import (
-    Failure,
-    GarbageReport,
-    MigrationReport,
-    Progress,
-    VerifyReport,
-    collect_garbage,
-    migrate,
-    verify,
-)
-from ._postgres import PostgresBlobStore
-from ._registry import BlobStoreRegistry, default_registry
-from ._s3 import S3BlobStore
-from ._store import BlobBody, BlobInfo, BlobReader, BlobSource, BlobStore, Data
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
 from .exceptions import (
     AccessDenied,
     BlobNotFound,
@@ -45,6 +28,35 @@ from .exceptions import (
     StoreUnavailable,
     UnknownBackend,
 )
+
+if TYPE_CHECKING:
+    from ._config import (
+        Configured,
+        Misconfigured,
+        PostgresStoreConfig,
+        S3StoreConfig,
+        Unconfigured,
+        load_postgres_config_from_env,
+        load_s3_config_from_env,
+    )
+    from ._filesystem import FilesystemBlobStore
+    from ._integrity import Integrity, IntegrityHasher
+    from ._memory import MemoryBlobStore
+    from ._operations import (
+        Failure,
+        GarbageReport,
+        MigrationReport,
+        Progress,
+        VerifyReport,
+        collect_garbage,
+        migrate,
+        verify,
+    )
+    from ._plugins import StorePlugin
+    from ._postgres import PostgresBlobStore
+    from ._registry import BlobStoreRegistry, default_registry
+    from ._s3 import S3BlobStore
+    from ._store import BlobBody, BlobInfo, BlobReader, BlobSource, BlobStore, Data
 
 __all__ = [
     "AccessDenied",
@@ -71,28 +83,82 @@ __all__ = [
     "MigrationReport",
     "Misconfigured",
     "PostgresBlobStore",
+    "PostgresStoreConfig",
     "Progress",
     "S3BlobStore",
     "S3StoreConfig",
     "SriblobError",
     "StoreClosed",
     "StoreError",
+    "StorePlugin",
     "StoreUnavailable",
     "Unconfigured",
     "UnknownBackend",
     "VerifyReport",
     "collect_garbage",
     "default_registry",
+    "load_postgres_config_from_env",
     "load_s3_config_from_env",
     "migrate",
     "verify",
 ]
 
+#: Where each lazily imported name lives.
+_LAZY: Final = {
+    **dict.fromkeys(
+        (
+            "Configured",
+            "Misconfigured",
+            "PostgresStoreConfig",
+            "S3StoreConfig",
+            "Unconfigured",
+            "load_postgres_config_from_env",
+            "load_s3_config_from_env",
+        ),
+        "._config",
+    ),
+    "FilesystemBlobStore": "._filesystem",
+    "Integrity": "._integrity",
+    "IntegrityHasher": "._integrity",
+    "MemoryBlobStore": "._memory",
+    **dict.fromkeys(
+        (
+            "Failure",
+            "GarbageReport",
+            "MigrationReport",
+            "Progress",
+            "VerifyReport",
+            "collect_garbage",
+            "migrate",
+            "verify",
+        ),
+        "._operations",
+    ),
+    "StorePlugin": "._plugins",
+    "PostgresBlobStore": "._postgres",
+    "BlobStoreRegistry": "._registry",
+    "default_registry": "._registry",
+    "S3BlobStore": "._s3",
+    **dict.fromkeys(
+        ("BlobBody", "BlobInfo", "BlobReader", "BlobSource", "BlobStore", "Data"),
+        "._store",
+    ),
+}
 
-def __getattr__(name: str) -> str:
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value  # once imported, a plain attribute
+        return value
     if name == "__version__":
         from importlib.metadata import version  # noqa: PLC0415 -- only when asked
 
         return version("sriblob")
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

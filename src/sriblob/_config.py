@@ -1,10 +1,16 @@
-"""S3 store configuration and the environment loader (pure, no I/O)."""
+"""Store configurations and their environment loaders (pure, no I/O).
+
+Each configuration is a frozen attrs class that validates every field; a
+loader reads the environment and answers :class:`Unconfigured`,
+:class:`Configured` or :class:`Misconfigured`, never a partial config.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -17,10 +23,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ENV_PREFIX",
+    "POSTGRES_ENV_PREFIX",
     "Configured",
     "Misconfigured",
+    "PostgresStoreConfig",
     "S3StoreConfig",
     "Unconfigured",
+    "describe_dsn",
+    "dsn_problem",
+    "load_postgres_config_from_env",
     "load_s3_config_from_env",
 ]
 
@@ -32,12 +43,14 @@ MAX_PART_SIZE: Final = 5 * GiB
 MAX_PARTS: Final = 10_000
 
 DEFAULT_ENV_PREFIX: Final = "CHECKSTACK_SCRIPT_PACKAGES_S3_"
+POSTGRES_ENV_PREFIX: Final = "SRIBLOB_POSTGRES_"
 
 ChecksumMode = Literal["when_required", "when_supported"]
 
 
 def _problem(attribute: attrs.Attribute[Any], requirement: str) -> ConfigurationError:
-    msg = f"Invalid S3 configuration: {attribute.name} {requirement}."
+    label = attribute.metadata.get("label", "S3")
+    msg = f"Invalid {label} configuration: {attribute.name} {requirement}."
     return ConfigurationError(msg, fields=(attribute.name,))
 
 
@@ -247,27 +260,184 @@ class S3StoreConfig:
 attrs.resolve_types(S3StoreConfig)
 
 
+# -- PostgreSQL ------------------------------------------------------------------
+
+_SCHEMES: Final = ("postgres", "postgresql")
+#: PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
+MAX_IDENTIFIER: Final = 63
+#: The longest table-name suffix the PostgreSQL store appends to the prefix.
+LONGEST_TABLE_SUFFIX: Final = "schema_version"
+_IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]*")
+_PG: Final = {"label": "PostgreSQL"}
+MAX_CHUNK_SIZE: Final = 64 * MiB
+
+
+def _split_dsn(dsn: str) -> tuple[str, str | None, str]:
+    """Split a DSN into its scheme, its user info (or None) and the rest.
+
+    The user info is everything before the *last* ``@`` of the part after
+    ``scheme://``: a password may hold any character, so nothing before that
+    ``@`` is ever shown.
+    """
+    scheme, _, rest = dsn.partition("://")
+    userinfo, at, location = rest.rpartition("@")
+    return scheme, (userinfo if at else None), location
+
+
+def dsn_problem(dsn: object) -> str | None:
+    """Return what is wrong with a PostgreSQL DSN, or None if it looks usable.
+
+    The answer never contains the DSN itself, which may hold a password.
+    """
+    if not isinstance(dsn, str):
+        return f"it must be a str, not {type(dsn).__name__}"
+    if not dsn.strip():
+        return "it is empty"
+    scheme, userinfo, _ = _split_dsn(dsn)
+    if "://" not in dsn or scheme not in _SCHEMES:
+        return "it must be a URL starting with postgresql:// or postgres://"
+    if userinfo is not None and any(c in userinfo for c in "/?#"):
+        # A URL parser (asyncpg's among them) would end the host part at the
+        # first of these and read the password as a host, port or path.
+        return (
+            "the user name or password holds an unencoded '/', '?' or '#'; "
+            "percent-encode it (for example '/' as %2F)"
+        )
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        if "," not in parts.netloc:  # several hosts carry their own ports
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        return "it is not a valid URL (check the host and port)"
+    return None
+
+
+def describe_dsn(dsn: str) -> str:
+    """Return ``host:port/database`` for messages: no user, no password.
+
+    Whatever precedes the last ``@`` is dropped, so even a malformed DSN
+    never shows its password.
+    """
+    _, _, location = _split_dsn(dsn)
+    host, slash, rest = location.partition("/")
+    database = rest.partition("?")[0].partition("#")[0]
+    return f"{host or 'localhost'}/{database if slash else ''}"
+
+
+def _dsn(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (problem := dsn_problem(value)) is not None:
+        raise _problem(attribute, f"is not a usable DSN: {problem}")
+
+
+def _identifier(
+    max_length: int, *, empty: bool = False
+) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if empty and value == "":
+            return
+        if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+            raise _problem(
+                attribute,
+                "must be lowercase letters, digits and underscores, starting "
+                "with a letter or underscore",
+            )
+        if len(value) > max_length:
+            raise _problem(attribute, f"must be at most {max_length} characters")
+
+    return check
+
+
+def _schema(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _identifier(MAX_IDENTIFIER)(_, attribute, value)
+    assert isinstance(value, str)  # noqa: S101 -- checked just now
+    if value.startswith("pg_"):
+        raise _problem(attribute, "must not start with 'pg_' (reserved)")
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class PostgresStoreConfig:
+    """Everything :class:`~sriblob.PostgresBlobStore` needs besides a pool.
+
+    The DSN may hold a password; it never appears in ``repr()`` or a
+    message, which show :func:`describe_dsn` (host, port, database) only.
+
+    Args:
+        dsn: A ``postgresql://`` (or ``postgres://``) URL; characters such as
+            ``/``, ``?``, ``#`` and ``@`` in the user name or password must
+            be percent-encoded. None when the store is given a pool.
+        schema: The schema holding the tables; created if missing.
+        table_prefix: Prefix of the table names, so several stores can share
+            a schema; may be empty.
+        chunk_size: Bytes per chunk row (1 to 64 MiB).
+        max_connections: The size of the pool made from *dsn*.
+        acquire_timeout: Seconds a call waits for a free connection.
+
+    Raises:
+        ConfigurationError: A value is invalid; its ``fields`` name the field.
+
+    .. versionadded:: 0.1.0
+    """
+
+    dsn: str | None = attrs.field(default=None, validator=_dsn, metadata=_PG)
+    schema: str = attrs.field(default="public", validator=_schema, metadata=_PG)
+    table_prefix: str = attrs.field(
+        default="sriblob_",
+        validator=_identifier(MAX_IDENTIFIER - len(LONGEST_TABLE_SUFFIX), empty=True),
+        metadata=_PG,
+    )
+    chunk_size: int = attrs.field(
+        default=MiB, validator=_in_range(1, MAX_CHUNK_SIZE, integer=True), metadata=_PG
+    )
+    max_connections: int = attrs.field(
+        default=10, validator=_in_range(1, 10_000, integer=True), metadata=_PG
+    )
+    acquire_timeout: float = attrs.field(
+        default=30.0, validator=_in_range(0.001, 3600), metadata=_PG
+    )
+
+    def __repr__(self) -> str:
+        where = "None" if self.dsn is None else repr(describe_dsn(self.dsn))
+        return (
+            f"PostgresStoreConfig(dsn={where}, schema={self.schema!r}, "
+            f"table_prefix={self.table_prefix!r}, chunk_size={self.chunk_size}, "
+            f"max_connections={self.max_connections}, "
+            f"acquire_timeout={self.acquire_timeout!r})"
+        )
+
+
+attrs.resolve_types(PostgresStoreConfig)
+
+
+# -- what the environment says ---------------------------------------------------
+
+_C = TypeVar("_C")
+
+
 @attrs.frozen
 class Unconfigured:
-    """No S3 setting is present in the environment.
+    """No setting of the backend is present in the environment.
 
     .. versionadded:: 0.1.0
     """
 
 
 @attrs.frozen
-class Configured:
-    """Every required S3 setting is present and valid.
+class Configured(Generic[_C]):
+    """Every required setting is present and valid.
+
+    Attributes:
+        config: The configuration (an :class:`S3StoreConfig`, or a
+            :class:`PostgresStoreConfig`).
 
     .. versionadded:: 0.1.0
     """
 
-    config: S3StoreConfig
+    config: _C
 
 
 @attrs.frozen
 class Misconfigured:
-    """Some S3 settings are present but the whole is unusable.
+    """Some settings are present but the whole is unusable.
 
     ``error.fields`` names every missing or invalid field; neither it nor
     the message ever contains a value.
@@ -278,16 +448,39 @@ class Misconfigured:
     error: ConfigurationError
 
 
-#: Environment variable suffix → config field, in the documented order.
-_ENV_FIELDS: Final = {
-    "ENDPOINT": "endpoint",
-    "BUCKET": "bucket",
-    "REGION": "region",
-    "ACCESS_KEY_ID": "access_key_id",
-    "SECRET_ACCESS_KEY": "secret_access_key",
-    "FORCE_PATH_STYLE": "force_path_style",
-}
-_REQUIRED: Final = ("bucket", "access_key_id", "secret_access_key")
+@attrs.frozen
+class _EnvLayout:
+    """How a backend's settings are spelled in the environment."""
+
+    what: str
+    fields: dict[str, str]  # variable suffix -> config field
+    required: tuple[str, ...]
+
+
+#: S3: variable suffix -> config field, in the documented order.
+_S3_ENV: Final = _EnvLayout(
+    "S3 storage",
+    {
+        "ENDPOINT": "endpoint",
+        "BUCKET": "bucket",
+        "REGION": "region",
+        "ACCESS_KEY_ID": "access_key_id",
+        "SECRET_ACCESS_KEY": "secret_access_key",
+        "FORCE_PATH_STYLE": "force_path_style",
+    },
+    ("bucket", "access_key_id", "secret_access_key"),
+)
+_POSTGRES_ENV: Final = _EnvLayout(
+    "PostgreSQL storage",
+    {
+        "DSN": "dsn",
+        "SCHEMA": "schema",
+        "TABLE_PREFIX": "table_prefix",
+        "CHUNK_SIZE": "chunk_size",
+        "MAX_CONNECTIONS": "max_connections",
+    },
+    ("dsn",),
+)
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
 
@@ -304,13 +497,74 @@ def _structure_bool(value: object, _: type) -> bool:
     raise ValueError(msg)
 
 
+def _structure_int(value: object, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        msg = "expected an integer"
+        raise TypeError(msg)
+    return int(value)
+
+
 _converter = cattrs.Converter()
 _converter.register_structure_hook(bool, _structure_bool)
+_converter.register_structure_hook(int, _structure_int)
+
+
+def _load(
+    cls: type[_C], layout: _EnvLayout, env: Mapping[str, str] | None, prefix: str
+) -> Unconfigured | Configured[_C] | Misconfigured:
+    """Read *layout*'s variables and build *cls*, or say what is wrong."""
+    source = os.environ if env is None else env
+    raw = {
+        name: value
+        for suffix, name in layout.fields.items()
+        if (value := source.get(prefix + suffix, "")).strip()
+    }
+    if not raw:
+        return Unconfigured()
+    values: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for attribute in attrs.fields(cls):  # type: ignore[arg-type]
+        name = attribute.name
+        if name not in raw:
+            if name in layout.required:
+                problems[name] = "missing"
+            continue
+        try:
+            value = _converter.structure(raw[name], attribute.type)
+            if attribute.validator is not None:
+                attribute.validator(None, attribute, value)
+        except (ValueError, TypeError, ConfigurationError, cattrs.BaseValidationError):
+            problems[name] = "invalid"
+            continue
+        values[name] = value
+    if problems:
+        return Misconfigured(_describe(layout, problems, prefix))
+    return Configured(cls(**values))
+
+
+def _describe(
+    layout: _EnvLayout, problems: dict[str, str], prefix: str
+) -> ConfigurationError:
+    missing = [name for name, kind in problems.items() if kind == "missing"]
+    invalid = [name for name, kind in problems.items() if kind == "invalid"]
+    parts = []
+    if missing:
+        parts.append("missing " + ", ".join(missing))
+    if invalid:
+        parts.append("invalid " + ", ".join(invalid))
+    env_names = {v: k for k, v in layout.fields.items()}
+    variables = ", ".join(prefix + env_names[name] for name in problems)
+    msg = (
+        f"{layout.what} is partly configured: {'; '.join(parts)}. "
+        f"Set or fix {variables}, or unset all {prefix}* variables to use "
+        "another backend."
+    )
+    return ConfigurationError(msg, fields=tuple(problems))
 
 
 def load_s3_config_from_env(
     env: Mapping[str, str] | None = None, *, prefix: str = DEFAULT_ENV_PREFIX
-) -> Unconfigured | Configured | Misconfigured:
+) -> Unconfigured | Configured[S3StoreConfig] | Misconfigured:
     """Read the S3 settings from the environment.
 
     Reads ``{prefix}ENDPOINT``, ``BUCKET``, ``REGION``, ``ACCESS_KEY_ID``,
@@ -328,48 +582,26 @@ def load_s3_config_from_env(
 
     .. versionadded:: 0.1.0
     """
-    source = os.environ if env is None else env
-    raw = {
-        name: value
-        for suffix, name in _ENV_FIELDS.items()
-        if (value := source.get(prefix + suffix, "")).strip()
-    }
-    if not raw:
-        return Unconfigured()
-    values: dict[str, Any] = {}
-    problems: dict[str, str] = {}
-    for attribute in attrs.fields(S3StoreConfig):
-        name = attribute.name
-        if name not in raw:
-            if name in _REQUIRED:
-                problems[name] = "missing"
-            continue
-        try:
-            value = _converter.structure(raw[name], attribute.type)  # type: ignore[arg-type]
-            if attribute.validator is not None:
-                attribute.validator(None, attribute, value)
-        except (ValueError, TypeError, ConfigurationError, cattrs.BaseValidationError):
-            problems[name] = "invalid"
-            continue
-        values[name] = value
-    if problems:
-        return Misconfigured(_describe(problems, prefix))
-    return Configured(S3StoreConfig(**values))
+    return _load(S3StoreConfig, _S3_ENV, env, prefix)
 
 
-def _describe(problems: dict[str, str], prefix: str) -> ConfigurationError:
-    missing = [name for name, kind in problems.items() if kind == "missing"]
-    invalid = [name for name, kind in problems.items() if kind == "invalid"]
-    parts = []
-    if missing:
-        parts.append("missing " + ", ".join(missing))
-    if invalid:
-        parts.append("invalid " + ", ".join(invalid))
-    env_names = {v: k for k, v in _ENV_FIELDS.items()}
-    variables = ", ".join(prefix + env_names[name] for name in problems)
-    msg = (
-        f"S3 storage is partly configured: {'; '.join(parts)}. "
-        f"Set or fix {variables}, or unset all {prefix}* variables to use "
-        "another backend."
-    )
-    return ConfigurationError(msg, fields=tuple(problems))
+def load_postgres_config_from_env(
+    env: Mapping[str, str] | None = None, *, prefix: str = POSTGRES_ENV_PREFIX
+) -> Unconfigured | Configured[PostgresStoreConfig] | Misconfigured:
+    """Read the PostgreSQL settings from the environment.
+
+    Reads ``{prefix}DSN`` (required once any is set), ``SCHEMA``,
+    ``TABLE_PREFIX``, ``CHUNK_SIZE`` and ``MAX_CONNECTIONS``. An empty value
+    counts as unset.
+
+    Args:
+        env: The variables to read; :data:`os.environ` by default.
+        prefix: The common prefix of the variable names.
+
+    Returns:
+        :class:`Unconfigured`, :class:`Configured` or :class:`Misconfigured`,
+        as :func:`load_s3_config_from_env`.
+
+    .. versionadded:: 0.1.0
+    """
+    return _load(PostgresStoreConfig, _POSTGRES_ENV, env, prefix)

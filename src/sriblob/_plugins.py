@@ -1,34 +1,86 @@
-"""The store plugins sriblob ships, published in the ``sriblob.stores`` group.
+"""The store plugins sriblob ships, and which backend the default registry prefers.
 
-A plugin is a callable ``(registry, env, logger) -> None`` that registers its
-store only when it is usable, and records what it found with
-:meth:`~sriblob.BlobStoreRegistry.set_status` (never a secret).
+A plugin is a :class:`StorePlugin`, published in the ``sriblob.stores``
+entry-point group: a callable ``(registry, env, logger)`` that registers its
+store only when the environment configures it completely, and says what it
+found with :meth:`~sriblob.BlobStoreRegistry.set_status` (never a secret).
+A plugin that finds its settings present but unusable reports it with
+:meth:`~sriblob.BlobStoreRegistry.set_problem`; the default registry then
+refuses writes instead of sending them to another backend.
+
+Every backend is configured the same way: an attrs config, and a loader that
+answers :class:`~sriblob.Unconfigured`, :class:`~sriblob.Configured` or
+:class:`~sriblob.Misconfigured`. The heavy backends (aioboto3, asyncpg) are
+imported only when their configuration is complete.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
-
-import platformdirs
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._config import (
     DEFAULT_ENV_PREFIX,
+    POSTGRES_ENV_PREFIX,
     Configured,
     Misconfigured,
     Unconfigured,
+    load_postgres_config_from_env,
     load_s3_config_from_env,
 )
-from ._filesystem import FilesystemBlobStore
-from ._store import BlobStore
+from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from ._registry import BlobStoreRegistry
+    from ._store import BlobStore
 
-__all__ = ["register_filesystem", "register_s3"]
+__all__ = [
+    "PRECEDENCE",
+    "ROOT_ORIGIN",
+    "StorePlugin",
+    "register_filesystem",
+    "register_postgres",
+    "register_s3",
+]
+
+#: The backend :func:`~sriblob.default_registry` activates, most preferred
+#: first, and why.
+PRECEDENCE: Final = (
+    ("s3", "S3 is configured"),
+    ("postgres", "Postgres is configured and S3 is not"),
+    ("filesystem", "the default: neither S3 nor Postgres is configured"),
+)
+
+#: The settings key :func:`~sriblob.default_registry` uses to say where an
+#: explicit root came from (not an environment variable anyone sets).
+ROOT_ORIGIN: Final = "sriblob:root-origin"
+
+
+class StorePlugin(Protocol):
+    """What the ``sriblob.stores`` entry-point group publishes.
+
+    Called once per :func:`~sriblob.default_registry` with the registry, the
+    settings (the environment, or the mapping the host passed) and the
+    ``sriblob`` logger. It registers a store only when its settings are
+    complete and valid, records one line with
+    :meth:`~sriblob.BlobStoreRegistry.set_status`, and reports present but
+    unusable settings with :meth:`~sriblob.BlobStoreRegistry.set_problem`.
+    It must never log or record a secret.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __call__(
+        self,
+        registry: BlobStoreRegistry,
+        env: Mapping[str, str],
+        logger: logging.Logger,
+        /,
+    ) -> None:
+        """Register the plugin's store if *env* configures it."""
 
 
 def register_filesystem(
@@ -37,11 +89,16 @@ def register_filesystem(
     """Register the filesystem store, always.
 
     Its root is ``SRIBLOB_ROOT``, or the user data directory
-    (``platformdirs.user_data_dir("sriblob")``) when that is unset or empty.
+    (``platformdirs.user_data_dir("sriblob")``) when that is unset or empty,
+    unless the caller of :func:`~sriblob.default_registry` gave one.
     """
+    from ._filesystem import FilesystemBlobStore  # noqa: PLC0415 -- lazy
+
     root = env.get("SRIBLOB_ROOT", "").strip()
-    origin = "SRIBLOB_ROOT"
+    origin = env.get(ROOT_ORIGIN) or "SRIBLOB_ROOT"
     if not root:
+        import platformdirs  # noqa: PLC0415 -- lazy
+
         root = platformdirs.user_data_dir("sriblob")
         origin = "the user data directory; set SRIBLOB_ROOT to change it"
     registry.register(FilesystemBlobStore(root))
@@ -55,38 +112,94 @@ def register_s3(
     """Register the S3 store when the environment configures it completely.
 
     Reads the ``CHECKSTACK_SCRIPT_PACKAGES_S3_*`` variables with
-    :func:`~sriblob.load_s3_config_from_env`. Nothing is registered when none
-    is set (logged at debug level), when some are missing or invalid (logged
-    as an error naming the fields, never a value), or when the S3 support
-    can't be imported.
+    :func:`~sriblob.load_s3_config_from_env`.
     """
-    match load_s3_config_from_env(env):
+
+    def build(config: Any) -> BlobStore:
+        module = importlib.import_module("._s3", __package__)
+        store: BlobStore = module.S3BlobStore(config)
+        return store
+
+    def describe(config: Any) -> str:
+        return f"configured: bucket {config.bucket!r} at {config.endpoint or 'AWS'}"
+
+    _register(
+        registry,
+        logger,
+        name="s3",
+        label="S3",
+        result=load_s3_config_from_env(env),
+        variables=f"{DEFAULT_ENV_PREFIX}*",
+        build=build,
+        describe=describe,
+    )
+
+
+def register_postgres(
+    registry: BlobStoreRegistry, env: Mapping[str, str], logger: logging.Logger
+) -> None:
+    """Register the PostgreSQL store when ``SRIBLOB_POSTGRES_DSN`` configures it.
+
+    Reads the ``SRIBLOB_POSTGRES_*`` variables with
+    :func:`~sriblob.load_postgres_config_from_env`; needs the ``postgres``
+    extra (asyncpg).
+    """
+
+    def build(config: Any) -> BlobStore:
+        module = importlib.import_module("._postgres", __package__)
+        store: BlobStore = module.PostgresBlobStore.from_config(config)
+        return store
+
+    _register(
+        registry,
+        logger,
+        name="postgres",
+        label="PostgreSQL",
+        result=load_postgres_config_from_env(env),
+        variables=f"{POSTGRES_ENV_PREFIX}DSN",
+        build=build,
+        describe=lambda _: f"configured from {POSTGRES_ENV_PREFIX}DSN",
+    )
+
+
+def _register(
+    registry: BlobStoreRegistry,
+    logger: logging.Logger,
+    *,
+    name: str,
+    label: str,
+    result: Unconfigured | Configured[Any] | Misconfigured,
+    variables: str,
+    build: Callable[[Any], BlobStore],
+    describe: Callable[[Any], str],
+) -> None:
+    """Register a configured backend, or record why it isn't registered."""
+    match result:
         case Unconfigured():
             logger.debug(
-                "S3 store not registered: no %s* variable is set", DEFAULT_ENV_PREFIX
+                "%s store not registered: no %s variable is set", label, variables
             )
             registry.set_status(
-                "s3", f"not configured (no {DEFAULT_ENV_PREFIX}* variable is set)"
+                name, f"not configured (no {variables} variable is set)"
             )
         case Misconfigured(error=error):
-            logger.error("S3 store not registered: %s", error)
-            registry.set_status("s3", f"misconfigured, not registered: {error}")
+            logger.error("%s store not registered: %s", label, error)
+            registry.set_problem(name, error)
+            registry.set_status(name, f"misconfigured, not registered: {error}")
         case Configured(config=config):
             try:
-                module = importlib.import_module("._s3", __package__)
-                store_class = module.S3BlobStore
-            except (ImportError, AttributeError) as exc:
-                logger.error(  # noqa: TRY400 -- one line; the cause is in the message
-                    "S3 store not registered: S3 support can't be imported (%s)", exc
+                store = build(config)
+            except ImportError as exc:
+                reason = str(exc) or type(exc).__name__
+                msg = (
+                    f"{label} storage is configured ({variables}) but can't be "
+                    f"used: {reason}"
                 )
-                registry.set_status("s3", f"configured but unavailable: {exc}")
+                logger.error(  # noqa: TRY400 -- one line; the cause is in the message
+                    "%s store not registered: %s", label, msg
+                )
+                registry.set_problem(name, ConfigurationError(msg))
+                registry.set_status(name, f"configured but unavailable: {reason}")
                 return
-            store = store_class(config)
-            if not isinstance(store, BlobStore):  # pragma: no cover -- our own class
-                msg = f"sriblob._s3.S3BlobStore built {store!r}, not a BlobStore."
-                raise TypeError(msg)
             registry.register(store)
-            endpoint = config.endpoint or "AWS"
-            registry.set_status(
-                "s3", f"configured: bucket {config.bucket!r} at {endpoint}"
-            )
+            registry.set_status(name, describe(config))

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
-import urllib.parse
 import warnings
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
+from ._config import (
+    LONGEST_TABLE_SUFFIX,
+    PostgresStoreConfig,
+    describe_dsn,
+)
 from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
 from .exceptions import AccessDenied, StoreClosed, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     import datetime as dt
-    import logging
-    from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
     import asyncpg
 
     from ._compat import Buffer
     from ._integrity import Integrity
 
-__all__ = ["PostgresBlobStore", "register_postgres"]
-
-#: The environment variable the plugin reads the DSN from.
-DSN_VARIABLE: Final = "SRIBLOB_POSTGRES_DSN"
+__all__ = ["INSTALL_HINT", "PostgresBlobStore"]
 
 #: The schema version this code reads and writes; see ``_MIGRATIONS``.
 SCHEMA_VERSION: Final = 1
@@ -36,13 +35,7 @@ SCHEMA_VERSION: Final = 1
 _READ_AHEAD_BYTES: Final = 2 * 1024 * 1024
 #: Blob rows per list() page; each page is one short query.
 _LIST_PAGE_SIZE: Final = 1000
-_MAX_CHUNK_SIZE: Final = 64 * 1024 * 1024
-#: PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
-_MAX_IDENTIFIER: Final = 63
-_IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]*")
-_LONGEST_SUFFIX: Final = "schema_version"
-_SCHEMES: Final = ("postgres", "postgresql")
-_INSTALL_HINT: Final = (
+INSTALL_HINT: Final = (
     "PostgresBlobStore needs asyncpg; install it with "
     "`pip install 'sriblob[postgres]'`."
 )
@@ -79,77 +72,12 @@ def _import_asyncpg() -> None:
     try:
         import asyncpg  # noqa: F401, PLC0415 -- an optional dependency
     except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
-
-
-def _check_identifier(what: str, value: object, max_length: int) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
-        msg = (
-            f"{what} must be lowercase letters, digits and underscores, starting "
-            f"with a letter or underscore; got {value!r}."
-        )
-        raise ValueError(msg)
-    if len(value) > max_length:
-        msg = f"{what} must be at most {max_length} characters long; got {value!r}."
-        raise ValueError(msg)
-    return value
+        raise ImportError(INSTALL_HINT) from exc
 
 
 def _quote(identifier: str) -> str:
     # Identifiers are validated to [a-z0-9_]; quoting keeps keywords usable.
     return f'"{identifier}"'
-
-
-def _split_dsn(dsn: str) -> tuple[str, str | None, str]:
-    """Split a DSN into its scheme, its user info (or None) and the rest.
-
-    The user info is everything before the *last* ``@`` of the part after
-    ``scheme://``: a password may hold any character, so nothing before that
-    ``@`` is ever shown.
-    """
-    scheme, _, rest = dsn.partition("://")
-    userinfo, at, location = rest.rpartition("@")
-    return scheme, (userinfo if at else None), location
-
-
-def dsn_problem(dsn: object) -> str | None:
-    """Return what is wrong with a PostgreSQL DSN, or None if it looks usable.
-
-    The answer never contains the DSN itself, which may hold a password.
-    """
-    if not isinstance(dsn, str):
-        return f"it must be a str, not {type(dsn).__name__}"
-    if not dsn.strip():
-        return "it is empty"
-    scheme, userinfo, _ = _split_dsn(dsn)
-    if "://" not in dsn or scheme not in _SCHEMES:
-        return "it must be a URL starting with postgresql:// or postgres://"
-    if userinfo is not None and any(c in userinfo for c in "/?#"):
-        # A URL parser (asyncpg's among them) would end the host part at the
-        # first of these and read the password as a host, port or path.
-        return (
-            "the user name or password holds an unencoded '/', '?' or '#'; "
-            "percent-encode it (for example '/' as %2F)"
-        )
-    try:
-        parts = urllib.parse.urlsplit(dsn)
-        if "," not in parts.netloc:  # several hosts carry their own ports
-            parts.port  # noqa: B018 -- raises ValueError for a bad port
-    except ValueError:
-        return "it is not a valid URL (check the host and port)"
-    return None
-
-
-def describe_dsn(dsn: str) -> str:
-    """Return ``host:port/database`` for messages: no user, no password.
-
-    Whatever precedes the last ``@`` is dropped, so even a malformed DSN
-    never shows its password.
-    """
-    _, _, location = _split_dsn(dsn)
-    host, slash, rest = location.partition("/")
-    database = rest.partition("?")[0].partition("#")[0]
-    return f"{host or 'localhost'}/{database if slash else ''}"
 
 
 @attrs.frozen
@@ -189,7 +117,11 @@ class _Sql:
         def name(suffix: str) -> str:
             return f"{_quote(schema)}.{_quote(prefix + suffix)}"
 
-        blobs, chunks, version = name("blobs"), name("chunks"), name(_LONGEST_SUFFIX)
+        blobs, chunks, version = (
+            name("blobs"),
+            name("chunks"),
+            name(LONGEST_TABLE_SUFFIX),
+        )
         blob_ids = name("blob_ids")
         # One advisory lock per table set, so unrelated stores don't queue.
         digest = hashlib.sha256(f"sriblob:{schema}.{prefix}".encode()).digest()
@@ -338,7 +270,8 @@ class PostgresBlobStore(BlobStore):
     Raises:
         ImportError: asyncpg is not installed (``pip install 'sriblob[postgres]'``).
         TypeError: Neither or both of *dsn* and *pool* were given.
-        ValueError: The DSN, an identifier or a size is invalid.
+        ConfigurationError: The DSN, an identifier or a size is invalid (a
+            ``ValueError`` too; see :class:`~sriblob.PostgresStoreConfig`).
 
     .. versionadded:: 0.1.0
     """
@@ -366,51 +299,49 @@ class PostgresBlobStore(BlobStore):
                 "(PostgresBlobStore('postgresql://...')) or an asyncpg pool (pool=...)."
             )
             raise TypeError(msg)
-        if dsn is not None and (problem := dsn_problem(dsn)) is not None:
-            msg = f"Invalid PostgreSQL DSN: {problem}."
-            raise ValueError(msg)
-        _check_identifier("schema", schema, _MAX_IDENTIFIER)
-        if schema.startswith("pg_"):
-            msg = f"schema names starting with 'pg_' are reserved; got {schema!r}."
-            raise ValueError(msg)
-        # An empty prefix is fine: tables named plain "blobs", "chunks", ...
-        if table_prefix != "":
-            _check_identifier(
-                "table_prefix", table_prefix, _MAX_IDENTIFIER - len(_LONGEST_SUFFIX)
-            )
-        for name, value, upper in (
-            ("chunk_size", chunk_size, _MAX_CHUNK_SIZE),
-            ("max_connections", max_connections, 10_000),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                msg = f"{name} must be an int, not {type(value).__name__}."
-                raise TypeError(msg)
-            if not 1 <= value <= upper:
-                msg = f"{name} must be between 1 and {upper}; got {value}."
-                raise ValueError(msg)
-        if (
-            isinstance(acquire_timeout, bool)
-            or not isinstance(acquire_timeout, int | float)
-            or not 0 < acquire_timeout <= 3600  # noqa: PLR2004
-        ):
-            msg = (
-                "acquire_timeout must be seconds in (0, 3600]; "
-                f"got {acquire_timeout!r}."
-            )
-            raise ValueError(msg)
+        config = PostgresStoreConfig(
+            dsn=dsn,
+            schema=schema,
+            table_prefix=table_prefix,
+            chunk_size=chunk_size,
+            max_connections=max_connections,
+            acquire_timeout=acquire_timeout,
+        )
         _import_asyncpg()
-        self._dsn = dsn
+        self._config = config
         self._pool: asyncpg.Pool[Any] | None = pool
         self._owns_pool = pool is None
         self._where = describe_dsn(dsn) if dsn is not None else None
-        self._schema = schema
-        self._table_prefix = table_prefix
         self._sql = _Sql.build(schema, table_prefix)
-        self._chunk_size = chunk_size
-        self._max_connections = max_connections
-        self._acquire_timeout = float(acquire_timeout)
         self._read_ahead = max(1, min(256, _READ_AHEAD_BYTES // chunk_size))
         self._list_page_size = _LIST_PAGE_SIZE
+
+    @classmethod
+    def from_config(
+        cls,
+        config: PostgresStoreConfig,
+        *,
+        pool: asyncpg.Pool[Any] | None = None,
+        id: str = "postgres",
+        verify: bool = True,
+        max_blob_size: int | None = None,
+    ) -> PostgresBlobStore:
+        """Build a store from a :class:`~sriblob.PostgresStoreConfig`.
+
+        Give *pool* when the config has no DSN.
+        """
+        return cls(
+            config.dsn,
+            pool=pool,
+            id=id,
+            schema=config.schema,
+            table_prefix=config.table_prefix,
+            chunk_size=config.chunk_size,
+            max_connections=config.max_connections,
+            acquire_timeout=config.acquire_timeout,
+            verify=verify,
+            max_blob_size=max_blob_size,
+        )
 
     def __del__(self) -> None:
         # getattr: __init__ may have raised before setting everything.
@@ -422,19 +353,24 @@ class PostgresBlobStore(BlobStore):
             warnings.warn(msg, ResourceWarning, source=self, stacklevel=1)
 
     @property
+    def config(self) -> PostgresStoreConfig:
+        """The store's settings (its ``repr()`` never shows a password)."""
+        return self._config
+
+    @property
     def schema(self) -> str:
         """The schema holding the store's tables."""
-        return self._schema
+        return self._config.schema
 
     @property
     def table_prefix(self) -> str:
         """The prefix of the store's table names."""
-        return self._table_prefix
+        return self._config.table_prefix
 
     @property
     def chunk_size(self) -> int:
         """Bytes per chunk row for new blobs."""
-        return self._chunk_size
+        return self._config.chunk_size
 
     @property
     def pool(self) -> asyncpg.Pool[Any]:
@@ -453,8 +389,8 @@ class PostgresBlobStore(BlobStore):
             f"dsn={self._where!r}" if self._where is not None else "pool=<host pool>"
         )
         return (
-            f"{where} schema={self._schema!r} table_prefix={self._table_prefix!r} "
-            f"chunk_size={self._chunk_size}"
+            f"{where} schema={self.schema!r} table_prefix={self.table_prefix!r} "
+            f"chunk_size={self.chunk_size}"
         )
 
     # -- errors ----------------------------------------------------------------
@@ -499,12 +435,13 @@ class PostgresBlobStore(BlobStore):
         """Acquire a pooled connection, waiting at most ``acquire_timeout``."""
         assert self._pool is not None  # noqa: S101 -- set by startup or __init__
         try:
-            acquired = await self._pool.acquire(timeout=self._acquire_timeout)
+            acquired = await self._pool.acquire(timeout=self._config.acquire_timeout)
         except TimeoutError:
+            waited = self._config.acquire_timeout
             msg = (
                 f"PostgreSQL is unavailable to {action}: no connection of the "
-                f"pool came free within {self._acquire_timeout:g} s (acquire_timeout"
-                "); every connection is held, by open readers or by other work."
+                f"pool came free within {waited:g} s (acquire_timeout); every "
+                "connection is held, by open readers or by other work."
             )
             raise StoreUnavailable(
                 msg, backend=self._id, endpoint=self._where
@@ -522,7 +459,7 @@ class PostgresBlobStore(BlobStore):
         if self._owns_pool:
             with self._translate("connect"):
                 self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self._max_connections
+                    self._config.dsn, min_size=1, max_size=self._config.max_connections
                 )
         try:
             with self._translate("create or migrate the tables"):
@@ -578,7 +515,7 @@ class PostgresBlobStore(BlobStore):
             with self._translate("store a blob"):
                 async with self._connection("store a blob") as conn, conn.transaction():
                     blob_id = await conn.fetchval(sql.next_id)
-                    rows = _fixed_chunks(source, self._chunk_size)
+                    rows = _fixed_chunks(source, self.chunk_size)
                     async with contextlib.aclosing(rows):
                         seq = 0
                         async for chunk in rows:
@@ -770,56 +707,3 @@ def _connection_lost(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
-
-
-class _Registry(Protocol):
-    def register(self, store: BlobStore, /) -> object: ...
-
-
-def register_postgres(
-    registry: _Registry, env: Mapping[str, str], logger: logging.Logger
-) -> None:
-    """Register a :class:`PostgresBlobStore` when ``SRIBLOB_POSTGRES_DSN`` is set.
-
-    The ``sriblob.stores`` entry point ``postgres``. An invalid DSN, or a
-    missing asyncpg, is logged as an error naming the variable, and nothing
-    is registered; the DSN's password is never logged.
-
-    Args:
-        registry: Where to register the store.
-        env: The environment to read.
-        logger: Where to report problems.
-
-    .. versionadded:: 0.1.0
-    """
-    dsn = env.get(DSN_VARIABLE)
-    if not dsn:
-        _set_status(registry, f"not configured ({DSN_VARIABLE} is not set)")
-        return
-    if (problem := dsn_problem(dsn)) is not None:
-        logger.error(
-            "%s is invalid: %s; the postgres store is not registered.",
-            DSN_VARIABLE,
-            problem,
-        )
-        _set_status(registry, f"{DSN_VARIABLE} is invalid ({problem}), not registered")
-        return
-    try:
-        store = PostgresBlobStore(dsn)
-    except ImportError:
-        logger.error(  # noqa: TRY400 -- the hint is the whole story
-            "%s is set, but %s The postgres store is not registered.",
-            DSN_VARIABLE,
-            _INSTALL_HINT,
-        )
-        _set_status(registry, f"{DSN_VARIABLE} is set but asyncpg is missing")
-        return
-    registry.register(store)
-    _set_status(registry, f"configured from {DSN_VARIABLE}")
-
-
-def _set_status(registry: _Registry, status: str) -> None:
-    # For `sriblob info`; registries other than BlobStoreRegistry may lack it.
-    set_status = getattr(registry, "set_status", None)
-    if set_status is not None:
-        set_status("postgres", status)

@@ -6,17 +6,20 @@ import contextlib
 import importlib.metadata
 import logging
 import os
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 from ._integrity import coerce_integrity
-from .exceptions import BlobNotFound, StoreClosed, UnknownBackend
+from .exceptions import BlobNotFound, ConfigurationError, StoreClosed, UnknownBackend
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from types import TracebackType
 
     from ._integrity import Integrity
-    from ._store import BlobReader, BlobStore
+    from ._plugins import StorePlugin
+    from ._store import BlobInfo, BlobReader, BlobStore
+
+_T = TypeVar("_T")
 
 __all__ = ["ENTRY_POINT_GROUP", "BlobStoreRegistry", "default_registry"]
 
@@ -24,13 +27,6 @@ logger = logging.getLogger("sriblob")
 
 #: The entry-point group store plugins are published under.
 ENTRY_POINT_GROUP: Final = "sriblob.stores"
-
-#: The backend :func:`default_registry` activates, most preferred first.
-_PRECEDENCE: Final = (
-    ("s3", "S3 is configured"),
-    ("postgres", "Postgres is configured and S3 is not"),
-    ("filesystem", "the default: neither S3 nor Postgres is configured"),
-)
 
 
 class BlobStoreRegistry:
@@ -56,6 +52,8 @@ class BlobStoreRegistry:
         self._active: str | None = None
         self._reason = ""
         self._statuses: dict[str, str] = {}
+        self._problems: dict[str, ConfigurationError] = {}
+        self._refused: str | None = None
         self._open = False
         self._closed = False
 
@@ -127,12 +125,42 @@ class BlobStoreRegistry:
         """The active store: where new blobs go.
 
         Raises:
+            ConfigurationError: Writes are refused because a backend is
+                misconfigured (see :meth:`refuse_writes`); the message names
+                the backend and its fields, never a value.
             UnknownBackend: No store is registered.
         """
+        if self._refused is not None:
+            fields = tuple(f for error in self._problems.values() for f in error.fields)
+            raise ConfigurationError(self._refused, fields=fields)
         if self._active is None:
             msg = "No store is registered, so none is active."
             raise UnknownBackend(msg, id="", known=())
         return self._stores[self._active]
+
+    @property
+    def writes_refused(self) -> bool:
+        """Whether :attr:`active` raises because a backend is misconfigured."""
+        return self._refused is not None
+
+    def refuse_writes(self) -> None:
+        """Have no active store, because a backend is misconfigured.
+
+        :attr:`active` then raises :class:`~sriblob.ConfigurationError`
+        naming the misconfigured backends; reads with fallback go on over
+        the stores that are registered, in registration order.
+        :func:`default_registry` calls this when a plugin reported a problem.
+        """
+        names = ", ".join(sorted(self._problems)) or "a backend"
+        reasons = "; ".join(
+            f"{name}: {error}" for name, error in sorted(self._problems.items())
+        )
+        self._refused = (
+            f"Writes are refused because {names} is misconfigured, so they "
+            f"don't silently go to another store ({reasons})"
+        )
+        self._active = None
+        self._reason = "writes are refused: a backend is misconfigured"
 
     @property
     def active_reason(self) -> str:
@@ -152,6 +180,7 @@ class BlobStoreRegistry:
         self.get(id)
         self._active = id
         self._reason = reason
+        self._refused = None
 
     # -- status ----------------------------------------------------------------
 
@@ -169,12 +198,32 @@ class BlobStoreRegistry:
         """What each plugin recorded with :meth:`set_status`, by name."""
         return dict(self._statuses)
 
+    def set_problem(self, name: str, error: ConfigurationError, /) -> None:
+        """Record that plugin *name* found its settings present but unusable.
+
+        Args:
+            name: The plugin's name (``"s3"``).
+            error: What is wrong; its message and fields never hold a value.
+        """
+        self._problems[name] = error
+
+    @property
+    def problems(self) -> Mapping[str, ConfigurationError]:
+        """What each plugin reported with :meth:`set_problem`, by name."""
+        return dict(self._problems)
+
     def describe(self) -> list[str]:
         """Return lines saying which store is active and why, and what is there.
 
         This is what ``sriblob info`` prints.
         """
-        if self._active is None:
+        if self._refused is not None:
+            readers = ", ".join(self._stores) or "none"
+            lines = [
+                f"active: none: {self._refused}",
+                f"reads fall back to: {readers}",
+            ]
+        elif self._active is None:
             lines = ["active: none (no store is registered)"]
         else:
             lines = [f"active: {self._active} ({self._reason})"]
@@ -198,6 +247,57 @@ class BlobStoreRegistry:
             first = self._stores[self._active]
         rest = [store for store in self._stores.values() if store is not first]
         return tuple(rest if first is None else [first, *rest])
+
+    async def first_answer(
+        self,
+        integrity: str | Integrity,
+        ask: Callable[[BlobStore], Awaitable[_T | None]],
+        /,
+        *,
+        active: str | None = None,
+        operation: str = "first_answer",
+    ) -> tuple[_T, BlobStore] | None:
+        """Ask the stores in fallback order; return the first answer and its store.
+
+        The primitive every read with fallback is made of: *ask* is called
+        with each store of :meth:`fallback_order` in turn, and the first
+        answer that isn't None wins. A store whose *ask* raises is logged on
+        the ``sriblob`` logger and skipped, so one broken backend never hides
+        a blob another one holds.
+
+        Args:
+            integrity: The blob's integrity, for the log lines.
+            ask: What to ask each store; None means "not here".
+            active: The id to ask first instead of the active store's.
+            operation: The name the log lines give the call.
+
+        Returns:
+            The first answer and the store that gave it, or None when every
+            store answered None.
+
+        Raises:
+            InvalidIntegrity: *integrity* is malformed (before any I/O).
+            UnknownBackend: *active* is not a registered id.
+            StoreClosed: The registry was closed.
+            Exception: No store answered and at least one failed: the first
+                failure is raised again.
+        """
+        wanted = coerce_integrity(integrity)
+        self._check_not_closed()
+        failures: list[Exception] = []
+        for store in self.fallback_order(active=active):
+            try:
+                answer = await ask(store)
+            except Exception as exc:  # noqa: BLE001 -- any backend failure falls through
+                self._skipped(operation, store, wanted, exc)
+                failures.append(exc)
+                continue
+            if answer is not None:
+                self._served(operation, store, wanted)
+                return answer, store
+        if failures:
+            raise failures[0]
+        return None
 
     async def read_with_fallback(
         self, integrity: str | Integrity, /, *, active: str | None = None
@@ -225,21 +325,53 @@ class BlobStoreRegistry:
                 first failure is raised again.
         """
         wanted = coerce_integrity(integrity)
-        self._check_not_closed()
-        failures: list[Exception] = []
-        for store in self.fallback_order(active=active):
-            try:
-                data = await store.get(wanted)
-            except Exception as exc:  # noqa: BLE001 -- any backend failure falls through
-                self._skipped("read_with_fallback", store, wanted, exc)
-                failures.append(exc)
-                continue
-            if data is not None:
-                self._served("read_with_fallback", store, wanted)
-                return data, store.id
-        if failures:
-            raise failures[0]
-        return None
+        found = await self.first_answer(
+            wanted,
+            lambda store: store.get(wanted),
+            active=active,
+            operation="read_with_fallback",
+        )
+        return None if found is None else (found[0], found[1].id)
+
+    async def has_with_fallback(
+        self, integrity: str | Integrity, /, *, active: str | None = None
+    ) -> str | None:
+        """Return the id of the first store that holds the blob, or None.
+
+        Asks as :meth:`read_with_fallback` does, without reading the blob.
+
+        Raises:
+            Exception: As :meth:`first_answer`.
+        """
+        wanted = coerce_integrity(integrity)
+
+        async def holds(store: BlobStore) -> bool | None:
+            return await store.has(wanted) or None
+
+        found = await self.first_answer(
+            wanted, holds, active=active, operation="has_with_fallback"
+        )
+        return None if found is None else found[1].id
+
+    async def stat_with_fallback(
+        self, integrity: str | Integrity, /, *, active: str | None = None
+    ) -> tuple[BlobInfo, str] | None:
+        """Return the blob's :class:`BlobInfo` from the first store that has it.
+
+        Returns:
+            The info and the id of the store that gave it, or None.
+
+        Raises:
+            Exception: As :meth:`first_answer`.
+        """
+        wanted = coerce_integrity(integrity)
+        found = await self.first_answer(
+            wanted,
+            lambda store: store.stat(wanted),
+            active=active,
+            operation="stat_with_fallback",
+        )
+        return None if found is None else (found[0], found[1].id)
 
     def open_with_fallback(
         self, integrity: str | Integrity, /, *, active: str | None = None
@@ -281,31 +413,29 @@ class BlobStoreRegistry:
         """
         wanted = coerce_integrity(integrity)
         self._check_not_closed()
-        return self._open_first(wanted, self.fallback_order(active=active))
+        stores = self.fallback_order(active=active)
+        return self._open_first(wanted, active, tuple(store.id for store in stores))
 
     @contextlib.asynccontextmanager
     async def _open_first(
-        self, wanted: Integrity, stores: tuple[BlobStore, ...]
+        self, wanted: Integrity, active: str | None, ids: tuple[str, ...]
     ) -> AsyncIterator[BlobReader]:
-        failures: list[Exception] = []
-        for store in stores:
-            async with contextlib.AsyncExitStack() as stack:
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def enter(store: BlobStore) -> BlobReader | None:
                 try:
-                    reader = await stack.enter_async_context(store.open(wanted))
+                    return await stack.enter_async_context(store.open(wanted))
                 except BlobNotFound:
-                    continue
-                except Exception as exc:  # noqa: BLE001 -- any backend failure falls through
-                    self._skipped("open_with_fallback", store, wanted, exc)
-                    failures.append(exc)
-                    continue
-                self._served("open_with_fallback", store, wanted)
-                yield reader
-                return
-        if failures:
-            raise failures[0]
-        ids = ", ".join(store.id for store in stores)
-        msg = f"No blob {wanted} in any store ({ids or 'none registered'})."
-        raise BlobNotFound(msg, integrity=str(wanted), backend=ids)
+                    return None
+
+            found = await self.first_answer(
+                wanted, enter, active=active, operation="open_with_fallback"
+            )
+            if found is None:
+                listed = ", ".join(ids)
+                msg = f"No blob {wanted} in any store ({listed or 'none registered'})."
+                raise BlobNotFound(msg, integrity=str(wanted), backend=listed)
+            yield found[0]
 
     def _skipped(
         self, operation: str, store: BlobStore, wanted: Integrity, exc: Exception
@@ -390,42 +520,64 @@ def default_registry(
     env: Mapping[str, str] | None = None,
     *,
     root: str | os.PathLike[str] | None = None,
+    ignore_misconfigured: bool = False,
 ) -> BlobStoreRegistry:
     """Build a registry from every installed store plugin.
 
-    Each plugin in the ``sriblob.stores`` entry-point group is called with
-    the registry, *env* and the ``sriblob`` logger, and registers its store
-    only if it is usable. A plugin that fails is logged and skipped. Then the
-    active store is chosen: ``"s3"`` if registered, else ``"postgres"``, else
-    ``"filesystem"`` (else the first registered).
+    Each :class:`~sriblob.StorePlugin` in the ``sriblob.stores`` entry-point
+    group is called with the registry, *env* and the ``sriblob`` logger, and
+    registers its store only if it is usable. A plugin that fails is logged
+    and skipped. Then the active store is chosen: ``"s3"`` if registered,
+    else ``"postgres"``, else ``"filesystem"`` (else the first registered).
+
+    **A misconfigured backend refuses writes.** When a plugin finds its
+    settings present but unusable (a partial or invalid S3 configuration, a
+    bad DSN, a missing optional dependency), no store is active: every write
+    through :attr:`~BlobStoreRegistry.active` raises
+    :class:`~sriblob.ConfigurationError` naming the backend and its fields,
+    so a typo in a deployment's environment never sends blobs to another
+    store. Reads with fallback go on over the stores that are registered,
+    and a warning says so.
 
     Args:
         env: The environment to read settings from; :data:`os.environ` by
             default.
         root: The filesystem store's root directory, overriding
             ``SRIBLOB_ROOT``.
+        ignore_misconfigured: Activate by precedence anyway when a backend
+            is misconfigured (the problem is still logged as an error and
+            kept in :attr:`~BlobStoreRegistry.problems`): writes then go to
+            the best store that is configured.
 
     Returns:
         The registry, not entered yet: use ``async with`` on it.
 
     .. versionadded:: 0.1.0
     """
+    from ._plugins import PRECEDENCE, ROOT_ORIGIN  # noqa: PLC0415 -- import cost
+
     settings = dict(os.environ if env is None else env)
     if root is not None:
         settings["SRIBLOB_ROOT"] = os.fspath(root)
+        settings[ROOT_ORIGIN] = "given by the caller: sriblob --root, or root="
     registry = BlobStoreRegistry()
     points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     for point in sorted(points, key=lambda p: (p.name, p.value)):
         try:
-            plugin: Callable[
-                [BlobStoreRegistry, Mapping[str, str], logging.Logger], None
-            ]
-            plugin = point.load()
+            plugin: StorePlugin = point.load()
             plugin(registry, settings, logger)
         except Exception as exc:
             logger.exception("Store plugin %r (%s) failed", point.name, point.value)
             registry.set_status(point.name, f"plugin failed: {type(exc).__name__}")
-    for id, reason in _PRECEDENCE:
+    if registry.problems and not ignore_misconfigured:
+        registry.refuse_writes()
+        logger.warning(
+            "%s; reads fall back to: %s",
+            registry._refused,  # noqa: SLF001 -- built just now
+            ", ".join(registry.ids()) or "none",
+        )
+        return registry
+    for id, reason in PRECEDENCE:
         if registry.has(id):
             registry.activate(id, reason=reason)
             break
