@@ -52,13 +52,15 @@ class Fault:
             ``Expect: 100-continue``; ``stop_reading`` reads the head and
             *after* bytes of the body, then stops reading (the client's
             writes back up) and never answers; ``trickle`` forwards the
-            request but sends the response on at *rate* bytes a second.
-        match: Only requests whose request line contains this are hit.
+            request, sends the first *after* bytes of the response on, and
+            the rest at *rate* bytes a second.
+        match: Only requests whose request line contains this (or, for a
+            tuple, every one of these) are hit.
         times: How many more requests this fault hits.
     """
 
     kind: FaultKind
-    match: str = ""
+    match: str | tuple[str, ...] = ""
     times: int = 1
     status: int = 503
     after: int = 0
@@ -128,7 +130,8 @@ class FaultProxy:
 
     def _take(self, line: str) -> Fault | None:
         for fault in self._faults:
-            if fault.times > 0 and fault.match in line:
+            wanted = (fault.match,) if isinstance(fault.match, str) else fault.match
+            if fault.times > 0 and all(part in line for part in wanted):
                 fault.times -= 1
                 self.hits.append((line, fault.kind))
                 return fault
@@ -175,7 +178,7 @@ class FaultProxy:
             )
             self._writers.add(upstream_writer)
             cut: list[int | None] = [None]
-            rate: list[int | None] = [None]
+            rate: list[int | None] = [None, 0]
             responses = asyncio.create_task(
                 self._responses(upstream_reader, client_writer, cut, rate)
             )
@@ -223,7 +226,7 @@ class FaultProxy:
                 cut[0] = None if fault is None else fault.after
                 if fault is not None and fault.kind == "trickle":
                     cut[0] = None
-                    rate[0] = fault.rate
+                    rate[:] = [fault.rate, fault.after]
                 upstream.write(head)
                 await self._pipe_body(reader, upstream, length)
                 continue
@@ -317,11 +320,19 @@ class FaultProxy:
     ) -> None:
         while data := await reader.read(65536):
             if rate[0] is not None:
-                # Trickle: a byte or a few at a time, never faster than rate.
-                for start in range(0, len(data), rate[0]):
-                    client.write(data[start : start + rate[0]])
+                # Trickle: the first `after` bytes at once, then at most
+                # `rate` bytes a second.
+                fast = min(len(data), rate[1] or 0)
+                rate[1] = (rate[1] or 0) - fast
+                client.write(data[:fast])
+                await client.drain()
+                # Quarter-second steps: every socket read gets a byte well
+                # within any read timeout, so only a deadline stops it.
+                step = max(1, rate[0] // 4)
+                for start in range(fast, len(data), step):
+                    client.write(data[start : start + step])
                     await client.drain()
-                    await asyncio.sleep(1)
+                    await asyncio.sleep(0.25)
                 continue
             if cut[0] is not None:
                 if len(data) >= cut[0]:
