@@ -459,3 +459,59 @@ class TestLifecycle:
         """repr() shows the store's class and id."""
         assert type(store).__name__ in repr(store)
         assert repr(store.id) in repr(store)
+
+
+def two_digests(right: bytes, other: bytes = b"not the data") -> tuple[str, str]:
+    """Return the SRI string of *right*, and one with another sha512 digest first."""
+    return integrity_of(right), f"{integrity_of(other)} {integrity_of(right)}"
+
+
+class TestSeveralDigests:
+    """A string with several sha512 digests matches the data by any of them."""
+
+    @pytest.mark.parametrize("order", ["other-first", "right-first"])
+    @pytest.mark.parametrize("how", ["bytes", "stream"])
+    async def test_put_stores_under_the_digest_that_matched(
+        self, store: BlobStore, order: str, how: str
+    ) -> None:
+        """Whatever the order, put() verifies and stores under the matching digest."""
+        data = blob(300_000, seed=31)
+        right, other_first = two_digests(data)
+        text = (
+            other_first if order == "other-first" else f"{right} {integrity_of(b'x')}"
+        )
+        source = data if how == "bytes" else chunked(data, 100_000)
+
+        assert await store.put(text, source) == right
+
+        assert await collect(store) == {right}
+        assert await store.get(right) == data
+
+    async def test_no_digest_matches(self, store: BlobStore) -> None:
+        """Data matching none of the digests is refused and stores nothing."""
+        text = f"{integrity_of(b'one')} {integrity_of(b'two')}"
+
+        with pytest.raises(IntegrityMismatch, match="expected one of") as excinfo:
+            await store.put(text, b"three")
+
+        assert excinfo.value.expected == text
+        assert await collect(store) == set()
+
+    async def test_reads_look_under_every_digest(self, store: BlobStore) -> None:
+        """Reads and deletes accept the string, whichever digest is stored."""
+        data = b"stored under the second digest"
+        right, text = two_digests(data)
+        await store.put(right, data)
+
+        assert await store.get(text) == data
+        async with store.open(text) as reader:
+            assert await reader.read() == data
+        assert await store.has(text)
+        info = await store.stat(text)
+        assert info is not None
+        assert info.integrity == right
+        await store.delete(text)
+        assert not await store.has(right)
+        with pytest.raises(BlobNotFound):
+            async with store.open(text):
+                pass

@@ -215,3 +215,58 @@ class TestProperties:
             return
         best = max(supported, key=lambda t: int(t[3:6]))
         assert str(Integrity.parse(" ".join(tokens))) == best
+
+
+def sri(data: bytes, algorithm: str = "sha512") -> str:
+    """Return the SRI string of *data*, computed with hashlib (not sriblob)."""
+    digest = hashlib.new(algorithm, data).digest()
+    return f"{algorithm}-{base64.b64encode(digest).decode()}"
+
+
+class TestSeveralDigests:
+    """Any digest of the strongest algorithm may match, as SRI and ssri say."""
+
+    def test_parse_all_keeps_every_strongest_digest(self) -> None:
+        """parse_all() returns the strongest algorithm's digests, in order."""
+        first, second = sri(b"one"), sri(b"two")
+        text = f"{sri(b'x', 'sha256')} {first} {sri(b'y', 'sha384')} {second}"
+
+        assert [str(i) for i in Integrity.parse_all(text)] == [first, second]
+        assert str(Integrity.parse(text)) == first
+
+    def test_duplicates_are_listed_once(self) -> None:
+        """The same digest twice is one candidate."""
+        text = f"{sri(b'one')} {sri(b'one')}?opt"
+
+        assert [str(i) for i in Integrity.parse_all(text)] == [sri(b"one")]
+
+    def test_a_weaker_algorithm_never_counts(self) -> None:
+        """sha256 digests are ignored once a sha512 one is present."""
+        text = f"{sri(b'one', 'sha256')} {sri(b'two')}"
+
+        assert [str(i) for i in Integrity.parse_all(text)] == [sri(b"two")]
+
+
+class TestWhitespace:
+    """Tokens are separated by ASCII whitespace only, as SRI splits them."""
+
+    @pytest.mark.parametrize("separator", [" ", "\t", "\n", "\f", "\r", " \t\r\n "])
+    def test_ascii_whitespace_separates(self, separator: str) -> None:
+        """Space, tab, LF, FF and CR separate hashes, alone or in runs."""
+        text = f"{separator}{sri(b'a')}{separator}{sri(b'b')}{separator}"
+
+        assert [str(i) for i in Integrity.parse_all(text)] == [sri(b"a"), sri(b"b")]
+
+    @pytest.mark.parametrize(
+        "separator", ["\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\u00a0", "\u2028", "\v"]
+    )
+    def test_other_whitespace_is_part_of_a_token(self, separator: str) -> None:
+        """Python's other whitespace doesn't split: the token is malformed."""
+        with pytest.raises(InvalidIntegrity):
+            Integrity.parse(f"{sri(b'a')}{separator}{sri(b'b')}")
+
+    @pytest.mark.parametrize("separator", ["\x1c", "\x85", "\v"])
+    def test_other_whitespace_around_is_not_stripped(self, separator: str) -> None:
+        """Leading or trailing non-ASCII whitespace makes the token invalid."""
+        with pytest.raises(InvalidIntegrity):
+            Integrity.parse(f"{separator}{sri(b'a')}")

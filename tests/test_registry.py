@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -556,3 +557,105 @@ def register_fake_postgres(
     """Stand in for a Postgres plugin: register a store named "postgres"."""
     store: BlobStore = MemoryBlobStore(id="postgres")
     registry.register(store)
+
+
+FULL_S3 = {
+    f"{S3}BUCKET": "blobs",
+    f"{S3}ACCESS_KEY_ID": "AKIAEXAMPLE",
+    f"{S3}SECRET_ACCESS_KEY": SECRET,
+}
+
+
+class TestMisconfigured:
+    """A backend whose settings are present but unusable never diverts writes."""
+
+    @pytest.mark.parametrize(
+        ("env", "backend", "fields"),
+        [
+            ({f"{S3}BUCKET": "blobs"}, "s3", {"access_key_id", "secret_access_key"}),
+            ({**FULL_S3, f"{S3}FORCE_PATH_STYLE": "maybe"}, "s3", {"force_path_style"}),
+            ({**FULL_S3, f"{S3}ENDPOINT": "ftp://x"}, "s3", {"endpoint"}),
+            ({"SRIBLOB_POSTGRES_DSN": f"mysql://u:{SECRET}@h/db"}, "postgres", {"dsn"}),
+            ({"SRIBLOB_POSTGRES_SCHEMA": "blobs"}, "postgres", {"dsn"}),
+        ],
+        ids=["only-bucket", "bad-path-style", "bad-endpoint", "bad-dsn", "no-dsn"],
+    )
+    async def test_writes_are_refused(
+        self,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+        env: dict[str, str],
+        backend: str,
+        fields: set[str],
+    ) -> None:
+        """No store is active: a write raises ConfigurationError naming it."""
+        with caplog.at_level(logging.WARNING, logger="sriblob"):
+            registry = default_registry(env, root=tmp_path)
+
+        assert registry.writes_refused
+        with pytest.raises(
+            ConfigurationError, match=f"{backend} is misconfigured"
+        ) as e:
+            await registry.active.add(DATA)
+        assert set(e.value.fields) == fields
+        assert SECRET not in str(e.value)
+        assert list(tmp_path.rglob("*")) == []  # nothing reached the disk
+        assert "reads fall back to: filesystem" in caplog.text
+        assert SECRET not in messages(caplog)
+
+    async def test_reads_still_fall_back(self, tmp_path: Path) -> None:
+        """Blobs the configured stores hold are still read."""
+        async with default_registry({}, root=tmp_path) as registry:
+            integrity = await registry.active.add(DATA)
+
+        async with default_registry(
+            {f"{S3}BUCKET": "blobs"}, root=tmp_path
+        ) as registry:
+            assert await registry.read_with_fallback(integrity) == (DATA, "filesystem")
+            assert await registry.has_with_fallback(integrity) == "filesystem"
+            async with registry.open_with_fallback(integrity) as reader:
+                assert await reader.read() == DATA
+
+    async def test_describe_says_what_is_wrong(self, tmp_path: Path) -> None:
+        """describe() names the misconfigured backend and where reads go."""
+        registry = default_registry({f"{S3}BUCKET": "blobs"}, root=tmp_path)
+
+        lines = registry.describe()
+
+        assert lines[0].startswith("active: none: Writes are refused because s3")
+        assert "access_key_id" in lines[0]
+        assert lines[1] == "reads fall back to: filesystem"
+        assert "misconfigured" in registry.statuses["s3"]
+
+    async def test_missing_dependency_is_a_problem_too(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A configured backend whose library is missing refuses writes as well."""
+        monkeypatch.setitem(sys.modules, "asyncpg", None)
+        env = {"SRIBLOB_POSTGRES_DSN": "postgresql://localhost/db"}
+
+        registry = default_registry(env, root=tmp_path)
+
+        with pytest.raises(ConfigurationError, match=r"sriblob\[postgres\]"):
+            _ = registry.active
+
+    async def test_ignore_misconfigured_keeps_the_old_behaviour(
+        self, tmp_path: Path
+    ) -> None:
+        """ignore_misconfigured=True activates the best configured store anyway."""
+        registry = default_registry(
+            {f"{S3}BUCKET": "blobs"}, root=tmp_path, ignore_misconfigured=True
+        )
+
+        assert not registry.writes_refused
+        assert registry.active.id == "filesystem"
+        assert set(registry.problems) == {"s3"}
+
+    def test_root_is_credited_to_the_caller(self, tmp_path: Path) -> None:
+        """root= is described as given by the caller, not as SRIBLOB_ROOT."""
+        registry = default_registry({}, root=tmp_path)
+
+        assert "given by the caller" in registry.statuses["filesystem"]
+        assert "SRIBLOB_ROOT" not in registry.statuses["filesystem"]
+        from_env = default_registry({"SRIBLOB_ROOT": str(tmp_path)})
+        assert "(SRIBLOB_ROOT)" in from_env.statuses["filesystem"]

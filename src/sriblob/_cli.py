@@ -2,35 +2,25 @@
 
 The whole-store commands (migrate, verify, gc) run the library operations
 of :mod:`sriblob._operations` on the default registry's stores.
+
+Only the standard library is imported up front, so ``sriblob --help`` and a
+Ctrl-C during start-up are instant and quiet; the stores, and tqdm for
+progress bars, load when a command needs them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import datetime as dt
-import json
 import logging
 import os
-import secrets
-import shutil
+import stat
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Final
 
-import attrs
-from tqdm import tqdm
-
-from ._filesystem import FilesystemBlobStore
-from ._integrity import Integrity
-from ._operations import collect_garbage, migrate, verify
-from ._registry import default_registry
-from ._store import CHUNK_SIZE
-from .exceptions import BlobNotFound, InvalidIntegrity, SriblobError, UnknownBackend
-
+# asyncio, json, signal and tempfile are imported where they are used: the
+# less runs before main() can catch a Ctrl-C, the fewer tracebacks.
 if TYPE_CHECKING:
     from collections.abc import (
         AsyncIterator,
@@ -40,6 +30,7 @@ if TYPE_CHECKING:
         Sequence,
     )
 
+    from ._integrity import Integrity
     from ._operations import Progress
     from ._registry import BlobStoreRegistry
     from ._store import BlobStore
@@ -49,7 +40,15 @@ __all__ = ["main"]
 logger = logging.getLogger("sriblob")
 
 #: Blobs up to this size are staged in memory before `get` prints them.
-_SPOOL_SIZE = 8 * 1024 * 1024
+_SPOOL_SIZE: Final = 8 * 1024 * 1024
+#: Chunk size for reading files and writing output.
+_CHUNK: Final = 1024 * 1024
+#: Exit statuses (sysexits.h where one fits).
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_CONFIG: Final = 78
+EXIT_INTERRUPTED: Final = 130
+EXIT_TERMINATED: Final = 143
 
 
 class _CommandError(Exception):
@@ -70,11 +69,48 @@ class _OneLine(logging.Formatter):
         return super().format(record)
 
 
+def shown(text: object) -> str:
+    r"""Return *text* safe to print: control characters escaped, not obeyed.
+
+    A file name like ``missing\\x1b[2J`` would otherwise clear the terminal.
+    """
+    return "".join(
+        char if char.isprintable() else repr(char)[1:-1] for char in str(text)
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import version  # noqa: PLC0415 -- only when asked
+
+    return f"sriblob {version('sriblob')}"
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(_version())  # noqa: T201 -- the CLI's output
+        parser.exit()
+
+
+_INTEGRITY_HELP: Final = (
+    "the blob's Subresource Integrity, e.g. sha512-<base64> (several hashes "
+    "separated by spaces are accepted; the strongest is used)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sriblob",
         description="Store and fetch blobs named by their Subresource Integrity.",
+        epilog="Exit status: 0 success; 1 a missing blob, a store error or a "
+        "failed blob; 2 a usage error; 78 a misconfigured backend (for "
+        "commands that write); 130 interrupted; 143 terminated.",
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     parser.add_argument(
         "--root",
         metavar="DIR",
@@ -85,20 +121,49 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log what the stores do"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    put = commands.add_parser("put", help="store a file in the active store")
+    put = commands.add_parser(
+        "put",
+        help="store a file in the active store and print its integrity",
+        description="Store FILE (or standard input) and print its integrity. "
+        "With --integrity, store it only if its bytes match.",
+    )
     put.add_argument("file", metavar="FILE", help="the file to store; - for stdin")
+    put.add_argument(
+        "--integrity",
+        metavar="SRI",
+        help="the integrity the bytes must have (npm's dist.integrity, say); "
+        "a mismatch stores nothing and exits 1",
+    )
     _store_option(put, "store it in")
     get = commands.add_parser(
-        "get", help="write a blob to stdout, from the first store that has it"
+        "get",
+        help="write a blob to stdout, from the first store that has it",
+        description="Write a verified blob to standard output or to FILE. "
+        "Nothing is written before the whole blob verified. A regular FILE is "
+        "replaced atomically, keeping an existing file's mode; a symlink's "
+        "target is replaced, the link kept; a device or FIFO is written into.",
     )
-    get.add_argument("integrity", metavar="INTEGRITY")
-    get.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead")
+    get.add_argument("integrity", metavar="INTEGRITY", help=_INTEGRITY_HELP)
+    get.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead; - for stdout"
+    )
     has = commands.add_parser("has", help="print yes (exit 0) or no (exit 1)")
-    has.add_argument("integrity", metavar="INTEGRITY")
-    rm = commands.add_parser("rm", help="delete a blob from the active store")
-    rm.add_argument("integrity", metavar="INTEGRITY")
+    has.add_argument("integrity", metavar="INTEGRITY", help=_INTEGRITY_HELP)
+    rm = commands.add_parser(
+        "rm",
+        help="delete a blob from the active store",
+        description="Delete a blob. Deleting a blob the store doesn't hold "
+        "says so on stderr and exits 0: afterwards, it is not there.",
+    )
+    rm.add_argument("integrity", metavar="INTEGRITY", help=_INTEGRITY_HELP)
     _store_option(rm, "delete it from")
-    ls = commands.add_parser("ls", help="list the active store's blobs")
+    ls = commands.add_parser(
+        "ls",
+        help="list the active store's blobs",
+        description="List the integrity of every blob. Objects whose names "
+        "are not canonical integrities (another tool's files) are counted on "
+        "stderr, not listed.",
+    )
     _store_option(ls, "list")
     info = commands.add_parser(
         "info",
@@ -173,7 +238,8 @@ def _add_operation_parsers(
     migrate.add_argument(
         "--delete-source",
         action="store_true",
-        help="delete each blob from the source once the target holds it",
+        help="delete each blob from the source once the target holds a copy "
+        "known to be good",
     )
     migrate.add_argument("--json", action="store_true", help=json_help)
 
@@ -241,11 +307,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 on success, 1 for a missing blob or a store error
         (or a migrate, verify that found a failed or corrupt blob), 2 for a
         usage error (a malformed integrity, a missing input file, an unknown
-        store id), 130 when interrupted (Ctrl-C).
+        store id), 78 when a backend is misconfigured and the command would
+        write, 130 when
+        interrupted (Ctrl-C), 143 when terminated (SIGTERM).
 
     .. versionadded:: 0.1.0
     """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C anywhere, start-up included: no traceback. Inside a command,
+        # asyncio.run cancelled it first: the running operation stopped, its
+        # stores closed, no temp file or upload left.
+        return _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+
     args = _parser().parse_args(argv)
+    from .exceptions import (  # noqa: PLC0415 -- after parsing: --help stays quick
+        ConfigurationError,
+        InvalidIntegrity,
+        SriblobError,
+    )
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine("sriblob: %(levelname)s: %(message)s"))
     handler.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
@@ -258,13 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _CommandError as failure:
         return _fail(str(failure), failure.code)
     except InvalidIntegrity as exc:
-        return _fail(str(exc), 2)
+        return _fail(str(exc), EXIT_USAGE)
+    except ConfigurationError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
     except (SriblobError, OSError) as exc:
-        return _fail(str(exc) or type(exc).__name__, 1)
-    except KeyboardInterrupt:
-        # asyncio.run cancelled the command's task first: the running
-        # operation stopped, its stores closed, no temp file or upload left.
-        return _fail("interrupted", 130)
+        return _fail(str(exc) or type(exc).__name__, EXIT_FAILED)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
@@ -279,217 +363,330 @@ def _out(text: str) -> None:
     print(text)  # noqa: T201 -- the CLI's output
 
 
+def _note(text: str) -> None:
+    print(f"sriblob: {text}", file=sys.stderr)  # noqa: T201 -- the CLI's output
+
+
 async def _run(args: argparse.Namespace) -> int:
-    async with default_registry(root=args.root) as registry:
-        command: Callable[[BlobStoreRegistry, argparse.Namespace], Awaitable[int]]
-        command = _COMMANDS[args.command]
-        return await command(registry, args)
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+    import signal  # noqa: PLC0415 -- see the module's imports
+
+    from ._registry import default_registry  # noqa: PLC0415 -- lazy
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None  # noqa: S101 -- asyncio.run runs us in a task
+    terminated = False
+
+    def terminate() -> None:
+        # SIGTERM cancels the command like Ctrl-C, so its cleanup runs.
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        async with default_registry(root=args.root) as registry:
+            command = _COMMANDS[args.command]
+            return await command(registry, args)
+    except asyncio.CancelledError:
+        if terminated:
+            raise _CommandError("terminated", EXIT_TERMINATED) from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+# -- one blob ---------------------------------------------------------------------
+
+
+def _parse(text: str) -> str | Integrity:
+    """Validate an integrity argument (before any I/O); keep a multi-hash one whole.
+
+    A string with several digests of its strongest algorithm stays a string,
+    so the store accepts (and looks under) each of them.
+    """
+    from ._integrity import candidates  # noqa: PLC0415 -- lazy
+
+    options = candidates(text)
+    return options[0] if len(options) == 1 else text
+
+
+def _store(registry: BlobStoreRegistry, id: str | None) -> BlobStore:
+    """Return the store registered under *id* (the active one for None)."""
+    from .exceptions import UnknownBackend  # noqa: PLC0415 -- lazy
+
+    try:
+        return registry.active if id is None else registry.get(id)
+    except UnknownBackend as exc:
+        raise _CommandError(str(exc), EXIT_USAGE) from None
+
+
+def _writable_store(registry: BlobStoreRegistry, id: str | None) -> BlobStore:
+    """Like :func:`_store`, but refuse while a backend is misconfigured.
+
+    With ``--store ID`` too: a command that writes or deletes never runs
+    beside a broken configuration, whichever store it names.
+    """
+    if registry.writes_refused:
+        _ = registry.active  # raises the ConfigurationError naming the backend
+    return _store(registry, id)
 
 
 async def _put_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    return await _put(_store(registry, args.store), args.file)
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+
+    store = _writable_store(registry, args.store)
+    expected = None if args.integrity is None else _parse(args.integrity)
+    if args.file == "-":
+        chunks = _read_chunks(sys.stdin.buffer, None, label="put -")
+        integrity = await _store_chunks(store, expected, chunks)
+    else:
+        try:
+            file = await asyncio.to_thread(Path(args.file).open, "rb")
+        except OSError as exc:
+            reason = exc.strerror or exc
+            msg = f"can't read {shown(args.file)}: {reason}"
+            raise _CommandError(msg, EXIT_USAGE) from None
+        with file:
+            size = os.fstat(file.fileno()).st_size
+            chunks = _read_chunks(file, size, label=f"put {args.file}")
+            integrity = await _store_chunks(store, expected, chunks)
+    _out(integrity)
+    return 0
 
 
-async def _get_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    return await _get(registry, Integrity.parse(args.integrity), args.output)
+async def _store_chunks(
+    store: BlobStore, expected: str | Integrity | None, chunks: AsyncIterator[bytes]
+) -> str:
+    from .exceptions import IntegrityMismatch  # noqa: PLC0415 -- lazy
+
+    if expected is None:
+        return await store.add(chunks)
+    try:
+        return await store.put(expected, chunks)
+    except IntegrityMismatch as exc:
+        msg = f"the bytes don't match --integrity {exc.expected} (they are "
+        msg += f"{exc.actual}); nothing was stored"
+        raise _CommandError(msg, EXIT_FAILED) from None
+
+
+async def _read_chunks(
+    file: IO[bytes], size: int | None, *, label: str
+) -> AsyncIterator[bytes]:
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+
+    with _byte_bar(label, size) as bar:
+        while chunk := await asyncio.to_thread(file.read, _CHUNK):
+            bar(len(chunk))
+            yield chunk
 
 
 async def _has_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    return await _has(registry, Integrity.parse(args.integrity))
+    found = await registry.has_with_fallback(_parse(args.integrity)) is not None
+    _out("yes" if found else "no")
+    return 0 if found else 1
 
 
 async def _rm_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    integrity = Integrity.parse(args.integrity)
-    await _store(registry, args.store).delete(integrity)
+    integrity = _parse(args.integrity)
+    store = _writable_store(registry, args.store)
+    if not await store.has(integrity):
+        _note(f"no blob {integrity} in the {store.id!r} store; nothing to delete")
+        return 0
+    await store.delete(integrity)
     return 0
 
 
 async def _ls_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    async for name in _store(registry, args.store).list():
+    skipped: list[str] = []
+    async for name in _store(registry, args.store).list(on_skip=skipped.append):
         _out(name)
+    _report_foreign(len(skipped))
     return 0
+
+
+def _report_foreign(count: int) -> None:
+    if count:
+        _note(
+            f"skipped {count} object(s) whose names are not canonical "
+            "integrities (not written by sriblob)"
+        )
 
 
 async def _info_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
     if args.integrity is not None:
-        return await _info_blob(registry, Integrity.parse(args.integrity))
+        return await _info_blob(registry, _parse(args.integrity))
     for line in registry.describe():
         _out(line)
     return 0
 
 
-async def _read_chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
-    while chunk := await asyncio.to_thread(file.read, CHUNK_SIZE):
-        yield chunk
-
-
-async def _put(store: BlobStore, name: str) -> int:
-    if name == "-":
-        integrity = await store.add(_read_chunks(sys.stdin.buffer))
-    else:
-        try:
-            file = await asyncio.to_thread(Path(name).open, "rb")
-        except OSError as exc:
-            raise _CommandError(
-                f"can't read {name}: {exc.strerror or exc}", 2
-            ) from None
-        with file:
-            integrity = await store.add(_read_chunks(file))
-    _out(integrity)
-    return 0
-
-
-_T = TypeVar("_T")
-
-
-async def _first_answer(
-    registry: BlobStoreRegistry,
-    operation: str,
-    ask: Callable[[BlobStore], Awaitable[_T | None]],
-) -> tuple[_T, BlobStore] | None:
-    """Ask the stores in fallback order; return the first answer and its store.
-
-    A store that fails is logged and skipped, since another may hold the
-    blob; when no store answered and one failed, the first failure is raised.
-    """
-    failures: list[Exception] = []
-    for store in registry.fallback_order():
-        try:
-            answer = await ask(store)
-        except Exception as exc:  # noqa: BLE001 -- another store may hold it
-            logger.warning("%s backend=%s failed: %s", operation, store.id, exc)
-            failures.append(exc)
-            continue
-        if answer is not None:
-            return answer, store
-    if failures:
-        raise failures[0]
-    return None
-
-
-def _nowhere(registry: BlobStoreRegistry, integrity: Integrity) -> _CommandError:
+def _nowhere(registry: BlobStoreRegistry, integrity: str | Integrity) -> _CommandError:
     ids = ", ".join(registry.ids())
-    return _CommandError(f"no blob {integrity} in any store ({ids})", 1)
+    return _CommandError(f"no blob {integrity} in any store ({ids})", EXIT_FAILED)
 
 
-async def _has(registry: BlobStoreRegistry, integrity: Integrity) -> int:
-    async def holds(store: BlobStore) -> bool | None:
-        return await store.has(integrity) or None
-
-    found = await _first_answer(registry, "has", holds) is not None
-    _out("yes" if found else "no")
-    return 0 if found else 1
-
-
-async def _get(
-    registry: BlobStoreRegistry, integrity: Integrity, output: str | None
-) -> int:
-    if output is None:
-        # Stage the blob: nothing is printed before it verified.
-        with tempfile.SpooledTemporaryFile(_SPOOL_SIZE) as staging:
-            served = await _fetch(registry, integrity, staging)
-            staging.seek(0)
-            with contextlib.suppress(BrokenPipeError):
-                shutil.copyfileobj(staging, sys.stdout.buffer, CHUNK_SIZE)
-                sys.stdout.buffer.flush()
-        logger.debug("get integrity=%s served by %s", integrity, served)
-        return 0
-    target = Path(output)
-    temp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(6)}")
-    try:
-        with temp.open("xb") as staging:
-            await _fetch(registry, integrity, staging)
-            staging.flush()
-            os.fsync(staging.fileno())
-        temp.replace(target)
-    finally:
-        temp.unlink(missing_ok=True)
-    return 0
-
-
-async def _fetch(
-    registry: BlobStoreRegistry, integrity: Integrity, staging: IO[bytes]
-) -> str:
-    """Copy the verified blob from the first store that has it into *staging*."""
-
-    async def copy(store: BlobStore) -> bool | None:
-        staging.seek(0)
-        staging.truncate()
-        try:
-            async with store.open(integrity) as reader:
-                async for chunk in reader:
-                    await asyncio.to_thread(staging.write, chunk)
-        except BlobNotFound:
-            return None
-        return True
-
-    found = await _first_answer(registry, "get", copy)
-    if found is None:
-        raise _nowhere(registry, integrity)
-    return found[1].id
-
-
-async def _info_blob(registry: BlobStoreRegistry, integrity: Integrity) -> int:
+async def _info_blob(registry: BlobStoreRegistry, integrity: str | Integrity) -> int:
     """Print a blob's size and storage time from the first store that has it."""
-    found = await _first_answer(registry, "stat", lambda store: store.stat(integrity))
+    import datetime as dt  # noqa: PLC0415 -- lazy
+
+    found = await registry.stat_with_fallback(integrity)
     if found is None:
         raise _nowhere(registry, integrity)
-    info, store = found
+    info, store_id = found
     stored_at = (
         "unknown (the store doesn't record it)"
         if info.stored_at is None
         else info.stored_at.astimezone(dt.UTC).isoformat()
     )
     _out(f"integrity: {info.integrity}")
-    _out(f"store: {store.id}")
+    _out(f"store: {store_id}")
     _out(f"size: {info.size}")
     _out(f"stored_at: {stored_at}")
     return 0
 
 
-# -- whole-store operations ---------------------------------------------------
+# -- get ------------------------------------------------------------------------
 
 
-class _Bar(tqdm):  # type: ignore[type-arg]
-    """A tqdm bar without tqdm's monitor thread (the command is short-lived)."""
+async def _get_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+    import tempfile  # noqa: PLC0415 -- see the module's imports
 
-    monitor_interval = 0
+    integrity = _parse(args.integrity)
+    # Nothing at the output path is touched for a blob no store holds.
+    if await registry.has_with_fallback(integrity) is None:
+        raise _nowhere(registry, integrity)
+    output = args.output
+    if output is None or output == "-":
+        with tempfile.SpooledTemporaryFile(_SPOOL_SIZE) as staging:
+            served = await _fetch(registry, integrity, staging)
+            staging.seek(0)
+            with contextlib.suppress(BrokenPipeError):
+                await asyncio.to_thread(_copy_out, staging, sys.stdout.buffer)
+        logger.debug("get integrity=%s served by %s", integrity, served)
+        return 0
+    await _get_to_path(registry, integrity, Path(output))
+    return 0
 
 
-class _ProgressBar:
-    """Show an operation's :class:`Progress` on stderr, if it is a terminal.
+def _copy_out(source: IO[bytes], target: IO[bytes]) -> None:
+    while chunk := source.read(_CHUNK):
+        target.write(chunk)
+    target.flush()
 
-    Counts blobs, with their rate and (where the total is known) an ETA;
-    the bytes handled and their rate follow. Not a terminal: shows nothing.
+
+async def _get_to_path(
+    registry: BlobStoreRegistry, integrity: str | Integrity, output: Path
+) -> None:
+    """Write the verified blob to *output* the way its kind of file needs.
+
+    A symlink's target is what gets replaced, so the link survives. A
+    device, FIFO or socket can't be replaced: the blob is staged, verified,
+    then written into it. A regular file (or a new one) is replaced
+    atomically by a temp file in its directory, keeping the old file's mode
+    and, where allowed, its owner.
     """
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+    import tempfile  # noqa: PLC0415 -- see the module's imports
 
-    def __init__(self, description: str, bytes_word: str) -> None:
-        self._bytes_word = bytes_word
-        self._start = time.monotonic()
-        self._bar = _Bar(
-            desc=description,
-            unit=" blobs",
-            file=sys.stderr,
-            disable=not _is_terminal(sys.stderr),
-            dynamic_ncols=True,
-            leave=True,
+    target, existing = await asyncio.to_thread(_resolve_output, output)
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
+        msg = f"can't write {shown(output)}: it is a directory"
+        raise _CommandError(msg, EXIT_USAGE)
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        with tempfile.SpooledTemporaryFile(_SPOOL_SIZE) as staging:
+            await _fetch(registry, integrity, staging)
+            staging.seek(0)
+            with await asyncio.to_thread(target.open, "wb") as sink:
+                await asyncio.to_thread(_copy_out, staging, sink)
+        return
+    with _temp_beside(target, existing, output) as staging:
+        await _fetch(registry, integrity, staging)
+        staging.flush()
+        os.fsync(staging.fileno())
+
+
+def _resolve_output(output: Path) -> tuple[Path, os.stat_result | None]:
+    """Return the path to write (a symlink's target) and what is there now."""
+    target = Path(os.path.realpath(output)) if output.is_symlink() else output
+    try:
+        return target, target.stat()
+    except FileNotFoundError:
+        return target, None
+    except OSError as exc:
+        msg = f"can't write {shown(output)}: {exc.strerror}"
+        raise _CommandError(msg, EXIT_FAILED) from None
+
+
+@contextlib.contextmanager
+def _temp_beside(
+    target: Path, existing: os.stat_result | None, shown_as: Path
+) -> Iterator[IO[bytes]]:
+    """Yield a temp file next to *target*; rename it over *target* on success.
+
+    Removed on any error, cancellation (Ctrl-C, SIGTERM) included.
+    """
+    import tempfile  # noqa: PLC0415 -- see the module's imports
+
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}.tmp-", dir=target.parent or "."
         )
+    except OSError as exc:
+        msg = f"can't write {shown(shown_as)}: {exc.strerror}"
+        raise _CommandError(msg, EXIT_FAILED) from None
+    temp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            if existing is None:
+                # A new file gets the usual mode: 0o666 less the umask.
+                mask = os.umask(0)
+                os.umask(mask)
+                os.fchmod(file.fileno(), 0o666 & ~mask)
+            else:
+                os.fchmod(file.fileno(), stat.S_IMODE(existing.st_mode))
+                with contextlib.suppress(PermissionError):
+                    os.fchown(file.fileno(), existing.st_uid, existing.st_gid)
+            yield file
+        temp.replace(target)
+    finally:
+        temp.unlink(missing_ok=True)
 
-    def __call__(self, progress: Progress, /) -> None:
-        bar = self._bar
-        if bar.disable:
-            return
-        if progress.total is not None and bar.total != progress.total:
-            bar.total = progress.total
-        elapsed = max(time.monotonic() - self._start, 1e-6)
-        size = tqdm.format_sizeof(progress.bytes_done, "B", 1024)
-        rate = tqdm.format_sizeof(progress.bytes_done / elapsed, "B/s", 1024)
-        failed = f", {progress.failed} failed" if progress.failed else ""
-        bar.set_postfix_str(f"{size} {self._bytes_word}, {rate}{failed}", refresh=False)
-        bar.update(progress.blobs_done - bar.n)
 
-    def close(self) -> None:
-        self._bar.close()
+async def _fetch(
+    registry: BlobStoreRegistry, integrity: str | Integrity, staging: IO[bytes]
+) -> str:
+    """Copy the verified blob from the first store that has it into *staging*.
+
+    A store whose copy fails verification is skipped for the next one, since
+    nothing left *staging* before the copy verified.
+    """
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+
+    from .exceptions import BlobNotFound  # noqa: PLC0415 -- lazy
+
+    async def copy(store: BlobStore) -> bool | None:
+        staging.seek(0)
+        staging.truncate()
+        try:
+            async with store.open(integrity) as reader:
+                with _byte_bar(f"get {integrity}"[:40], reader.size) as bar:
+                    async for chunk in reader:
+                        await asyncio.to_thread(staging.write, chunk)
+                        bar(len(chunk))
+        except BlobNotFound:
+            return None
+        return True
+
+    found = await registry.first_answer(integrity, copy, operation="get")
+    if found is None:
+        raise _nowhere(registry, integrity)
+    return found[1].id
+
+
+# -- progress -----------------------------------------------------------------
 
 
 def _is_terminal(stream: IO[str]) -> bool:
@@ -497,6 +694,82 @@ def _is_terminal(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _bar(**options: Any) -> Any:
+    """A tqdm bar on stderr without tqdm's monitor thread (short-lived command)."""
+    from tqdm import tqdm  # noqa: PLC0415 -- lazy: only on terminals
+
+    class Bar(tqdm):  # type: ignore[type-arg]
+        monitor_interval = 0
+
+    return Bar(file=sys.stderr, dynamic_ncols=True, leave=True, **options)
+
+
+def _size(count: float, unit: str = "B") -> str:
+    """Format *count* bytes in SI units: kB, MB, GB are powers of 1,000."""
+    from tqdm import tqdm  # noqa: PLC0415 -- lazy: only on terminals
+
+    return str(tqdm.format_sizeof(count, unit, 1000))
+
+
+@contextlib.contextmanager
+def _byte_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Show a byte counter (rate, ETA where *total* is known) on a terminal.
+
+    Units are SI (``MB`` is 10**6 bytes), as tqdm labels them with a divisor
+    of 1,000. Not a terminal: shows nothing and costs nothing.
+    """
+    if not _is_terminal(sys.stderr):
+        yield lambda _: None
+        return
+    bar = _bar(
+        desc=shown(label),
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1000,
+    )
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+class _ProgressBar:
+    """Show an operation's :class:`Progress` on stderr, if it is a terminal.
+
+    Counts blobs, with their rate and (where the total is known) an ETA;
+    the bytes handled and their rate follow, in SI units. Not a terminal:
+    shows nothing.
+    """
+
+    def __init__(self, description: str, bytes_word: str) -> None:
+        import time  # noqa: PLC0415 -- lazy
+
+        self._clock = time.monotonic
+        self._bytes_word = bytes_word
+        self._start = self._clock()
+        self._bar = (
+            _bar(desc=description, unit=" blobs") if _is_terminal(sys.stderr) else None
+        )
+
+    def __call__(self, progress: Progress, /) -> None:
+        bar = self._bar
+        if bar is None:
+            return
+        if progress.total is not None and bar.total != progress.total:
+            bar.total = progress.total
+        elapsed = max(self._clock() - self._start, 1e-6)
+        size = _size(progress.bytes_done)
+        rate = _size(progress.bytes_done / elapsed, "B/s")
+        failed = f", {progress.failed} failed" if progress.failed else ""
+        bar.set_postfix_str(f"{size} {self._bytes_word}, {rate}{failed}", refresh=False)
+        bar.update(progress.blobs_done - bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 @contextlib.contextmanager
@@ -508,15 +781,14 @@ def _progress_bar(description: str, bytes_word: str) -> Iterator[_ProgressBar]:
         bar.close()
 
 
-def _store(registry: BlobStoreRegistry, id: str | None) -> BlobStore:
-    """Return the store registered under *id* (the active one for None)."""
-    try:
-        return registry.active if id is None else registry.get(id)
-    except UnknownBackend as exc:
-        raise _CommandError(str(exc), 2) from None
+# -- whole-store operations ---------------------------------------------------
 
 
 def _print_json(command: str, report: object, **fields: object) -> None:
+    import json  # noqa: PLC0415 -- see the module's imports
+
+    import attrs  # noqa: PLC0415 -- lazy
+
     summary: dict[str, Any] = {"command": command, **fields}
     summary.update(attrs.asdict(report))  # type: ignore[arg-type]
     ok = getattr(report, "ok", None)
@@ -528,7 +800,10 @@ def _print_json(command: str, report: object, **fields: object) -> None:
 async def _migrate_command(
     registry: BlobStoreRegistry, args: argparse.Namespace
 ) -> int:
-    target = _store(registry, args.target)
+    from ._filesystem import FilesystemBlobStore  # noqa: PLC0415 -- lazy
+    from ._operations import migrate  # noqa: PLC0415 -- lazy
+
+    target = _writable_store(registry, args.target)
     async with contextlib.AsyncExitStack() as stack:
         source: BlobStore
         if args.from_root is not None:
@@ -547,22 +822,30 @@ async def _migrate_command(
                     on_progress=bar,
                 )
             except ValueError as exc:
-                raise _CommandError(str(exc), 2) from None
+                raise _CommandError(str(exc), EXIT_USAGE) from None
     if args.json:
         _print_json("migrate", report, source=source.id, target=target.id)
     else:
         for failure in report.failed:
             _out(f"failed {failure.integrity}: {failure.reason}")
+        repaired = f", repaired {report.repaired}" if report.repaired else ""
         _out(
             f"migrate {source.id} -> {target.id}: copied {report.copied} "
             f"({report.bytes_copied} bytes), skipped {report.skipped}, "
             f"failed {len(report.failed)}, deleted from source {report.deleted}"
+            f"{repaired}"
         )
-    return 0 if report.ok else 1
+        _report_foreign(report.foreign)
+    return 0 if report.ok else EXIT_FAILED
 
 
 async def _verify_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    store = _store(registry, args.store)
+    from ._operations import verify  # noqa: PLC0415 -- lazy
+
+    if args.delete_corrupt:
+        store = _writable_store(registry, args.store)
+    else:
+        store = _store(registry, args.store)
     with _progress_bar(f"verify {store.id}", "checked") as bar:
         try:
             report = await verify(
@@ -572,7 +855,7 @@ async def _verify_command(registry: BlobStoreRegistry, args: argparse.Namespace)
                 on_progress=bar,
             )
         except ValueError as exc:
-            raise _CommandError(str(exc), 2) from None
+            raise _CommandError(str(exc), EXIT_USAGE) from None
     if args.json:
         _print_json("verify", report, store=store.id)
     else:
@@ -585,11 +868,15 @@ async def _verify_command(registry: BlobStoreRegistry, args: argparse.Namespace)
             f"bytes), {len(report.corrupt)} corrupt, {len(report.failed)} failed, "
             f"{report.deleted} deleted"
         )
-    return 0 if report.ok else 1
+        _report_foreign(report.foreign)
+    return 0 if report.ok else EXIT_FAILED
 
 
 def _read_keep(name: str) -> list[str]:
     """Read a keep file: one integrity a line, blank lines and # comments ignored."""
+    from ._integrity import candidates  # noqa: PLC0415 -- lazy
+    from .exceptions import InvalidIntegrity  # noqa: PLC0415 -- lazy
+
     try:
         if name == "-":
             text = sys.stdin.read()
@@ -597,23 +884,32 @@ def _read_keep(name: str) -> list[str]:
             text = Path(name).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
-        raise _CommandError(f"can't read {name}: {reason}", 2) from None
+        raise _CommandError(f"can't read {shown(name)}: {reason}", EXIT_USAGE) from None
     keep: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
         try:
-            keep.append(str(Integrity.parse(entry)))
+            keep.extend(str(option) for option in candidates(entry))
         except InvalidIntegrity as exc:
-            raise _CommandError(f"{name}:{number}: {exc}", 2) from None
+            raise _CommandError(f"{shown(name)}:{number}: {exc}", EXIT_USAGE) from None
     return keep
 
 
 async def _gc_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    store = _store(registry, args.store)
-    keep = await asyncio.to_thread(_read_keep, args.keep)
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+    import datetime as dt  # noqa: PLC0415 -- lazy
+
+    from ._operations import collect_garbage  # noqa: PLC0415 -- lazy
+
     dry_run = not args.yes
+    store = (
+        _store(registry, args.store)
+        if dry_run
+        else _writable_store(registry, args.store)
+    )
+    keep = await asyncio.to_thread(_read_keep, args.keep)
     word = "would free" if dry_run else "freed"
     with _progress_bar(f"gc {store.id}", word) as bar:
         report = await collect_garbage(

@@ -23,6 +23,9 @@ _STRENGTH: Final[dict[str, int]] = {"sha256": 1, "sha384": 2, "sha512": 3}
 #: Longest input quoted back in an error message.
 _QUOTE_LIMIT: Final = 60
 _BASE64_RE: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+#: ASCII whitespace as the SRI specification (and JavaScript) splits on; not
+#: Python's str.split(), which also splits on \x1c-\x1f and \x85.
+_SRI_WHITESPACE: Final = re.compile("[ \t\n\f\r]+")
 
 
 def _quote(text: str) -> str:
@@ -56,34 +59,55 @@ class Integrity:
 
     @classmethod
     def parse(cls, text: str) -> Integrity:
-        """Parse an SRI string and keep its strongest hash.
+        r"""Parse an SRI string and keep its strongest hash.
 
         Accepts ``<alg>-<base64>`` with optional ``?options``, several hashes
-        separated by whitespace, and the algorithms sha256, sha384 and
-        sha512. Hashes of other algorithms are ignored as the SRI
-        specification says, but at least one supported hash must be present.
-        Each supported hash must be canonical standard base64 (with padding)
-        of exactly its algorithm's digest length.
+        separated by ASCII whitespace (space, tab, line feed, form feed,
+        carriage return: the SRI specification's separators; other
+        characters, ``\x1c`` or ``\x85`` say, are part of a token), and
+        the algorithms sha256, sha384 and sha512. Hashes of other algorithms
+        are ignored as the SRI specification says, but at least one
+        supported hash must be present. Each supported hash must be
+        canonical standard base64 (with padding) of exactly its algorithm's
+        digest length.
 
         Args:
             text: The SRI string, for example an npm ``dist.integrity``.
 
         Returns:
             The strongest hash: sha512 over sha384 over sha256. Among equally
-            strong hashes, the first one wins.
+            strong hashes, the first one (see :meth:`parse_all` for every one:
+            stores accept bytes that match any of them).
 
         Raises:
             InvalidIntegrity: *text* is not a string, is empty, has no
                 supported hash, or a supported hash is malformed.
         """
+        return cls.parse_all(text)[0]
+
+    @classmethod
+    def parse_all(cls, text: str | Integrity) -> tuple[Integrity, ...]:
+        """Parse an SRI string and return every hash of its strongest algorithm.
+
+        The SRI specification (and npm's ``ssri``) accept data that matches
+        *any* digest of the strongest algorithm present; stores do the same
+        with what this returns, in the order the string gives them.
+
+        Raises:
+            InvalidIntegrity: As :meth:`parse`.
+
+        .. versionadded:: 0.1.0
+        """
         if isinstance(text, Integrity):
-            return text.checked()
+            return (text.checked(),)
         if not isinstance(text, str):
             msg = f"Integrity must be a str, not {type(text).__name__}."
             raise InvalidIntegrity(msg, text=repr(text)[:_QUOTE_LIMIT])
-        best: Integrity | None = None
+        strongest: list[Integrity] = []
         unsupported: list[str] = []
-        for token in text.split():
+        for token in _SRI_WHITESPACE.split(text):
+            if not token:
+                continue
             algorithm, sep, rest = token.partition("-")
             if not sep:
                 raise _invalid(f"{_quote(token)} is not '<algorithm>-<base64>'", text)
@@ -92,18 +116,16 @@ class Integrity:
                 continue
             digest = _decode_digest(algorithm, rest.partition("?")[0], text)
             candidate = cls(algorithm, digest)  # type: ignore[arg-type]
-            if best is None or _STRENGTH[algorithm] > _STRENGTH[best.algorithm]:
-                best = candidate
-        if best is None:
-            if unsupported:
-                names = ", ".join(_quote(a) for a in unsupported[:3])
-                raise _invalid(
-                    f"no supported hash algorithm (got {names}; "
-                    "use sha256, sha384 or sha512)",
-                    text,
-                )
-            raise _invalid("it is empty", text)
-        return best
+            if (
+                not strongest
+                or _STRENGTH[algorithm] > _STRENGTH[strongest[0].algorithm]
+            ):
+                strongest = [candidate]
+            elif algorithm == strongest[0].algorithm and candidate not in strongest:
+                strongest.append(candidate)
+        if not strongest:
+            raise _nothing_supported(unsupported, text)
+        return tuple(strongest)
 
     @classmethod
     def from_bytes(cls, data: Buffer, algorithm: Algorithm = "sha512") -> Integrity:
@@ -156,6 +178,16 @@ class Integrity:
         return f"Integrity({str(self)!r})"
 
 
+def _nothing_supported(unsupported: list[str], text: str) -> InvalidIntegrity:
+    if unsupported:
+        names = ", ".join(_quote(a) for a in unsupported[:3])
+        return _invalid(
+            f"no supported hash algorithm (got {names}; use sha256, sha384 or sha512)",
+            text,
+        )
+    return _invalid("it is empty", text)
+
+
 def _decode_digest(algorithm: str, encoded: str, text: str) -> bytes:
     size = _DIGEST_SIZES[algorithm]
     expected_length = 4 * ((size + 2) // 3)
@@ -181,6 +213,11 @@ def coerce_integrity(value: str | Integrity) -> Integrity:
     if isinstance(value, Integrity):
         return value.checked()
     return Integrity.parse(value)
+
+
+def candidates(value: str | Integrity) -> tuple[Integrity, ...]:
+    """Return every integrity *value* accepts: its strongest algorithm's digests."""
+    return Integrity.parse_all(value)
 
 
 class IntegrityHasher:

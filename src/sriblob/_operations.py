@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Self, TypeAlias, TypeVar
 
 import attrs
 
-from ._integrity import Integrity, IntegrityHasher, coerce_integrity
+from ._integrity import Integrity, IntegrityHasher, candidates
 from ._store import THREAD_HASH_THRESHOLD
 from .exceptions import BlobNotFound, IntegrityMismatch, SriblobError
 
@@ -689,8 +689,10 @@ async def _live_set(
         msg = "live must be an iterable of integrities, not a single str."
         raise TypeError(msg)
     if isinstance(live, AsyncIterable):
-        return {str(coerce_integrity(item)) async for item in live}
-    return {str(coerce_integrity(item)) for item in live}
+        items = [item async for item in live]
+    else:
+        items = list(live)
+    return {str(option) for item in items for option in candidates(item)}
 
 
 async def collect_garbage(
@@ -742,9 +744,10 @@ async def collect_garbage(
     Args:
         store: The store to collect.
         live: The integrities to keep (``str`` or :class:`~sriblob.Integrity`),
-            an iterable or async iterable. Each keeps the blob that
-            :meth:`BlobStore.get` finds under it: a multi-hash string keeps
-            the blob stored under its strongest hash only.
+            an iterable or async iterable. Each keeps the blobs
+            :meth:`BlobStore.get` could find under it: a multi-hash string
+            keeps the blobs stored under any digest of its strongest
+            algorithm.
         dry_run: Report only; delete nothing.
         grace: Spare blobs stored less than this long before *now*.
         now: The time *grace* counts back from (timezone-aware); the

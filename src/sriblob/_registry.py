@@ -8,7 +8,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 
-from ._integrity import coerce_integrity
+from ._integrity import candidates
 from .exceptions import BlobNotFound, ConfigurationError, StoreClosed, UnknownBackend
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ class BlobStoreRegistry:
             Exception: No store answered and at least one failed: the first
                 failure is raised again.
         """
-        wanted = coerce_integrity(integrity)
+        wanted = candidates(integrity)[0]  # validates; names the blob in logs
         self._check_not_closed()
         failures: list[Exception] = []
         for store in self.fallback_order(active=active):
@@ -324,10 +324,10 @@ class BlobStoreRegistry:
             Exception: No store served the blob and at least one failed: the
                 first failure is raised again.
         """
-        wanted = coerce_integrity(integrity)
+        candidates(integrity)  # raises before any I/O if malformed
         found = await self.first_answer(
-            wanted,
-            lambda store: store.get(wanted),
+            integrity,
+            lambda store: store.get(integrity),
             active=active,
             operation="read_with_fallback",
         )
@@ -343,13 +343,13 @@ class BlobStoreRegistry:
         Raises:
             Exception: As :meth:`first_answer`.
         """
-        wanted = coerce_integrity(integrity)
+        candidates(integrity)  # raises before any I/O if malformed
 
         async def holds(store: BlobStore) -> bool | None:
-            return await store.has(wanted) or None
+            return await store.has(integrity) or None
 
         found = await self.first_answer(
-            wanted, holds, active=active, operation="has_with_fallback"
+            integrity, holds, active=active, operation="has_with_fallback"
         )
         return None if found is None else found[1].id
 
@@ -364,10 +364,10 @@ class BlobStoreRegistry:
         Raises:
             Exception: As :meth:`first_answer`.
         """
-        wanted = coerce_integrity(integrity)
+        candidates(integrity)  # raises before any I/O if malformed
         found = await self.first_answer(
-            wanted,
-            lambda store: store.stat(wanted),
+            integrity,
+            lambda store: store.stat(integrity),
             active=active,
             operation="stat_with_fallback",
         )
@@ -411,20 +411,26 @@ class BlobStoreRegistry:
             IntegrityMismatch: The serving store's bytes are corrupted
                 (raised while iterating).
         """
-        wanted = coerce_integrity(integrity)
+        wanted = candidates(integrity)[0]
         self._check_not_closed()
         stores = self.fallback_order(active=active)
-        return self._open_first(wanted, active, tuple(store.id for store in stores))
+        return self._open_first(
+            integrity, wanted, active, tuple(store.id for store in stores)
+        )
 
     @contextlib.asynccontextmanager
     async def _open_first(
-        self, wanted: Integrity, active: str | None, ids: tuple[str, ...]
+        self,
+        integrity: str | Integrity,
+        wanted: Integrity,
+        active: str | None,
+        ids: tuple[str, ...],
     ) -> AsyncIterator[BlobReader]:
         async with contextlib.AsyncExitStack() as stack:
 
             async def enter(store: BlobStore) -> BlobReader | None:
                 try:
-                    return await stack.enter_async_context(store.open(wanted))
+                    return await stack.enter_async_context(store.open(integrity))
                 except BlobNotFound:
                     return None
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Final, Self, TypeAlias
 import attrs
 
 from ._compat import Buffer
-from ._integrity import Algorithm, Integrity, IntegrityHasher, coerce_integrity
+from ._integrity import Algorithm, Integrity, IntegrityHasher, candidates
 from .exceptions import (
     BlobNotFound,
     BlobTooLarge,
@@ -187,6 +187,7 @@ class BlobSource:
         backend: str,
         replace: bool = False,
         suspect: Callable[[Integrity], bool] | None = None,
+        allowed: tuple[Integrity, ...] = (),
     ) -> None:
         view = _as_buffer(data)
         if view is None and not isinstance(data, AsyncIterable):
@@ -202,6 +203,9 @@ class BlobSource:
         self._view = view
         self._iterable = data if view is None else None
         self._expected = expected
+        #: With no expected integrity, the ones the data may have (several
+        #: digests of one algorithm, any of which matches); () for any.
+        self._allowed = allowed
         self._algorithm = algorithm
         self._verify = verify or expected is None
         #: Only a store that verifies knows a stored copy of another size is
@@ -302,6 +306,16 @@ class BlobSource:
         if self._expected is not None:
             hasher.verify(self._expected)
         self._integrity = hasher.integrity()
+        self._check_allowed(self._integrity, hasher.size)
+
+    def _check_allowed(self, integrity: Integrity, size: int) -> None:
+        if self._allowed and integrity not in self._allowed:
+            expected = " ".join(str(candidate) for candidate in self._allowed)
+            msg = (
+                f"Integrity mismatch: expected one of {expected}, got "
+                f"{integrity} ({size} bytes)."
+            )
+            raise IntegrityMismatch(msg, expected=expected, actual=str(integrity))
 
     async def resolve(self) -> None:
         """Hash bytes-like data of unknown integrity now, so it becomes known.
@@ -313,7 +327,9 @@ class BlobSource:
         if self._view is None or self._expected is not None:
             return
         hasher = await hash_buffer(self._view, self._algorithm)
-        self._expected = hasher.integrity()
+        integrity = hasher.integrity()
+        self._check_allowed(integrity, hasher.size)
+        self._expected = integrity
         self._verify = False
 
     async def buffer(self) -> memoryview | None:
@@ -615,6 +631,7 @@ class BlobStore(abc.ABC):
         algorithm: Algorithm,
         *,
         replace: bool,
+        allowed: tuple[Integrity, ...] = (),
     ) -> BlobSource:
         return BlobSource(
             data,
@@ -625,6 +642,7 @@ class BlobStore(abc.ABC):
             backend=self._id,
             replace=replace,
             suspect=self._suspect,
+            allowed=allowed,
         )
 
     async def _write(self, source: BlobSource) -> Integrity:
@@ -638,8 +656,8 @@ class BlobStore(abc.ABC):
 
     async def put(
         self, integrity: str | Integrity, data: Data, /, *, replace: bool = False
-    ) -> None:
-        """Store *data* under *integrity*.
+    ) -> str:
+        """Store *data* under *integrity*; return the integrity it is stored under.
 
         Putting an integrity that is already stored is cheap: nothing is
         written, except in three cases where the stored copy is replaced by
@@ -657,7 +675,9 @@ class BlobStore(abc.ABC):
 
         Args:
             integrity: The blob's integrity; it is stored under the canonical
-                form of its strongest hash.
+                form of its strongest hash. When the string holds several
+                digests of that algorithm, the data may match any of them
+                (as SRI says), and is stored under the one it matches.
             data: Bytes-like data or an async iterable of bytes-like chunks;
                 an iterable is streamed, never held whole in memory. A
                 writable buffer (a ``bytearray``) is copied once, and a
@@ -666,6 +686,9 @@ class BlobStore(abc.ABC):
             replace: Write the bytes even if a copy is stored, replacing it
                 atomically (readers see the old copy or the new one).
 
+        Returns:
+            The canonical integrity string the blob is stored under.
+
         Raises:
             InvalidIntegrity: *integrity* is malformed (before any I/O).
             IntegrityMismatch: The data doesn't match *integrity*; nothing is
@@ -673,13 +696,22 @@ class BlobStore(abc.ABC):
             BlobTooLarge: The data is larger than ``max_blob_size``.
             TypeError: *data* is neither bytes-like nor an async iterable.
         """
-        expected = coerce_integrity(integrity)
+        wanted = candidates(integrity)
         self._check_usable()
-        source = self._source(data, expected, expected.algorithm, replace=replace)
-        await self._write(source)
+        algorithm = wanted[0].algorithm
+        if len(wanted) == 1:
+            source = self._source(data, wanted[0], algorithm, replace=replace)
+        else:
+            # The name is known once the bytes are hashed: as for add().
+            source = self._source(
+                data, None, algorithm, replace=replace, allowed=wanted
+            )
+            await source.resolve()
+        stored = await self._write(source)
         logger.debug(
-            "put backend=%s integrity=%s size=%d", self._id, expected, source.bytes_read
+            "put backend=%s integrity=%s size=%d", self._id, stored, source.bytes_read
         )
+        return str(stored)
 
     async def add(
         self,
@@ -723,8 +755,15 @@ class BlobStore(abc.ABC):
             InvalidIntegrity: *integrity* is malformed (before any I/O).
             IntegrityMismatch: The stored bytes are corrupted.
         """
-        wanted = coerce_integrity(integrity)
+        options = candidates(integrity)
         self._check_usable()
+        for wanted in options:
+            data = await self._get_one(wanted)
+            if data is not None:
+                return data
+        return None
+
+    async def _get_one(self, wanted: Integrity) -> bytes | None:
         data = await self.read_blob_bytes(wanted)
         if data is not None and self._verify:
             hasher = await hash_buffer(data, wanted.algorithm)
@@ -742,23 +781,36 @@ class BlobStore(abc.ABC):
         return data
 
     @contextlib.asynccontextmanager
-    async def _open_reader(self, wanted: Integrity) -> AsyncIterator[BlobReader]:
-        async with self.read_blob(wanted) as body:
-            logger.debug(
-                "open backend=%s integrity=%s size=%s", self._id, wanted, body.size
-            )
-            reader = BlobReader(
-                body.chunks,
-                integrity=wanted,
-                size=body.size,
-                verify=self._verify,
-                store_id=self._id,
-                on_mismatch=self._saw_corrupt,
-            )
+    async def _open_reader(
+        self, options: tuple[Integrity, ...]
+    ) -> AsyncIterator[BlobReader]:
+        async with contextlib.AsyncExitStack() as stack:
+            for wanted in options:
+                try:
+                    body = await stack.enter_async_context(self.read_blob(wanted))
+                except BlobNotFound:
+                    if wanted is options[-1]:
+                        raise
+                    continue
+                break
+            reader = self._reader(wanted, body)
             try:
                 yield reader
             finally:
                 reader._close()  # noqa: SLF001 -- the store owns its readers
+
+    def _reader(self, wanted: Integrity, body: BlobBody) -> BlobReader:
+        logger.debug(
+            "open backend=%s integrity=%s size=%s", self._id, wanted, body.size
+        )
+        return BlobReader(
+            body.chunks,
+            integrity=wanted,
+            size=body.size,
+            verify=self._verify,
+            store_id=self._id,
+            on_mismatch=self._saw_corrupt,
+        )
 
     def open(
         self, integrity: str | Integrity, /
@@ -783,9 +835,9 @@ class BlobStore(abc.ABC):
             IntegrityMismatch: The stored bytes are corrupted (raised while
                 iterating).
         """
-        wanted = coerce_integrity(integrity)
+        options = candidates(integrity)
         self._check_usable()
-        return self._open_reader(wanted)
+        return self._open_reader(options)
 
     async def has(self, integrity: str | Integrity, /) -> bool:
         """Return whether the store holds a blob under *integrity*.
@@ -793,11 +845,16 @@ class BlobStore(abc.ABC):
         Raises:
             InvalidIntegrity: *integrity* is malformed (before any I/O).
         """
-        wanted = coerce_integrity(integrity)
+        options = candidates(integrity)
         self._check_usable()
-        found = await self.has_blob(wanted)
-        logger.debug("has backend=%s integrity=%s found=%s", self._id, wanted, found)
-        return found
+        for wanted in options:
+            found = await self.has_blob(wanted)
+            logger.debug(
+                "has backend=%s integrity=%s found=%s", self._id, wanted, found
+            )
+            if found:
+                return True
+        return False
 
     async def stat(self, integrity: str | Integrity, /) -> BlobInfo | None:
         """Return the blob's size (and storage time) without reading it.
@@ -808,16 +865,19 @@ class BlobStore(abc.ABC):
         Raises:
             InvalidIntegrity: *integrity* is malformed (before any I/O).
         """
-        wanted = coerce_integrity(integrity)
+        options = candidates(integrity)
         self._check_usable()
-        info = await self.stat_blob(wanted)
-        logger.debug(
-            "stat backend=%s integrity=%s size=%s",
-            self._id,
-            wanted,
-            None if info is None else info.size,
-        )
-        return info
+        for wanted in options:
+            info = await self.stat_blob(wanted)
+            logger.debug(
+                "stat backend=%s integrity=%s size=%s",
+                self._id,
+                wanted,
+                None if info is None else info.size,
+            )
+            if info is not None:
+                return info
+        return None
 
     async def delete(
         self,
@@ -844,16 +904,19 @@ class BlobStore(abc.ABC):
             InvalidIntegrity: *integrity* is malformed (before any I/O).
             ValueError: *stored_before* is naive.
         """
-        wanted = coerce_integrity(integrity)
+        options = candidates(integrity)
         if stored_before is not None and stored_before.utcoffset() is None:
             msg = "stored_before must be timezone-aware, e.g. datetime.now(UTC)."
             raise ValueError(msg)
         self._check_usable()
-        deleted = await self.delete_blob(wanted, stored_before=stored_before)
-        logger.debug(
-            "delete backend=%s integrity=%s deleted=%s", self._id, wanted, deleted
-        )
-        return deleted
+        gone = True
+        for wanted in options:
+            deleted = await self.delete_blob(wanted, stored_before=stored_before)
+            logger.debug(
+                "delete backend=%s integrity=%s deleted=%s", self._id, wanted, deleted
+            )
+            gone = gone and deleted
+        return gone
 
     async def list(
         self, *, on_skip: Callable[[str], object] | None = None

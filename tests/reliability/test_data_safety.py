@@ -12,8 +12,12 @@ import contextlib
 import datetime as dt
 import os
 import random
+import signal
 import stat
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +37,7 @@ from sriblob import (
     StoreError,
     StoreUnavailable,
     collect_garbage,
+    default_registry,
     migrate,
     verify,
 )
@@ -891,3 +896,172 @@ class TestCancelledStagingAdd:
         await asyncio.sleep(2.0)  # the stalled complete has landed by now
 
         assert s3_leftovers(s3_admin, s3_config) == []
+
+
+def cli_env(config: S3StoreConfig, root: Path) -> dict[str, str]:
+    """The environment of a `sriblob` process using *config* as its S3 store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(S3_ENV)}
+    env.update(
+        {
+            f"{S3_ENV}ENDPOINT": str(config.endpoint),
+            f"{S3_ENV}BUCKET": config.bucket,
+            f"{S3_ENV}REGION": str(config.region),
+            f"{S3_ENV}ACCESS_KEY_ID": config.access_key_id,
+            f"{S3_ENV}SECRET_ACCESS_KEY": config.secret_access_key,
+            f"{S3_ENV}FORCE_PATH_STYLE": "true",
+            "SRIBLOB_ROOT": str(root),
+        }
+    )
+    return env
+
+
+S3_ENV = "CHECKSTACK_SCRIPT_PACKAGES_S3_"
+
+
+@pytest.mark.s3
+class TestShellSignals:
+    """Item 16: a signal during `get -o` leaves no temp file, and no traceback."""
+
+    @pytest.mark.parametrize(
+        ("signal_number", "code", "word"),
+        [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+        ids=["SIGTERM", "SIGINT"],
+    )
+    async def test_signal_while_the_blob_downloads(
+        self,
+        *,
+        s3_config: S3StoreConfig,
+        proxy: FaultProxy,
+        tmp_path: Path,
+        signal_number: int,
+        code: int,
+        word: str,
+    ) -> None:
+        """The temp file beside the output goes, the exit status says why."""
+        data = blob(2 * MiB, seed=51)
+        async with S3BlobStore(s3_config) as store:
+            integrity = await store.put(integrity_of(data), data)
+        proxy.inject(Fault("stall", match="GET /", times=1, seconds=30))
+        out = tmp_path / "out"
+        out.mkdir()
+        env = cli_env(attrs_evolve(s3_config, endpoint=proxy.endpoint), tmp_path / "fs")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sriblob",
+            "get",
+            integrity,
+            "-o",
+            str(out / "blob.tgz"),
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(GUARD):
+            while not any(kind == "stall" for _, kind in proxy.hits):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            assert next(p.name for p in out.iterdir()).startswith(".blob.tgz.tmp-")
+            process.send_signal(signal_number)
+            _, stderr = await process.communicate()
+
+        assert process.returncode == code
+        assert f"sriblob: error: {word}" in stderr.decode()
+        assert "Traceback" not in stderr.decode()
+        assert list(out.iterdir()) == []
+
+    def test_ctrl_c_at_start_up(self, tmp_path: Path) -> None:
+        """Ctrl-C at 20 moments of a command's start-up never prints a traceback."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(S3_ENV)}
+        env["SRIBLOB_ROOT"] = str(tmp_path)
+        command = [sys.executable, "-m", "sriblob", "-v", "info"]
+        # Before this much has passed, the interpreter is still starting up
+        # (its own imports, site-packages): not sriblob's to catch.
+        started = time.monotonic()
+        subprocess.run(
+            [sys.executable, "-c", "import sriblob._cli"], check=True, env=env
+        )
+        interpreter = time.monotonic() - started
+        rng = random.Random(52)
+        codes = []
+        for _ in range(20):
+            process = subprocess.Popen(  # noqa: S603 -- our own interpreter
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            time.sleep(interpreter * 1.5 + rng.uniform(0, 0.25))
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=GUARD)
+            assert b"Traceback" not in stderr, stderr.decode()
+            codes.append(process.returncode)
+        # 130: sriblob caught it; -SIGINT: the interpreter had not started
+        # running sriblob yet, or had finished, and died of the signal quietly.
+        assert set(codes) <= {0, 130, -signal.SIGINT}
+        assert 130 in codes  # the signal did land during the command at times
+
+
+@pytest.mark.postgres
+class TestDsnSecrets:
+    """Item 15: no form of DSN gets its password into a message or a repr."""
+
+    PASSWORD = "S3CRETpw"
+
+    @pytest.mark.parametrize(
+        "dsn",
+        [
+            "postgresql://app:1234/S3CRETpw@db.internal/blobs",
+            "postgresql://app:S3CRETpw/x@db.internal/blobs",
+            "postgresql://app:S3CRET#pw@db.internal/blobs",
+            "postgresql://app:S3CRET?pw@db.internal/blobs",
+        ],
+    )
+    def test_unencoded_specials_are_refused_unseen(self, dsn: str) -> None:
+        """A '/', '#' or '?' in the password is refused, the password unshown."""
+        secret = "S3CRET"
+        with pytest.raises(ConfigurationError, match="percent-encode") as excinfo:
+            PostgresBlobStore(dsn)
+        assert secret not in str(excinfo.value)
+
+        registry = default_registry({"SRIBLOB_POSTGRES_DSN": dsn}, root="/nonexistent")
+        assert registry.writes_refused
+        assert secret not in "\n".join(registry.describe())
+
+    @pytest.mark.parametrize(
+        ("dsn", "where"),
+        [
+            (
+                "postgresql://app:S3CRETpw%2Fx@db.internal:5433/blobs",
+                "db.internal:5433/blobs",
+            ),
+            ("postgresql://app:p@S3CRETpw@db.internal/blobs", "db.internal/blobs"),
+            ("postgresql://:S3CRETpw@db.internal/blobs", "db.internal/blobs"),
+            (
+                "postgresql://app:S3CRETpw@h1:5432,h2:5433/blobs",
+                "h1:5432,h2:5433/blobs",
+            ),
+            ("postgres://app:S3CRETpw@/blobs?host=/run/postgresql", "localhost/blobs"),
+        ],
+    )
+    def test_accepted_forms_show_only_host_and_database(
+        self, dsn: str, where: str
+    ) -> None:
+        """repr() of the store and its config show host and database only."""
+        store = PostgresBlobStore(dsn)
+
+        for text in (repr(store), repr(store.config)):
+            assert where in text
+            assert self.PASSWORD not in text
+            assert "app" not in text
+
+    async def test_connection_error_names_no_password(self) -> None:
+        """A failed connection's StoreError and its endpoint hide the password."""
+        import socket  # noqa: PLC0415 -- only here
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        store = PostgresBlobStore(
+            f"postgresql://app:{self.PASSWORD}@127.0.0.1:{port}/blobs"
+        )
+        with pytest.raises(StoreUnavailable) as excinfo:
+            await store.__aenter__()
+
+        assert self.PASSWORD not in str(excinfo.value)
+        assert excinfo.value.endpoint == f"127.0.0.1:{port}/blobs"
