@@ -17,7 +17,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
 # asyncio, json, signal and tempfile are imported where they are used: the
 # less runs before main() can catch a Ctrl-C, the fewer tracebacks.
@@ -772,11 +772,18 @@ class _ProgressBar:
             self._bar.close()
 
 
-@contextlib.contextmanager
-def _progress_bar(description: str, bytes_word: str) -> Iterator[_ProgressBar]:
+_R = TypeVar("_R")
+
+
+async def _with_progress(
+    description: str, bytes_word: str, run: Callable[[_ProgressBar], Awaitable[_R]]
+) -> _R:
+    """Run a whole-store operation with a progress bar; its ValueError is usage."""
     bar = _ProgressBar(description, bytes_word)
     try:
-        yield bar
+        return await run(bar)
+    except ValueError as exc:
+        raise _CommandError(str(exc), EXIT_USAGE) from None
     finally:
         bar.close()
 
@@ -812,17 +819,17 @@ async def _migrate_command(
             )
         else:
             source = _store(registry, args.source)
-        with _progress_bar(f"migrate {source.id} -> {target.id}", "copied") as bar:
-            try:
-                report = await migrate(
-                    source,
-                    target,
-                    concurrency=args.concurrency,
-                    delete_source=args.delete_source,
-                    on_progress=bar,
-                )
-            except ValueError as exc:
-                raise _CommandError(str(exc), EXIT_USAGE) from None
+        report = await _with_progress(
+            f"migrate {source.id} -> {target.id}",
+            "copied",
+            lambda bar: migrate(
+                source,
+                target,
+                concurrency=args.concurrency,
+                delete_source=args.delete_source,
+                on_progress=bar,
+            ),
+        )
     if args.json:
         _print_json("migrate", report, source=source.id, target=target.id)
     else:
@@ -846,16 +853,16 @@ async def _verify_command(registry: BlobStoreRegistry, args: argparse.Namespace)
         store = _writable_store(registry, args.store)
     else:
         store = _store(registry, args.store)
-    with _progress_bar(f"verify {store.id}", "checked") as bar:
-        try:
-            report = await verify(
-                store,
-                concurrency=args.concurrency,
-                delete_corrupt=args.delete_corrupt,
-                on_progress=bar,
-            )
-        except ValueError as exc:
-            raise _CommandError(str(exc), EXIT_USAGE) from None
+    report = await _with_progress(
+        f"verify {store.id}",
+        "checked",
+        lambda bar: verify(
+            store,
+            concurrency=args.concurrency,
+            delete_corrupt=args.delete_corrupt,
+            on_progress=bar,
+        ),
+    )
     if args.json:
         _print_json("verify", report, store=store.id)
     else:
@@ -911,14 +918,17 @@ async def _gc_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> 
     )
     keep = await asyncio.to_thread(_read_keep, args.keep)
     word = "would free" if dry_run else "freed"
-    with _progress_bar(f"gc {store.id}", word) as bar:
-        report = await collect_garbage(
+    report = await _with_progress(
+        f"gc {store.id}",
+        word,
+        lambda bar: collect_garbage(
             store,
             keep,
             dry_run=dry_run,
             grace=dt.timedelta(seconds=args.grace),
             on_progress=bar,
-        )
+        ),
+    )
     if args.json:
         _print_json("gc", report, store=store.id)
         return 0

@@ -389,7 +389,7 @@ async def migrate(
         bytes_copied=run.bytes_copied,
         deleted=run.deleted,
         repaired=run.repaired,
-        foreign=run.foreign_count,
+        foreign=run.foreign.count,
     )
     logger.info(
         "migrate source=%s target=%s copied=%d skipped=%d failed=%d "
@@ -407,13 +407,22 @@ async def migrate(
     return report
 
 
-def _foreign(operation: str, store: BlobStore, name: str) -> None:
-    logger.info(
-        "%s skipped backend=%s name=%r: not a canonical integrity",
-        operation,
-        store.id,
-        name,
-    )
+@attrs.define
+class _Foreign:
+    """Counts (and logs) the listed names that aren't canonical integrities."""
+
+    _operation: str
+    _store: BlobStore
+    count: int = 0
+
+    def __call__(self, name: str) -> None:
+        self.count += 1
+        logger.info(
+            "%s skipped backend=%s name=%r: not a canonical integrity",
+            self._operation,
+            self._store.id,
+            name,
+        )
 
 
 @attrs.define
@@ -429,13 +438,13 @@ class _Migration:
     skipped: int = 0
     deleted: int = 0
     repaired: int = 0
-    foreign_count: int = 0
     bytes_copied: int = 0
     failures: list[Failure] = attrs.Factory(list)
-
-    def foreign(self, name: str) -> None:
-        self.foreign_count += 1
-        _foreign("migrate", self._source, name)
+    foreign: _Foreign = attrs.field(
+        default=attrs.Factory(
+            lambda self: _Foreign("migrate", self._source), takes_self=True
+        )
+    )
 
     async def copy(self, item: tuple[str, Integrity]) -> None:
         name, integrity = item
@@ -596,7 +605,7 @@ async def verify(
         corrupt=tuple(sorted(run.corrupt)),
         failed=tuple(sorted(run.failures, key=lambda failure: failure.integrity)),
         deleted=run.deleted,
-        foreign=run.foreign_count,
+        foreign=run.foreign.count,
     )
     logger.info(
         "verify store=%s checked=%d bytes_checked=%d corrupt=%d failed=%d "
@@ -623,19 +632,16 @@ class _Verification:
     checked: int = 0
     bytes_checked: int = 0
     deleted: int = 0
-    foreign_count: int = 0
     corrupt: list[str] = attrs.Factory(list)
     failures: list[Failure] = attrs.Factory(list)
-
-    def foreign(self, name: str) -> None:
-        self.foreign_count += 1
-        _foreign("verify", self._store, name)
+    foreign: _Foreign = attrs.field(
+        default=attrs.Factory(
+            lambda self: _Foreign("verify", self._store), takes_self=True
+        )
+    )
 
     async def check(self, item: tuple[str, Integrity]) -> None:
         name, integrity = item
-        await self._check(name, integrity)
-
-    async def _check(self, name: str, integrity: Integrity) -> None:
         size = 0
         try:
             async with self._store.open(integrity) as reader:

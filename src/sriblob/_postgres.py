@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import warnings
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
@@ -343,14 +342,9 @@ class PostgresBlobStore(BlobStore):
             max_blob_size=max_blob_size,
         )
 
-    def __del__(self) -> None:
-        # getattr: __init__ may have raised before setting everything.
-        if getattr(self, "_owns_pool", False) and self._started and not self._closed:
-            msg = (
-                f"{self!r} was never closed; use `async with PostgresBlobStore(...)`"
-                " or `await store.aclose()` to close its connection pool."
-            )
-            warnings.warn(msg, ResourceWarning, source=self, stacklevel=1)
+    def _left_open(self) -> str | None:
+        # A host's pool is the host's to close.
+        return "its connection pool" if getattr(self, "_owns_pool", False) else None
 
     @property
     def config(self) -> PostgresStoreConfig:

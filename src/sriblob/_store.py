@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt  # noqa: TC003 -- BlobInfo's annotations resolve at runtime
 import logging
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, ClassVar, Final, Self, TypeAlias
 
@@ -559,6 +560,23 @@ class BlobStore(abc.ABC):
 
     def _repr_details(self) -> str:
         return ""
+
+    def _left_open(self) -> str | None:
+        """Say what a store collected while open leaks, or None: nothing."""
+        return None
+
+    def __del__(self) -> None:
+        # getattr: __init__ may have raised before setting everything.
+        if not getattr(self, "_started", False) or self._closed:
+            return
+        leaked = self._left_open()
+        if leaked is not None:
+            name = type(self).__name__
+            msg = (
+                f"{self!r} was never closed; use `async with {name}(...)` or "
+                f"`await store.aclose()` to close {leaked}."
+            )
+            warnings.warn(msg, ResourceWarning, source=self, stacklevel=1)
 
     def __repr__(self) -> str:
         details = self._repr_details()

@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-import warnings
 from typing import TYPE_CHECKING, Any, Final
 
 import aioboto3
@@ -130,14 +129,10 @@ class S3BlobStore(BlobStore):
         self._uploader_or_none: Uploader | None = None
         self._bucket_seen = False
 
-    def __del__(self) -> None:
-        # getattr: __init__ may have raised before setting everything.
-        if getattr(self, "_client_context", None) is not None and not self._closed:
-            msg = (
-                f"{self!r} was never closed; use `async with S3BlobStore(...)` "
-                "or `await store.aclose()` to close its S3 client and connections."
-            )
-            warnings.warn(msg, ResourceWarning, source=self, stacklevel=1)
+    def _left_open(self) -> str | None:
+        if getattr(self, "_client_context", None) is None:
+            return None
+        return "its S3 client and connections"
 
     @property
     def config(self) -> S3StoreConfig:
