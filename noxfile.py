@@ -1,4 +1,4 @@
-"""Development tasks: tests, reliability, lint, typecheck, docs (``nox -l``).
+"""Development tasks: tests, reliability, example, lint, typecheck, docs (``nox -l``).
 
 ``nox -s compat`` runs the S3 suite against every S3 server we support;
 ``nox -s bench`` runs the benchmarks.
@@ -21,7 +21,7 @@ nox.options.reuse_existing_virtualenvs = True
 #: instead of being skipped. Locally, the sessions use what is installed.
 CI = bool(os.environ.get("CI"))
 nox.options.error_on_missing_interpreters = CI
-nox.options.sessions = ["tests", "reliability", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "reliability", "example", "lint", "typecheck", "docs"]
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 
@@ -61,6 +61,23 @@ def reliability(session: nox.Session) -> None:
     session.run("pytest", "-m", "reliability", *session.posargs)
 
 
+#: A backend written outside sriblob, with its own project and tests.
+EXAMPLE_BACKEND = "docs/examples/sqlite-store"
+
+
+@nox.session(python="3.11")
+def example(session: nox.Session) -> None:
+    """Install the example backend and run its tests: the public contract suite.
+
+    docs/examples/sqlite-store is a project of its own (sriblob-sqlite),
+    registered through the ``sriblob.stores`` entry point; its tests subclass
+    ``sriblob.testing.BlobStoreContract``.
+    """
+    _install(session, "-e", ".[testing]", f"./{EXAMPLE_BACKEND}")
+    session.chdir(EXAMPLE_BACKEND)
+    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
+
+
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """Check style with ruff."""
@@ -73,7 +90,8 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Run mypy --strict on the package, the tests and the benchmarks."""
     _install(session, "-e", ".", "--group", "typing")
-    session.run("mypy", "src", "tests", "bench")
+    session.run("mypy", "src", "tests", "bench", f"{EXAMPLE_BACKEND}/src")
+    session.run("mypy", f"{EXAMPLE_BACKEND}/tests")
 
 
 @nox.session(python="3.11")

@@ -12,6 +12,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+# The contract suite lives in the package: let pytest explain its asserts.
+pytest.register_assert_rewrite("sriblob.testing")
+
 from sriblob import (
     BlobStore,
     FilesystemBlobStore,
