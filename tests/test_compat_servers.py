@@ -7,6 +7,8 @@ with it. Each raw probe (plain boto3) is paired with the store's behaviour.
 
 from __future__ import annotations
 
+import email.utils
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -147,15 +149,27 @@ class TestChecksums:
 
 
 class TestMissing:
-    def test_missing_bucket_codes(self, s3_admin: S3Client) -> None:
-        """Every server answers NoSuchBucket (404), and HEAD a bare 404."""
+    def test_missing_bucket_codes(
+        self, s3_admin: S3Client, s3_target: S3Target
+    ) -> None:
+        """Every server answers NoSuchBucket (404), and HEAD a bare 404.
+
+        Except that SeaweedFS creates the bucket on a PutObject: the reason
+        the store refuses a missing bucket when it opens.
+        """
         bucket = f"missing-{uuid.uuid4().hex}"
         calls: list[Callable[[], object]] = [
             lambda: s3_admin.get_object(Bucket=bucket, Key="x"),
-            lambda: s3_admin.put_object(Bucket=bucket, Key="x", Body=b""),
             lambda: s3_admin.list_objects_v2(Bucket=bucket),
             lambda: s3_admin.delete_object(Bucket=bucket, Key="x"),
         ]
+        if s3_target.creates_missing_buckets:
+            s3_admin.put_object(Bucket=bucket, Key="x", Body=b"")
+            assert s3_admin.head_bucket(Bucket=bucket)
+            s3_admin.delete_object(Bucket=bucket, Key="x")
+            s3_admin.delete_bucket(Bucket=bucket)
+        else:
+            calls.append(lambda: s3_admin.put_object(Bucket=bucket, Key="x", Body=b""))
         for call in calls:
             with pytest.raises(ClientError) as excinfo:
                 call()
@@ -165,11 +179,11 @@ class TestMissing:
         assert error_of(excinfo.value) == ("404", 404)
 
     async def test_store_maps_a_missing_bucket(self, s3_config: S3StoreConfig) -> None:
-        """has() of a missing bucket is BucketNotFound, told apart by HeadBucket."""
+        """A missing bucket is BucketNotFound when the store opens, on every server."""
         config = attrs.evolve(s3_config, bucket=f"missing-{uuid.uuid4().hex}")
-        async with S3BlobStore(config) as store:
-            with pytest.raises(BucketNotFound):
-                await store.has(integrity_of(b"x"))
+        with pytest.raises(BucketNotFound):
+            async with S3BlobStore(config):
+                pass
 
     async def test_delete_of_a_missing_key(
         self, s3_admin: S3Client, s3_config: S3StoreConfig
@@ -180,3 +194,35 @@ class TestMissing:
         assert answer["ResponseMetadata"]["HTTPStatusCode"] == 204
         async with S3BlobStore(s3_config) as store:
             await store.delete(integrity_of(b"never stored"))
+
+
+class TestStorageTime:
+    def test_multipart_last_modified_is_the_completion(
+        self, s3_admin: S3Client, s3_config: S3StoreConfig
+    ) -> None:
+        """A multipart object's LastModified is its completion, not its start.
+
+        AWS documents the start (the CreateMultipartUpload); the servers
+        here stamp the completion, which garbage collection's grace period
+        relies on (docs/operations.md).
+        """
+        bucket, key = s3_config.bucket, "multipart-time"
+        upload = s3_admin.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        part = s3_admin.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 1000
+        )
+        time.sleep(2.5)
+        done = s3_admin.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+        )
+        completed = email.utils.parsedate_to_datetime(
+            done["ResponseMetadata"]["HTTPHeaders"]["date"]
+        )
+
+        modified = s3_admin.head_object(Bucket=bucket, Key=key)["LastModified"]
+
+        # Both have one-second resolution: within a second of the completion.
+        assert abs((modified - completed).total_seconds()) <= 1

@@ -362,6 +362,37 @@ class TestOutage:
         for upload in uploads.get("Uploads", []):
             assert upload["UploadId"] in caplog.text
 
+    @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+    async def test_failed_abort_is_retried(
+        self,
+        proxied_config: S3StoreConfig,
+        proxy: FaultProxy,
+        s3_admin: S3Client,
+    ) -> None:
+        """An upload whose abort failed is aborted by the store's next upload."""
+        data = blob(LARGE, seed=7)
+        proxy.inject(
+            Fault("status", match=("PUT ", "partNumber=2"), status=500, times=1000)
+        )
+        proxy.inject(
+            Fault("status", match=("DELETE ", "?uploadId="), status=500, times=1000)
+        )
+        async with S3BlobStore(proxied_config) as store:
+            with pytest.raises(StoreUnavailable):
+                await store.put(integrity_of(data), data)
+            [orphan] = s3_admin.list_multipart_uploads(Bucket=proxied_config.bucket)[
+                "Uploads"
+            ]
+            proxy.clear()
+
+            other = blob(LARGE, seed=8)
+            await store.put(integrity_of(other), other)
+
+        assert "Uploads" not in s3_admin.list_multipart_uploads(
+            Bucket=proxied_config.bucket
+        )
+        assert orphan["Key"].endswith(integrity_to_key(integrity_of(data), prefix=""))
+
 
 class ShortBody:
     """A response body that ends early without an error, as a broken layer might."""

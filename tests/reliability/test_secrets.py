@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pytest
 
-from sriblob import S3BlobStore, S3StoreConfig, SriblobError, load_s3_config_from_env
+from sriblob import (
+    BucketNotFound,
+    S3BlobStore,
+    S3StoreConfig,
+    SriblobError,
+    load_s3_config_from_env,
+)
 from sriblob._cli import main
 
 from ..helpers import blob, chunked, collect, integrity_of
@@ -129,13 +135,20 @@ class TestSecrets:
         elif failure == "503":
             proxy.inject(Fault("status", status=503, times=10_000))
 
-        async with S3BlobStore(config) as store:
-            errors = await every_operation(store)
-            shown = [repr(store), str(store), repr(config), str(config)]
+        store = S3BlobStore(config)
+        shown = [repr(store), str(store), repr(config), str(config)]
+        if failure == "missing bucket":
+            # Refused as the store opens: that error must hide the secret too.
+            with pytest.raises(BucketNotFound) as excinfo:
+                await store.__aenter__()
+            errors: list[BaseException] = [excinfo.value]
+        else:
+            async with store:
+                errors = await every_operation(store)
 
         if failure == "none":
             assert errors == []
-        else:
+        elif failure != "missing bucket":
             assert len(errors) >= 8
         assert debug_logs.records
         for error in errors:

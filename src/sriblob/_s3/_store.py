@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from sriblob._config import S3StoreConfig
 from sriblob._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
-from sriblob.exceptions import StoreUnavailable
+from sriblob.exceptions import BucketNotFound, StoreError, StoreUnavailable
 from sriblob.keys import integrity_to_key, key_to_integrity
 
 from ._errors import Where, status_of
@@ -93,6 +93,11 @@ class S3BlobStore(BlobStore):
 
     Raises:
         TypeError: *config* is not an :class:`~sriblob.S3StoreConfig`.
+
+    Opening the store sends HeadBucket: a bucket that doesn't exist raises
+    :class:`~sriblob.BucketNotFound` there, whatever the server would do on a
+    put (SeaweedFS creates a missing bucket), so a typo never starts a new,
+    empty bucket; other failures are left for the first call to report.
 
     Operations raise :class:`~sriblob.AccessDenied`,
     :class:`~sriblob.BucketNotFound` or :class:`~sriblob.StoreUnavailable`
@@ -182,6 +187,23 @@ class S3BlobStore(BlobStore):
                 max_concurrency=config.max_concurrency,
             )
             self._client_context = stack.pop_all()
+        try:
+            await self._check_bucket()
+        except BucketNotFound:
+            # A typo in the bucket name must not become a new, empty bucket
+            # (SeaweedFS creates a missing bucket on the first PutObject).
+            await self.shutdown()
+            raise
+        except StoreError as error:
+            # Unreachable or throttled: the first call will say so, and a
+            # registry can still serve reads from its other stores.
+            logger.debug(
+                "open backend=%s bucket=%s: HeadBucket failed (%s); checking "
+                "again on the first call",
+                self.id,
+                config.bucket,
+                type(error).__name__,
+            )
 
     async def shutdown(self) -> None:
         context, self._client_context = self._client_context, None
@@ -225,7 +247,11 @@ class S3BlobStore(BlobStore):
         return integrity_to_key(integrity, prefix=self._prefix)
 
     async def _check_bucket(self) -> None:
-        """Raise BucketNotFound if the bucket is missing (HEAD has no body)."""
+        """Raise BucketNotFound if the bucket is missing (HEAD has no body).
+
+        Called when the store opens, and after a 404 to HeadObject until the
+        bucket was seen once.
+        """
         if self._bucket_seen:
             return
         with self._where.translate("HeadBucket"):

@@ -231,6 +231,8 @@ class Uploader:
         copy_part_size: The part size of a multipart copy.
         conditional_writes: Whether the server honours ``If-None-Match: *``
             (False after it answered 501).
+        unaborted: Uploads whose abort failed (the server was down, say),
+            as ``(key, upload id)``: retried before the next multipart upload.
     """
 
     client: S3Client
@@ -241,6 +243,7 @@ class Uploader:
     copy_threshold: int = COPY_THRESHOLD
     copy_part_size: int = COPY_PART_SIZE
     conditional_writes: bool = True
+    unaborted: set[tuple[str, str]] = attrs.Factory(set)
 
     # -- one request -----------------------------------------------------------
 
@@ -300,9 +303,16 @@ class Uploader:
         afterwards (the staging delete) must come after it, or the upload
         could complete behind the cleanup's back.
         """
+        await self.retry_aborts()
         async with self._upload(key) as upload_id:
             completed = await self._upload_parts(key, upload_id, parts)
             await _finish(self._complete(key, upload_id, completed))
+
+    async def retry_aborts(self) -> None:
+        """Abort again the uploads whose abort failed; keep those that fail again."""
+        for key, upload_id in list(self.unaborted):
+            self.unaborted.discard((key, upload_id))
+            await self.abort(key, upload_id)
 
     async def _complete(
         self, key: str, upload_id: str, parts: list[CompletedPartTypeDef]
@@ -411,6 +421,7 @@ class Uploader:
         if not abort.cancelled() and (error := abort.exception()) is not None:
             if isinstance(error, ClientError) and code_of(error) == "NoSuchUpload":
                 return  # completed after all, or already gone
+            self.unaborted.add((key, upload_id))
             logger.warning(
                 "abort backend=%s bucket=%s key=%s upload_id=%s failed: %r",
                 self.where.backend,
