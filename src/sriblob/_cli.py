@@ -178,6 +178,31 @@ def _parser() -> argparse.ArgumentParser:
         "without reading its bytes",
     )
     _add_operation_parsers(commands)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the blobs over HTTP (GET/HEAD /blobs/INTEGRITY)",
+        description="Serve the blobs of the active store (or --store ID) over "
+        "HTTP with sriblob.asgi.BlobApp under uvicorn, until Ctrl-C. Reads "
+        "fall back over every registered store. Needs the serve extra: "
+        "pip install 'sriblob[serve]'.",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default: 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port", type=_positive_int, default=8080, help="the port (default: 8080)"
+    )
+    serve.add_argument(
+        "--prefix", default="/blobs", help="the path prefix (default: /blobs)"
+    )
+    serve.add_argument(
+        "--redirect",
+        action="store_true",
+        help="answer GET with a redirect to a presigned URL where the store can (S3)",
+    )
+    _store_option(serve, "serve")
     return parser
 
 
@@ -945,6 +970,51 @@ async def _gc_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> 
     return 0
 
 
+async def _serve_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+    import signal  # noqa: PLC0415 -- see the module's imports
+
+    try:
+        import uvicorn  # noqa: PLC0415 -- optional: the serve extra
+    except ImportError:
+        msg = "sriblob serve needs uvicorn: pip install 'sriblob[serve]'"
+        raise _CommandError(msg, EXIT_FAILED) from None
+    from .asgi import BlobApp  # noqa: PLC0415 -- lazy
+
+    source: BlobStore | BlobStoreRegistry = (
+        registry if args.store is None else _store(registry, args.store)
+    )
+    try:
+        app = BlobApp(source, prefix=args.prefix, redirect=args.redirect)
+    except ValueError as exc:
+        raise _CommandError(str(exc), EXIT_USAGE) from None
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        lifespan="off",
+        access_log=True,
+        log_level="info",
+    )
+
+    class Server(uvicorn.Server):
+        """Ctrl-C or SIGTERM stops it gracefully, and that is a clean exit.
+
+        uvicorn raises the signal again once it stopped, for its caller;
+        this command is the caller, and a server that was asked to stop
+        has not failed.
+        """
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+            self._captured_signals.clear()
+
+    # uvicorn handles SIGTERM itself now (a graceful stop), not _run().
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+    await Server(config).serve()
+    return 0
+
+
 _COMMANDS: dict[
     str, Callable[[BlobStoreRegistry, argparse.Namespace], Awaitable[int]]
 ] = {
@@ -957,4 +1027,5 @@ _COMMANDS: dict[
     "migrate": _migrate_command,
     "verify": _verify_command,
     "gc": _gc_command,
+    "serve": _serve_command,
 }

@@ -657,6 +657,13 @@ class FilesystemBlobStore(BlobStore):
 
     @contextlib.asynccontextmanager
     async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
+        async with self.read_blob_range(integrity, 0, None) as body:
+            yield body
+
+    @contextlib.asynccontextmanager
+    async def read_blob_range(
+        self, integrity: Integrity, start: int, end: int | None, /
+    ) -> AsyncIterator[BlobBody]:
         location = self._locate(integrity)
         with self._translating("read", location.path):
             opened = await _acquire(
@@ -665,13 +672,23 @@ class FilesystemBlobStore(BlobStore):
         if opened is None:
             raise self.not_found(integrity)
         file, size = opened
+        try:
+            stop = self.check_range(integrity, start, end, size)
+        except BaseException:
+            file.close()
+            raise
 
         async def chunks() -> AsyncIterator[bytes]:
-            while True:
+            position = start
+            while position < stop:
+                count = min(CHUNK_SIZE, stop - position)
                 with self._translating("read", location.path):
-                    chunk = await asyncio.to_thread(file.read, CHUNK_SIZE)
+                    chunk = await asyncio.to_thread(
+                        os.pread, file.fileno(), count, position
+                    )
                 if not chunk:
-                    return
+                    return  # the file shrank: verification (or the caller) sees it
+                position += len(chunk)
                 yield chunk
 
         try:

@@ -90,6 +90,22 @@ class MemoryBlobStore(BlobStore):
 
         yield BlobBody(chunks(), len(data))
 
+    @contextlib.asynccontextmanager
+    async def read_blob_range(
+        self, integrity: Integrity, start: int, end: int | None, /
+    ) -> AsyncIterator[BlobBody]:
+        data = self._blobs.get(str(integrity))
+        if data is None:
+            raise self.not_found(integrity)
+        stop = self.check_range(integrity, start, end, len(data))
+        view = data[start:stop]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for offset in range(0, len(view), CHUNK_SIZE):
+                yield view[offset : offset + CHUNK_SIZE]
+
+        yield BlobBody(chunks(), len(data))
+
     async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
         name = str(integrity)
         data = self._blobs.get(name)

@@ -106,6 +106,7 @@ class _Sql:
     find: str
     stat: str
     open_chunks: str
+    chunk_width: str
     has: str
     delete: str
     delete_older: str
@@ -165,7 +166,14 @@ class _Sql:
             ),
             find=f"SELECT id, size FROM {blobs} WHERE integrity = $1",
             stat=f"SELECT size, created_at FROM {blobs} WHERE integrity = $1",
-            open_chunks=(f"SELECT data FROM {chunks} WHERE blob_id = $1 ORDER BY seq"),
+            open_chunks=(
+                f"SELECT seq, data FROM {chunks} WHERE blob_id = $1 AND seq >= $2"
+                " ORDER BY seq"
+            ),
+            chunk_width=(
+                f"SELECT octet_length(data) FROM {chunks} WHERE blob_id = $1"
+                " AND seq = 0"
+            ),
             has=f"SELECT EXISTS (SELECT 1 FROM {blobs} WHERE integrity = $1)",
             delete=f"DELETE FROM {blobs} WHERE integrity = $1",
             # The main query sees the table as it was before the DELETE: the
@@ -559,11 +567,9 @@ class PostgresBlobStore(BlobStore):
         """
         if received == size or self.verify:
             return
-        msg = (
-            f"PostgreSQL holds a damaged blob {integrity}: its chunk rows hold "
-            f"{received} of its {size} bytes. Put the blob again to repair it."
+        raise self._damaged(
+            integrity, f"its chunk rows hold {received} of its {size} bytes"
         )
-        raise StoreError(msg, backend=self._id, endpoint=self._where)
 
     async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
         with self._translate("read a blob"):
@@ -578,6 +584,13 @@ class PostgresBlobStore(BlobStore):
 
     @contextlib.asynccontextmanager
     async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
+        async with self.read_blob_range(integrity, 0, None) as body:
+            yield body
+
+    @contextlib.asynccontextmanager
+    async def read_blob_range(
+        self, integrity: Integrity, start: int, end: int | None, /
+    ) -> AsyncIterator[BlobBody]:
         sql = self._sql
         failure: Exception | None = None
         try:
@@ -592,31 +605,25 @@ class PostgresBlobStore(BlobStore):
                     row = await conn.fetchrow(sql.find, str(integrity))
                     if row is None:
                         raise self.not_found(integrity)
-                    cursor = await conn.cursor(sql.open_chunks, row["id"])
                     size: int = row["size"]
-
-                    async def chunks() -> AsyncGenerator[bytes]:
-                        received = 0
-                        while True:
-                            with self._translate("read a blob"):
-                                rows = await cursor.fetch(self._read_ahead)
-                            if not rows:
-                                break
-                            for chunk_row in rows[:-1]:
-                                received += len(chunk_row[0])
-                                yield chunk_row[0]
-                            last: bytes = rows[-1][0]
-                            received += len(last)
-                            if len(rows) < self._read_ahead:
-                                # The cursor is done: check before the last
-                                # chunk, so a short blob never passes whole.
-                                self._check_size(integrity, received, size)
-                                yield last
-                                return
-                            yield last
-                        self._check_size(integrity, received, size)
-
-                    stream = chunks()
+                    stop = self.check_range(integrity, start, end, size)
+                    # Rows hold the chunk size the blob was written with:
+                    # start at the row holding `start`, not at the first.
+                    first_seq = 0
+                    if start > 0:
+                        width = await conn.fetchval(sql.chunk_width, row["id"])
+                        first_seq = start // width if width else 0
+                        skip = start - first_seq * (width or 0)
+                    else:
+                        skip = 0
+                    cursor = await conn.cursor(sql.open_chunks, row["id"], first_seq)
+                    stream = (
+                        self._whole_chunks(integrity, cursor, size)
+                        if start == 0 and stop == size
+                        else self._range_chunks(
+                            integrity, cursor, first_seq, skip, stop - start
+                        )
+                    )
                     try:
                         yield BlobBody(stream, size)
                     except Exception as exc:
@@ -629,6 +636,68 @@ class PostgresBlobStore(BlobStore):
             failure = passthrough.error
         if failure is not None:
             raise failure
+
+    async def _whole_chunks(
+        self, integrity: Integrity, cursor: Any, size: int
+    ) -> AsyncGenerator[bytes]:
+        """Yield every chunk row; check the total before the last one.
+
+        So a short blob never passes as whole, even with ``verify=False``.
+        """
+        received = 0
+        while True:
+            with self._translate("read a blob"):
+                rows = await cursor.fetch(self._read_ahead)
+            if not rows:
+                break
+            for _, data in rows[:-1]:
+                received += len(data)
+                yield data
+            last: bytes = rows[-1][1]
+            received += len(last)
+            if len(rows) < self._read_ahead:
+                self._check_size(integrity, received, size)
+                yield last
+                return
+            yield last
+        self._check_size(integrity, received, size)
+
+    async def _range_chunks(
+        self, integrity: Integrity, cursor: Any, seq: int, skip: int, length: int
+    ) -> AsyncGenerator[bytes]:
+        """Yield *length* bytes from the rows from *seq* on, after *skip* bytes.
+
+        A range isn't verified, so a missing row (a gap in ``seq``) or rows
+        that end too soon are always refused.
+        """
+        left = length
+        while left > 0:
+            with self._translate("read a blob"):
+                rows = await cursor.fetch(self._read_ahead)
+            if not rows:
+                break
+            for row_seq, data in rows:
+                if row_seq != seq:
+                    raise self._damaged(integrity, f"its chunk row {seq} is missing")
+                seq += 1
+                piece = data[skip : skip + left]
+                skip = max(skip - len(data), 0)
+                left -= len(piece)
+                if piece:
+                    yield piece
+                if left <= 0:
+                    return
+        if left > 0:
+            raise self._damaged(
+                integrity, f"its chunk rows end {left} bytes short of the range"
+            )
+
+    def _damaged(self, integrity: Integrity, what: str) -> StoreError:
+        msg = (
+            f"PostgreSQL holds a damaged blob {integrity}: {what}. Put the blob "
+            "again to repair it."
+        )
+        return StoreError(msg, backend=self._id, endpoint=self._where)
 
     async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
         with self._translate("look a blob up"):

@@ -22,6 +22,8 @@ from .exceptions import (
     BlobTooLarge,
     IntegrityMismatch,
     InvalidIntegrity,
+    PresignUnsupported,
+    RangeNotSatisfiable,
     StoreClosed,
 )
 
@@ -72,9 +74,10 @@ class BlobBody:
     """What a backend's :meth:`BlobStore.read_blob` yields: the raw chunks.
 
     Attributes:
-        chunks: The stored bytes, unverified, in order.
-        size: The blob's size in bytes when the backend knows it up front,
-            else None.
+        chunks: The stored bytes (of the range asked for, from
+            :meth:`BlobStore.read_blob_range`), unverified, in order.
+        size: The whole blob's size in bytes when the backend knows it up
+            front, else None (a range read must know it).
 
     .. versionadded:: 0.1.0
     """
@@ -409,11 +412,19 @@ class BlobReader:
     raised instead of the end of iteration, so **don't trust or publish the
     data before the iterator is exhausted**.
 
+    A reader of a byte range (``open(..., start=..., end=...)``) that isn't
+    the whole blob can't be verified: a range has no integrity of its own.
+    :attr:`verifies` says which kind a reader is.
+
     Attributes:
         integrity: The blob's integrity.
-        size: The blob's size in bytes when the backend knows it, else None.
+        size: The whole blob's size in bytes when the backend knows it, else
+            None (always known for a range).
         store_id: The id of the store the bytes come from (the one that
             answered, for :meth:`BlobStoreRegistry.open_with_fallback`).
+        start: The first byte this reader yields (0 for the whole blob).
+        end: The byte after the last one it yields, or None for the blob's
+            end when the size isn't known.
 
     .. versionadded:: 0.1.0
     """
@@ -427,10 +438,14 @@ class BlobReader:
         verify: bool,
         store_id: str,
         on_mismatch: Callable[[Integrity], None] | None = None,
+        start: int = 0,
+        end: int | None = None,
     ) -> None:
         self.integrity = integrity
         self.size = size
         self.store_id = store_id
+        self.start = start
+        self.end = size if end is None else end
         self._chunks = chunks
         self._hasher = _PipelinedHasher(integrity.algorithm) if verify else None
         self._on_mismatch = on_mismatch
@@ -459,6 +474,11 @@ class BlobReader:
             await self._hasher.update(chunk)
         return chunk
 
+    @property
+    def verifies(self) -> bool:
+        """Whether the bytes are checked against the integrity as they stream."""
+        return self._hasher is not None
+
     async def read(self) -> bytes:
         """Read (and verify) the rest of the blob into memory."""
         return b"".join([chunk async for chunk in self])
@@ -468,7 +488,15 @@ class BlobReader:
             self._hasher.close()
 
     def __repr__(self) -> str:
-        return f"<BlobReader {self.integrity} size={self.size} store={self.store_id}>"
+        span = (
+            ""
+            if self.start == 0 and self.end == self.size
+            else (f" range={self.start}-{self.end}")
+        )
+        return (
+            f"<BlobReader {self.integrity} size={self.size}{span} "
+            f"store={self.store_id}>"
+        )
 
 
 class BlobStore(abc.ABC):
@@ -800,38 +828,61 @@ class BlobStore(abc.ABC):
 
     @contextlib.asynccontextmanager
     async def _open_reader(
-        self, options: tuple[Integrity, ...]
+        self, options: tuple[Integrity, ...], start: int, end: int | None
     ) -> AsyncIterator[BlobReader]:
+        whole = start == 0 and end is None
         async with contextlib.AsyncExitStack() as stack:
             for wanted in options:
+                opening = (
+                    self.read_blob(wanted)
+                    if whole
+                    else self.read_blob_range(wanted, start, end)
+                )
                 try:
-                    body = await stack.enter_async_context(self.read_blob(wanted))
+                    body = await stack.enter_async_context(opening)
                 except BlobNotFound:
                     if wanted is options[-1]:
                         raise
                     continue
                 break
-            reader = self._reader(wanted, body)
+            reader = self._reader(wanted, body, start, end)
             try:
                 yield reader
             finally:
                 reader._close()  # noqa: SLF001 -- the store owns its readers
 
-    def _reader(self, wanted: Integrity, body: BlobBody) -> BlobReader:
+    def _reader(
+        self, wanted: Integrity, body: BlobBody, start: int, end: int | None
+    ) -> BlobReader:
+        stop = body.size if end is None else end
+        # Only the whole blob has an integrity to check against.
+        whole = start == 0 and (end is None or end == body.size)
         logger.debug(
-            "open backend=%s integrity=%s size=%s", self._id, wanted, body.size
+            "open backend=%s integrity=%s size=%s range=%s-%s",
+            self._id,
+            wanted,
+            body.size,
+            start,
+            stop,
         )
         return BlobReader(
             body.chunks,
             integrity=wanted,
             size=body.size,
-            verify=self._verify,
+            verify=self._verify and whole,
             store_id=self._id,
             on_mismatch=self._saw_corrupt,
+            start=start,
+            end=stop,
         )
 
     def open(
-        self, integrity: str | Integrity, /
+        self,
+        integrity: str | Integrity,
+        /,
+        *,
+        start: int = 0,
+        end: int | None = None,
     ) -> contextlib.AbstractAsyncContextManager[BlobReader]:
         """Stream the blob: an async context manager yielding a :class:`BlobReader`.
 
@@ -846,16 +897,35 @@ class BlobStore(abc.ABC):
         the end at the latest, so the data can't be trusted before the
         iterator is exhausted.
 
+        **Byte ranges.** With *start* and *end*, the reader yields bytes
+        ``start`` to ``end - 1`` (half-open, like a slice; *end* None for the
+        blob's end). A range that isn't the whole blob is **not verified**
+        (it has no integrity of its own; :attr:`BlobReader.verifies` is
+        False): trust it only as far as you trust the store, or verify the
+        whole blob once. Backends read just the range where they can (S3
+        ``Range``, a file seek, the right PostgreSQL chunk rows).
+
+        Args:
+            integrity: The blob's integrity.
+            start: The first byte to yield, from 0.
+            end: The byte after the last one to yield, at most the blob's
+                size; None for the blob's end.
+
         Raises:
             InvalidIntegrity: *integrity* is malformed (raised by this call,
                 before any I/O).
+            ValueError: *start* is negative, or *end* is before *start*
+                (raised by this call).
             BlobNotFound: The store doesn't hold the blob (raised on entry).
+            RangeNotSatisfiable: *start* or *end* is past the blob's size
+                (raised on entry).
             IntegrityMismatch: The stored bytes are corrupted (raised while
-                iterating).
+                iterating a whole-blob reader).
         """
         options = candidates(integrity)
+        _check_bounds(start, end)
         self._check_usable()
-        return self._open_reader(options)
+        return self._open_reader(options, start, end)
 
     async def has(self, integrity: str | Integrity, /) -> bool:
         """Return whether the store holds a blob under *integrity*.
@@ -1038,6 +1108,88 @@ class BlobStore(abc.ABC):
         .. versionadded:: 0.1.0
         """
 
+    @contextlib.asynccontextmanager
+    async def read_blob_range(
+        self, integrity: Integrity, start: int, end: int | None, /
+    ) -> AsyncIterator[BlobBody]:
+        """Open bytes ``start`` to ``end - 1`` of the blob (*end* None: to its end).
+
+        Yields a :class:`BlobBody` whose chunks are the range and whose
+        ``size`` is the whole blob's; raises :class:`~sriblob.BlobNotFound`,
+        or :class:`~sriblob.RangeNotSatisfiable` through :meth:`check_range`,
+        on entry. The default reads the blob from its start and skips what
+        comes before *start*; backends that can seek override it.
+
+        .. versionadded:: 0.1.0
+        """
+        async with self.read_blob(integrity) as body:
+            size = body.size
+            if size is None:
+                info = await self.stat_blob(integrity)
+                if info is None:  # pragma: no cover -- deleted meanwhile
+                    raise self.not_found(integrity)
+                size = info.size
+            stop = self.check_range(integrity, start, end, size)
+            yield BlobBody(_sliced(body.chunks, start, stop), size)
+
+    def check_range(
+        self, integrity: Integrity, start: int, end: int | None, size: int
+    ) -> int:
+        """Return where a range of a blob of *size* bytes ends, or refuse it.
+
+        For backends' :meth:`read_blob_range`: *start* must be at most
+        *size*, *end* (None: *size*) from *start* to *size*.
+
+        Raises:
+            RangeNotSatisfiable: The range reaches past the blob.
+
+        .. versionadded:: 0.1.0
+        """
+        stop = size if end is None else end
+        if start > size or stop > size:
+            msg = (
+                f"The range {start}-{stop} of blob {integrity} in the {self._id!r} "
+                f"store is not satisfiable: the blob has {size} bytes."
+            )
+            raise RangeNotSatisfiable(
+                msg, integrity=str(integrity), start=start, end=end, size=size
+            )
+        return stop
+
+    @property
+    def can_presign(self) -> bool:
+        """Whether :meth:`presign` hands out URLs (S3: yes; others: no).
+
+        .. versionadded:: 0.1.0
+        """
+        return False
+
+    async def presign(
+        self,
+        integrity: str | Integrity,
+        /,
+        *,
+        expires_in: int = 3600,  # noqa: ARG002 -- for the stores that can
+        method: str = "GET",  # noqa: ARG002 -- for the stores that can
+    ) -> str:
+        """Return a URL that fetches the blob without credentials, for a while.
+
+        Only stores that can (:attr:`can_presign`) override this; the
+        default raises.
+
+        Raises:
+            PresignUnsupported: The store can't presign (a ``NotImplementedError``).
+
+        .. versionadded:: 0.1.0
+        """
+        candidates(integrity)
+        msg = (
+            f"The {self._id!r} store ({type(self).__name__}) can't hand out "
+            "presigned URLs; serve the blob yourself (sriblob.asgi.BlobApp), or "
+            "check store.can_presign first."
+        )
+        raise PresignUnsupported(msg, backend=self._id)
+
     async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
         """Return the stored bytes unverified, or None when absent.
 
@@ -1111,3 +1263,35 @@ class BlobStore(abc.ABC):
         """
         msg = f"No blob {integrity} in the {self._id!r} store."
         return BlobNotFound(msg, integrity=str(integrity), backend=self._id)
+
+
+def _check_bounds(start: object, end: object) -> None:
+    """Refuse a range that can't be one, whatever the blob (before any I/O)."""
+    for name, value in (("start", start), ("end", end)):
+        if value is None and name == "end":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            msg = f"{name} must be an int, not {type(value).__name__}."
+            raise TypeError(msg)
+    assert isinstance(start, int)  # noqa: S101 -- checked above
+    if start < 0:
+        msg = f"start must be >= 0, not {start}."
+        raise ValueError(msg)
+    if end is not None and end < start:  # type: ignore[operator]
+        msg = f"end must be None or >= start ({start}), not {end}."
+        raise ValueError(msg)
+
+
+async def _sliced(
+    chunks: AsyncIterator[bytes], start: int, stop: int
+) -> AsyncIterator[bytes]:
+    """Yield bytes *start* to *stop* - 1 of a stream, skipping the rest."""
+    offset = 0
+    async for chunk in chunks:
+        if offset >= stop:
+            return
+        first = max(start - offset, 0)
+        last = min(stop - offset, len(chunk))
+        offset += len(chunk)
+        if first < last:
+            yield chunk if (first, last) == (0, len(chunk)) else chunk[first:last]

@@ -8,6 +8,8 @@ catches anything the library raises on purpose::
     ├── IntegrityMismatch                            bytes don't hash to the name
     ├── BlobNotFound              (also LookupError) open() of an absent blob
     ├── BlobTooLarge                                 over a store's max_blob_size
+    ├── RangeNotSatisfiable       (also ValueError)  a range outside the blob
+    ├── PresignUnsupported        (also NotImplementedError) no presigned URLs
     ├── UnknownBackend            (also LookupError) registry has no such id
     ├── ConfigurationError        (also ValueError)  missing or invalid settings
     ├── StoreClosed               (also RuntimeError) store used outside its lifetime
@@ -31,6 +33,8 @@ __all__ = [
     "ConfigurationError",
     "IntegrityMismatch",
     "InvalidIntegrity",
+    "PresignUnsupported",
+    "RangeNotSatisfiable",
     "SriblobError",
     "StoreClosed",
     "StoreError",
@@ -95,6 +99,42 @@ class BlobTooLarge(SriblobError):
     def __init__(self, message: str, *, limit: int, backend: str) -> None:
         super().__init__(message)
         self.limit = limit
+        self.backend = backend
+
+
+class RangeNotSatisfiable(SriblobError, ValueError):
+    """A byte range asked of :meth:`~sriblob.BlobStore.open` lies outside the blob.
+
+    Attributes:
+        integrity: The blob's canonical integrity.
+        start: The range's first byte.
+        end: The range's end (exclusive), or None for the blob's end.
+        size: The blob's size in bytes.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self, message: str, *, integrity: str, start: int, end: int | None, size: int
+    ) -> None:
+        super().__init__(message)
+        self.integrity = integrity
+        self.start = start
+        self.end = end
+        self.size = size
+
+
+class PresignUnsupported(SriblobError, NotImplementedError):
+    """The store can't hand out presigned URLs (see ``BlobStore.can_presign``).
+
+    Attributes:
+        backend: The id of the store.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, backend: str) -> None:
+        super().__init__(message)
         self.backend = backend
 
 

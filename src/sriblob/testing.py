@@ -58,6 +58,7 @@ from .exceptions import (
     BlobTooLarge,
     IntegrityMismatch,
     InvalidIntegrity,
+    RangeNotSatisfiable,
     StoreClosed,
 )
 
@@ -643,7 +644,95 @@ class _SeveralDigestsContract:
                 pass
 
 
+#: A blob of three 1 MiB chunks and some: ranges cross chunk boundaries.
+RANGED_SIZE: Final = 3 * 1024 * 1024 + 4321
+
+
+class _RangeContract:
+    """open(start=..., end=...) reads exactly a slice, on every backend."""
+
+    @pytest.mark.parametrize(
+        ("start", "end"),
+        [
+            (0, 1),
+            (0, 1024 * 1024),
+            (1024 * 1024 - 1, 1024 * 1024 + 1),
+            (12345, 2 * 1024 * 1024 + 17),
+            (RANGED_SIZE - 10, None),
+            (RANGED_SIZE - 1, RANGED_SIZE),
+            (5, 5),
+            (RANGED_SIZE, None),
+        ],
+        ids=["first", "chunk", "boundary", "middle", "tail", "last", "empty", "at-end"],
+    )
+    async def test_range_is_the_slice(
+        self, store: BlobStore, start: int, end: int | None
+    ) -> None:
+        """A range reader yields blob[start:end], unverified, with the blob's size."""
+        data = blob(RANGED_SIZE, seed=71)
+        integrity = await store.add(data)
+
+        async with store.open(integrity, start=start, end=end) as reader:
+            got = await reader.read()
+            assert not reader.verifies
+            assert (reader.start, reader.end) == (
+                start,
+                len(data) if end is None else end,
+            )
+            assert reader.size == len(data)
+
+        assert got == data[start:end]
+
+    async def test_whole_range_still_verifies(
+        self, backend: Backend, store: BlobStore
+    ) -> None:
+        """open(start=0, end=size) is the whole blob, and verified like open()."""
+        data = blob(100_000, seed=72)
+        integrity = await store.add(data)
+        async with store.open(integrity, start=0, end=len(data)) as reader:
+            assert reader.verifies
+            assert await reader.read() == data
+        await backend.corrupt(store, Integrity.parse(integrity), data[:-1] + b"?")
+
+        async with store.open(integrity, start=0, end=len(data)) as reader:
+            with pytest.raises(IntegrityMismatch):
+                await reader.read()
+
+    @pytest.mark.parametrize(("start", "end"), [(1001, None), (0, 1001), (1001, 2000)])
+    async def test_past_the_end_is_refused(
+        self, store: BlobStore, start: int, end: int | None
+    ) -> None:
+        """A range reaching past the blob raises RangeNotSatisfiable on entry."""
+        integrity = await store.add(blob(1000, seed=73))
+
+        with pytest.raises(RangeNotSatisfiable) as excinfo:
+            async with store.open(integrity, start=start, end=end):
+                pass
+
+        assert excinfo.value.size == 1000
+        assert excinfo.value.integrity == integrity
+        assert isinstance(excinfo.value, ValueError)
+
+    @pytest.mark.parametrize(
+        ("start", "end", "error"),
+        [(-1, None, ValueError), (10, 5, ValueError), (1.5, None, TypeError)],
+    )
+    async def test_impossible_ranges_before_any_io(
+        self, store: BlobStore, start: Any, end: Any, error: type[Exception]
+    ) -> None:
+        """Negative starts, ends before starts and non-ints fail at the call."""
+        with pytest.raises(error):
+            store.open(integrity_of(SMALL), start=start, end=end)
+
+    async def test_range_of_an_absent_blob(self, store: BlobStore) -> None:
+        """A range of a blob the store doesn't hold is BlobNotFound."""
+        with pytest.raises(BlobNotFound):
+            async with store.open(integrity_of(b"absent"), start=1, end=2):
+                pass
+
+
 class BlobStoreContract(
+    _RangeContract,
     _PutContract,
     _AddContract,
     _GetContract,

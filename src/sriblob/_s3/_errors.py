@@ -84,6 +84,10 @@ _BY_CODE: Final[dict[str, tuple[type[StoreError], str]]] = {
         (StoreUnavailable, "the server kept failing ({code}) after retries"),
     ),
 }
+_BY_CODE["PreconditionFailed"] = (
+    StoreError,
+    "a condition failed: the object changed while it was read ({code})",
+)
 #: HTTP status → the same, for answers without an error code (HEAD).
 _BY_STATUS: Final[dict[int, tuple[type[StoreError], str]]] = {
     403: (AccessDenied, _DENIED_HINT),
