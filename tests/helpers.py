@@ -82,7 +82,10 @@ class S3Target:
             overwrite (s3rver ignores it).
         checks_presigned_expiry: Whether an expired presigned URL is refused
             (moto serves it unless its authentication is on, which fails on
-            query-signed requests; s3rver checks no signatures).
+            query-signed requests; s3rver checks the expiry, not the
+            signature).
+        checks_payload_hash: Whether a signed body whose
+            ``X-Amz-Content-SHA256`` doesn't match it is refused (Ceph RGW).
         creates_missing_buckets: Whether a PutObject to a missing bucket
             creates it (SeaweedFS, for an admin identity) instead of
             answering NoSuchBucket.
@@ -103,6 +106,7 @@ class S3Target:
     conditional_create: bool = True
     creates_missing_buckets: bool = False
     checks_presigned_expiry: bool = True
+    checks_payload_hash: bool = False
 
     @classmethod
     def from_env(cls) -> S3Target | None:
@@ -136,10 +140,9 @@ class S3Target:
                 copies_parts=False,
                 multipart_etags=False,
                 conditional_create=False,
-                checks_presigned_expiry=False,
             )
         elif name == "ceph":
-            fields.update(complete_etag=False)
+            fields.update(complete_etag=False, checks_payload_hash=True)
         elif name == "seaweedfs":
             fields.update(creates_missing_buckets=True)
         return cls(name=name, **fields)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import socket
 import urllib.parse
 import uuid
@@ -31,6 +32,7 @@ from sriblob import (
     StoreError,
     StoreUnavailable,
 )
+from sriblob._s3 import _signing as s3_signing
 from sriblob._s3 import _upload as s3_module
 from sriblob._s3._upload import BLIND_PUT_MAX, part_size_for, streamed_part_size
 from sriblob.keys import integrity_to_key
@@ -877,6 +879,156 @@ class TestRead:
             await store.get(integrity)
 
 
+#: Ranges of parallel-read tests: small, so a few hundred KiB spans many.
+RANGE = 64 * 1024
+
+
+def acquired_connections(store: S3BlobStore) -> int:
+    """Count the connections the store's aiohttp pools hand out right now."""
+    http = store._client._endpoint.http_session  # type: ignore[attr-defined]
+    return sum(len(session.connector._acquired) for session in http._sessions.values())
+
+
+def other_tasks() -> set[asyncio.Task[Any]]:
+    """Tasks of this loop besides the running one."""
+    return asyncio.all_tasks() - {asyncio.current_task()}
+
+
+class TestParallelReads:
+    """Blobs above ``read_part_size`` are read as ranges on several connections."""
+
+    @pytest.fixture(name="ranged")
+    async def _ranged(self, s3_config: S3StoreConfig) -> AsyncIterator[S3BlobStore]:
+        config = other_config(s3_config, read_part_size=RANGE, read_concurrency=4)
+        async with opened(config) as store:
+            yield store
+
+    @pytest.mark.parametrize(
+        "size",
+        [0, 1, RANGE - 1, RANGE, RANGE + 1, 3 * RANGE + 17, 20 * RANGE, 999_999],
+    )
+    async def test_sizes_around_the_range(self, ranged: S3BlobStore, size: int) -> None:
+        """get(), open() and ranges of every kind equal the blob, at any size."""
+        data = blob(size, seed=size)
+        integrity = await ranged.add(data)
+
+        assert await ranged.get(integrity) == data
+        async with ranged.open(integrity) as reader:
+            assert reader.size == size
+            assert await reader.read() == data
+        for start, end in [(0, None), (1, None), (RANGE - 1, RANGE + 1), (7, size)]:
+            if start > size or (end is not None and not start <= end <= size):
+                continue
+            async with ranged.open(integrity, start=start, end=end) as reader:
+                assert await reader.read() == data[start:end]
+
+    async def test_first_bytes_come_before_the_last_range(
+        self, s3_config: S3StoreConfig
+    ) -> None:
+        """The first chunk is handed on before later ranges are even asked for."""
+        config = other_config(s3_config, read_part_size=RANGE, read_concurrency=2)
+        data = blob(40 * RANGE, seed=5)
+        async with opened(config) as store:
+            integrity = await store.add(data)
+            sent = record(store)
+            async with store.open(integrity) as reader:
+                first = await anext(reader)
+                ranges = [call for call in sent if call.operation == "GetObject"]
+                assert len(ranges) <= 3  # the first, and at most the window
+                rest = await reader.read()
+            assert first + rest == data
+            ranges = [call for call in sent if call.operation == "GetObject"]
+            assert len(ranges) == 40
+
+    async def test_a_flipped_byte_in_one_range_is_detected(
+        self, ranged: S3BlobStore, s3_admin: S3Client
+    ) -> None:
+        """A corrupt byte in any range fails get() and open() with IntegrityMismatch."""
+        data = blob(10 * RANGE, seed=9)
+        integrity = await ranged.add(data)
+        for at in (0, RANGE, 5 * RANGE + 3, len(data) - 1):
+            bad = bytearray(data)
+            bad[at] ^= 0x01
+            s3_admin.put_object(
+                Bucket=ranged.config.bucket,
+                Key=integrity_to_key(integrity),
+                Body=bytes(bad),
+            )
+            with pytest.raises(IntegrityMismatch):
+                await ranged.get(integrity)
+            with pytest.raises(IntegrityMismatch):
+                async with ranged.open(integrity) as reader:
+                    await reader.read()
+
+    @pytest.mark.parametrize("same_size", [True, False], ids=["same-size", "resized"])
+    async def test_an_object_replaced_mid_read_is_an_error(
+        self, s3_config: S3StoreConfig, s3_admin: S3Client, same_size: bool
+    ) -> None:
+        """Bytes of another object never join a read: it fails after the swap."""
+        config = other_config(s3_config, read_part_size=RANGE, read_concurrency=2)
+        data = blob(20 * RANGE, seed=11)
+        other = blob(len(data) if same_size else len(data) + 1, seed=12)
+        async with opened(config, verify=False) as store:
+            integrity = await store.add(data)
+            got = b""
+            with pytest.raises(StoreError, match="changed") as caught:  # noqa: PT012 -- a read
+                async with store.open(integrity) as reader:
+                    got += await anext(reader)
+                    s3_admin.put_object(
+                        Bucket=config.bucket,
+                        Key=integrity_to_key(integrity),
+                        Body=other,
+                    )
+                    async for chunk in reader:
+                        got += chunk
+        assert not isinstance(caught.value, IntegrityMismatch)
+        assert len(got) < len(data)
+        assert got == data[: len(got)]
+
+    async def test_leaving_at_every_range_leaks_nothing(
+        self, s3_config: S3StoreConfig
+    ) -> None:
+        """An early exit after any range cancels the rest and frees every connection."""
+        config = other_config(s3_config, read_part_size=RANGE, read_concurrency=4)
+        data = blob(8 * RANGE, seed=13)
+        async with opened(config) as store:
+            integrity = await store.add(data)
+            for at in range(8):
+                async with store.open(integrity) as reader:
+                    for _ in range(at + 1):
+                        await anext(reader)
+                assert acquired_connections(store) == 0
+                assert other_tasks() == set()
+            assert await store.get(integrity) == data
+
+    async def test_cancelling_a_reader_cancels_its_ranges(
+        self, s3_config: S3StoreConfig
+    ) -> None:
+        """A reader's task cancelled mid-read leaves no range task or connection."""
+        config = other_config(s3_config, read_part_size=RANGE, read_concurrency=4)
+        data = blob(40 * RANGE, seed=14)
+        async with opened(config) as store:
+            integrity = await store.add(data)
+            for at in (1, 2, 5, 17, 39):
+                started = asyncio.Event()
+
+                async def read(at: int, started: asyncio.Event) -> None:
+                    async with store.open(integrity) as reader:
+                        for _ in range(at):
+                            await anext(reader)
+                        started.set()
+                        await asyncio.Event().wait()
+
+                task = asyncio.ensure_future(read(at, started))
+                await asyncio.wait_for(started.wait(), 30)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert other_tasks() == set()
+                assert acquired_connections(store) == 0
+            assert await store.get(integrity) == data
+
+
 class TestStat:
     """stat() through one HeadObject."""
 
@@ -1170,16 +1322,81 @@ def _iam_user(
         requests.post(reset, data=b"inf", timeout=10).raise_for_status()
 
 
+class TestPayloadHashes:
+    """Signed bodies: hashed off the event loop, and exactly botocore's hash."""
+
+    async def test_every_signed_body_carries_its_sha256(
+        self, s3_config: S3StoreConfig, s3_admin: S3Client
+    ) -> None:
+        """Each PutObject and UploadPart says the SHA-256 of the bytes it sends."""
+        data = blob(13 * MiB + 5, seed=41)
+        small = blob(2 * MiB, seed=42)
+        async with opened(s3_config) as store:
+            bodies: list[tuple[str, str, bytes]] = []
+
+            def before_send(request: Any, event_name: str, **_: Any) -> None:
+                body = request.body
+                raw = (
+                    body.getvalue() if hasattr(body, "getvalue") else bytes(body or b"")
+                )
+                sent = request.headers.get("X-Amz-Content-SHA256", b"")
+                if isinstance(sent, bytes):
+                    sent = sent.decode()
+                bodies.append((event_name, sent, raw))
+
+            store._client.meta.events.register("before-send.s3.UploadPart", before_send)
+            store._client.meta.events.register("before-send.s3.PutObject", before_send)
+            await store.put(integrity_of(data), chunked(data, MiB))
+            await store.put(integrity_of(small), small)
+        assert len(bodies) >= 4  # three parts and one PutObject
+        for _, sent, raw in bodies:
+            assert sent == hashlib.sha256(raw).hexdigest()
+        assert (
+            s3_admin.get_object(
+                Bucket=s3_config.bucket, Key=integrity_to_key(integrity_of(data))
+            )["Body"].read()
+            == data
+        )
+
+    async def test_a_wrong_hash_is_refused_where_the_server_checks(
+        self,
+        s3_config: S3StoreConfig,
+        s3_target: S3Target,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The hash sent is the one the server checks (Ceph RGW checks it).
+
+        The hashing thread is made to lie; a server that checks refuses the
+        upload, and the store stores nothing. Servers that don't check
+        (moto, s3rver, SeaweedFS) store it: the test asserts what each does.
+        """
+
+        def wrong(view: memoryview) -> str:
+            view.release()
+            return "0" * 64
+
+        monkeypatch.setattr(s3_signing, "_sha256_hex", wrong)
+        data = blob(2 * MiB, seed=43)
+        async with opened(other_config(s3_config, max_attempts=1)) as store:
+            if s3_target.checks_payload_hash:
+                with pytest.raises(StoreError):
+                    await store.put(integrity_of(data), data)
+                assert not await store.has(integrity_of(data))
+            else:
+                await store.put(integrity_of(data), data)
+                assert await store.get(integrity_of(data)) == data
+
+
 class TestPresignedExpiry:
     async def test_expired_url_is_refused(
         self, s3_config: S3StoreConfig, s3_target: S3Target
     ) -> None:
         """A presigned URL works until it expires, then the server refuses it.
 
-        Where the server checks presigned URLs (Ceph RGW, SeaweedFS; in
-        ``nox -s compat``). s3rver checks no signatures, and moto's
-        authentication fails on query-signed requests (a 500), so on those
-        an expired URL still works: the test asserts what each server does.
+        Where the server checks presigned URLs (s3rver, Ceph RGW, SeaweedFS;
+        in ``nox -s compat``). moto's authentication fails on query-signed
+        requests (a 500), so there an expired URL still works: the test
+        asserts what each server does.
         """
         async with opened(s3_config) as store:
             integrity = await store.add(b"for a second")

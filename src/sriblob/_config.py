@@ -100,9 +100,9 @@ def _in_range(
 
 
 def _optional_in_range(
-    low: float, high: float
+    low: float, high: float, *, integer: bool = False
 ) -> Callable[[object, attrs.Attribute[Any], object], None]:
-    check = _in_range(low, high)
+    check = _in_range(low, high, integer=integer)
 
     def optional(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is not None:
@@ -172,20 +172,35 @@ class S3StoreConfig:
             root) or a path ending with ``/``, not starting with one, of at
             most 834 bytes. The default is the layout the original system's
             buckets use.
-        part_size: Multipart upload part size in bytes (5 MiB to 5 GiB);
-            grown automatically when a known size would need more than
-            10,000 parts.
+        part_size: Multipart upload part size in bytes (5 MiB to 5 GiB; 6 MiB
+            by default); grown automatically when a known size would need
+            more than 10,000 parts. An upload holds about ``part_size *
+            (max_concurrency + 1)`` bytes at most.
         multipart_threshold: Blobs of known size up to this many bytes go up
             in one PutObject; larger or streamed ones use multipart.
         max_concurrency: Parts in flight per upload, and the connection
             pool's size.
+        read_concurrency: Connections one read of a large blob uses at once
+            (1 to 256): its bytes are fetched as ranges of ``read_part_size``
+            in parallel and handed on in order, at most this many ranges
+            buffered. S3 serves each request at a bounded rate (AWS: about
+            85-90 MB/s), so parallel ranges are how one read goes faster.
+            1 reads every blob in one GetObject. None (default) means 8 for
+            AWS and ``https://`` endpoints, 1 for ``http://`` ones: plain
+            http is a local or private server, where one stream is fast and
+            ranges can be slow (moto reads the whole object for each one).
+        read_part_size: Bytes per range of a parallel read (64 KiB to
+            5 GiB; 4 MiB by default); blobs up to this size are read in one
+            GetObject. A read holds about ``read_concurrency *
+            read_part_size`` bytes at most.
         list_page_size: Keys per ListObjectsV2 page (1 to 1000).
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds to wait for data on an open connection.
         max_attempts: Attempts per request, the first included, for transient
             failures (5xx, throttling, connection resets, timeouts).
         pool_timeout: Seconds one attempt may wait for a free connection of
-            the pool (``max_concurrency + 4`` connections); all of them held
+            the pool (``max(max_concurrency, read_concurrency) + 4``
+            connections); all of them held
             (by open readers, say) then fails the attempt instead of waiting
             forever.
         min_transfer_rate: Bytes a second below which a request body (sent
@@ -227,7 +242,7 @@ class S3StoreConfig:
     force_path_style: bool = attrs.field(default=False, validator=_bool)
     key_prefix: str = attrs.field(default=KEY_PREFIX, validator=_key_prefix)
     part_size: int = attrs.field(
-        default=8 * MiB,
+        default=6 * MiB,
         validator=_in_range(MIN_PART_SIZE, MAX_PART_SIZE, integer=True),
     )
     multipart_threshold: int = attrs.field(
@@ -235,6 +250,13 @@ class S3StoreConfig:
     )
     max_concurrency: int = attrs.field(
         default=8, validator=_in_range(1, 256, integer=True)
+    )
+    read_concurrency: int | None = attrs.field(
+        default=None, validator=_optional_in_range(1, 256, integer=True)
+    )
+    read_part_size: int = attrs.field(
+        default=4 * MiB,
+        validator=_in_range(64 * 1024, MAX_PART_SIZE, integer=True),
     )
     list_page_size: int = attrs.field(
         default=1000, validator=_in_range(1, 1000, integer=True)

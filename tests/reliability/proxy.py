@@ -30,6 +30,7 @@ FaultKind = Literal[
     "hang",
     "stop_reading",
     "trickle",
+    "short_range",
 ]
 
 _REASONS = {403: "Forbidden", 500: "Internal Server Error", 503: "Slow Down"}
@@ -53,7 +54,10 @@ class Fault:
             *after* bytes of the body, then stops reading (the client's
             writes back up) and never answers; ``trickle`` forwards the
             request, sends the first *after* bytes of the response on, and
-            the rest at *rate* bytes a second.
+            the rest at *rate* bytes a second; ``short_range`` forwards the
+            request and answers a ranged GET *after* bytes short, its
+            ``Content-Range`` and ``Content-Length`` rewritten to match (a
+            server that lies consistently).
         match: Only requests whose request line contains this (or, for a
             tuple, every one of these) are hit.
         times: How many more requests this fault hits.
@@ -222,11 +226,17 @@ class FaultProxy:
             self.requests.append(line)
             length, expect = _framing(head)
             fault = self._take(line)
-            if fault is None or fault.kind in ("reset_response", "trickle"):
+            if fault is None or fault.kind in (
+                "reset_response",
+                "trickle",
+                "short_range",
+            ):
                 cut[0] = None if fault is None else fault.after
                 if fault is not None and fault.kind == "trickle":
                     cut[0] = None
                     rate[:] = [fault.rate, fault.after]
+                if fault is not None and fault.kind == "short_range":
+                    cut[0] = -fault.after  # negative: shorten, don't reset
                 upstream.write(head)
                 await self._pipe_body(reader, upstream, length)
                 continue
@@ -318,7 +328,14 @@ class FaultProxy:
         cut: list[int | None],
         rate: list[int | None],
     ) -> None:
-        while data := await reader.read(65536):
+        while True:
+            if cut[0] is not None and cut[0] < 0:
+                await _shorten(reader, client, -cut[0])
+                cut[0] = None
+                continue
+            data = await reader.read(65536)
+            if not data:
+                break
             if rate[0] is not None:
                 # Trickle: the first `after` bytes at once, then at most
                 # `rate` bytes a second.
@@ -344,6 +361,38 @@ class FaultProxy:
             client.write(data)
             await client.drain()
         client.close()
+
+
+async def _shorten(
+    reader: asyncio.StreamReader, client: asyncio.StreamWriter, by: int
+) -> None:
+    """Forward one answer *by* bytes short, its framing headers rewritten."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    kept = max(0, length - by)
+    rewritten = [lines[0]]
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        key = name.strip().lower()
+        if key == b"content-length":
+            rewritten.append(b"Content-Length: %d" % kept)
+        elif key == b"content-range":
+            span, _, total = value.strip().removeprefix(b"bytes ").partition(b"/")
+            first = int(span.partition(b"-")[0])
+            rewritten.append(
+                b"Content-Range: bytes %d-%d/%s" % (first, first + kept - 1, total)
+            )
+        else:
+            rewritten.append(line)
+    client.write(b"\r\n".join(rewritten))
+    body = await reader.readexactly(length)
+    client.write(body[:kept])
+    await client.drain()
 
 
 @contextlib.asynccontextmanager

@@ -15,12 +15,14 @@ from botocore.exceptions import ClientError
 
 from sriblob._config import S3StoreConfig
 from sriblob._integrity import coerce_integrity
-from sriblob._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
+from sriblob._store import BlobBody, BlobInfo, BlobSource, BlobStore
 from sriblob.exceptions import BucketNotFound, StoreError, StoreUnavailable
 from sriblob.keys import integrity_to_key, key_to_integrity
 
+from ._download import Downloader
 from ._errors import Where, status_of
 from ._http import Limits, bounded_session
+from ._signing import hash_payloads_off_loop
 from ._upload import (
     BLIND_PUT_MAX,
     Part,
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import GetObjectOutputTypeDef
 
     from sriblob._integrity import Integrity
 
@@ -52,6 +53,8 @@ STAGING_DIR: Final = ".staging/"
 #: Connections beyond ``max_concurrency``, for small calls made while an
 #: upload keeps its parts in flight.
 EXTRA_CONNECTIONS: Final = 4
+#: Ranges one read fetches at once by default, where it reads in parallel.
+PARALLEL_READS: Final = 8
 
 
 def _signs_payloads(config: S3StoreConfig) -> bool:
@@ -60,6 +63,14 @@ def _signs_payloads(config: S3StoreConfig) -> bool:
         return config.sign_payloads
     endpoint = config.endpoint or "https://"
     return not endpoint.lower().startswith("https://")
+
+
+def read_concurrency(config: S3StoreConfig) -> int:
+    """Connections one read uses: by default 8 over https (and AWS), else 1."""
+    if config.read_concurrency is not None:
+        return config.read_concurrency
+    endpoint = config.endpoint or "https://"
+    return PARALLEL_READS if endpoint.lower().startswith("https://") else 1
 
 
 class S3BlobStore(BlobStore):
@@ -133,6 +144,7 @@ class S3BlobStore(BlobStore):
         self._where = Where(id, config.bucket, config.endpoint or "AWS")
         self._client_context: contextlib.AsyncExitStack | None = None
         self._uploader_or_none: Uploader | None = None
+        self._downloader_or_none: Downloader | None = None
         self._bucket_seen = False
 
     def _left_open(self) -> str | None:
@@ -153,7 +165,8 @@ class S3BlobStore(BlobStore):
     def _client_config(self) -> AioConfig:
         config = self._config
         return AioConfig(
-            max_pool_connections=config.max_concurrency + EXTRA_CONNECTIONS,
+            max_pool_connections=max(config.max_concurrency, read_concurrency(config))
+            + EXTRA_CONNECTIONS,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
             retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
@@ -183,12 +196,24 @@ class S3BlobStore(BlobStore):
                 )
             )
             self._where = Where(self.id, config.bucket, client.meta.endpoint_url)
+            if _signs_payloads(config):
+                hash_payloads_off_loop(client)
             self._uploader_or_none = Uploader(
                 client=client,
                 bucket=config.bucket,
                 where=self._where,
                 part_size=config.part_size,
                 max_concurrency=config.max_concurrency,
+            )
+            self._downloader_or_none = Downloader(
+                client=client,
+                bucket=config.bucket,
+                where=self._where,
+                limits=self._limits,
+                operation_timeout=config.operation_timeout,
+                part_size=config.read_part_size,
+                concurrency=read_concurrency(config),
+                max_attempts=config.max_attempts,
             )
             self._client_context = stack.pop_all()
         try:
@@ -212,6 +237,7 @@ class S3BlobStore(BlobStore):
     async def shutdown(self) -> None:
         context, self._client_context = self._client_context, None
         self._uploader_or_none = None
+        self._downloader_or_none = None
         if context is not None:
             await context.aclose()
 
@@ -222,6 +248,14 @@ class S3BlobStore(BlobStore):
             msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
             raise RuntimeError(msg)
         return uploader
+
+    @property
+    def _downloader(self) -> Downloader:
+        downloader = self._downloader_or_none
+        if downloader is None:  # pragma: no cover -- BlobStore._check_usable guards
+            msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
+            raise RuntimeError(msg)
+        return downloader
 
     @property
     def _client(self) -> S3Client:
@@ -439,153 +473,77 @@ class S3BlobStore(BlobStore):
 
     async def _read_key(self, key: str) -> AsyncIterator[bytes]:
         """Stream an object down: the copy for servers without UploadPartCopy."""
-        with self._where.translate("GetObject"):
-            response = await self._client.get_object(
-                Bucket=self._config.bucket, Key=key
+        opened = await self._downloader.open(key, 0, None, lambda size: size)
+        if opened is None:
+            msg = (
+                f"S3 GetObject on bucket {self._where.bucket!r} at "
+                f"{self._where.endpoint} failed: {key!r} vanished while copied."
             )
-        body = response["Body"]
+            raise self._where.error(StoreError, msg)
         try:
-            async for chunk in self._read(body, response.get("ContentLength")):
+            async for chunk in opened.chunks:
                 yield chunk
         finally:
-            body.close()
+            await opened.aclose()
 
     # -- reading -------------------------------------------------------------
 
-    async def _get_object(self, integrity: Integrity) -> GetObjectOutputTypeDef | None:
-        """Send GetObject for *integrity*'s key; None if there is no such key."""
-        with self._where.translate("GetObject"):
-            try:
-                return await self._client.get_object(
-                    Bucket=self._config.bucket, Key=self._key(integrity)
-                )
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") == "NoSuchKey":
-                    return None
-                raise
-
-    def _stalled(self, size: int | None) -> StoreUnavailable:
-        rate = self._config.min_transfer_rate
-        msg = (
-            f"S3 GetObject on bucket {self._where.bucket!r} at "
-            f"{self._where.endpoint} failed: the body of {size} bytes arrived "
-            f"slower than {rate} bytes/s (min_transfer_rate); the server stalled."
-        )
-        error = self._where.error(StoreUnavailable, msg)
-        assert isinstance(error, StoreUnavailable)  # noqa: S101 -- built as one
-        return error
-
     async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
         async with self._deadline("GetObject"):
-            response = await self._get_object(integrity)
-            if response is None:
-                return None
-            size = response.get("ContentLength")
-            with self._where.translate("GetObject"):
-                async with response["Body"] as body:
-                    try:
-                        async with asyncio.timeout(self._limits.body(size or 0)):
-                            data = await body.read()
-                    except TimeoutError:
-                        raise self._stalled(size) from None
-            self._check_length(len(data), size)
-            return data
-
-    def _check_length(self, received: int, expected: int | None) -> None:
-        """Refuse a body shorter (or longer) than its Content-Length.
-
-        aiohttp and botocore already raise when a connection closes early;
-        this holds even if a layer below lets a short body through, so a
-        truncated blob can't pass as whole when verification is off.
-        """
-        if expected is None or received == expected:
-            return
-        msg = (
-            f"S3 GetObject on bucket {self._where.bucket!r} at "
-            f"{self._where.endpoint} failed: the body ended after {received} of "
-            f"{expected} bytes."
-        )
-        raise self._where.error(StoreUnavailable, msg)
+            return await self._downloader.read_bytes(
+                self._key(integrity), lambda size: size
+            )
 
     @contextlib.asynccontextmanager
     async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
+        """One GetObject, or ranges on ``read_concurrency`` connections."""
         async with self._deadline("GetObject"):
-            response = await self._get_object(integrity)
-        if response is None:
+            opened = await self._downloader.open(
+                self._key(integrity), 0, None, lambda size: size
+            )
+        if opened is None:
             raise self.not_found(integrity)
-        body = response["Body"]
         try:
-            size = response.get("ContentLength")
-            yield BlobBody(self._read(body, size), size)
+            yield BlobBody(opened.chunks, opened.size)
         finally:
-            # Closes the connection if the body wasn't read to the end, so an
-            # early exit never leaks it or leaves it half-read in the pool.
-            body.close()
+            # Cancels the ranges in flight and closes their connections (and
+            # the first answer's, if it wasn't read to the end), so an early
+            # exit never leaks one or leaves it half-read in the pool.
+            await opened.aclose()
 
     @contextlib.asynccontextmanager
     async def read_blob_range(
         self, integrity: Integrity, start: int, end: int | None, /
     ) -> AsyncIterator[BlobBody]:
-        """HeadObject for the size and ETag, then a GET of just the range.
+        """A GetObject with ``Range`` (several, for a long range).
 
-        The GET carries ``If-Match`` with the ETag the HEAD saw, so an
-        object replaced in between is an error (412), never mixed bytes.
+        The first answer's ``Content-Range`` gives the size; further ranges
+        carry ``If-Match`` with its ETag, so an object replaced in between is
+        an error (412), never mixed bytes.
         """
         key = self._key(integrity)
-        async with self._deadline("GetObject"):
-            head = await self._head(key)
-            if head is None:
+        if end is not None and end <= start:
+            # Nothing to read: one HEAD says whether the blob and the range exist.
+            async with self._deadline("HeadObject"):
+                size = await self._stored_size(key)
+            if size is None:
                 raise self.not_found(integrity)
-            size = int(head["ContentLength"])
-            stop = self.check_range(integrity, start, end, size)
-            if stop == start:
-                yield BlobBody(_nothing(), size)
-                return
-            with self._where.translate("GetObject"):
-                response = await self._client.get_object(
-                    Bucket=self._config.bucket,
-                    Key=key,
-                    Range=f"bytes={start}-{stop - 1}",
-                    IfMatch=head["ETag"],
-                )
-        body = response["Body"]
+            self.check_range(integrity, start, end, size)
+            yield BlobBody(_nothing(), size)
+            return
+        async with self._deadline("GetObject"):
+            opened = await self._downloader.open(
+                key,
+                start,
+                end,
+                lambda size: self.check_range(integrity, start, end, size),
+            )
+        if opened is None:
+            raise self.not_found(integrity)
         try:
-            yield BlobBody(self._read(body, response.get("ContentLength")), size)
+            yield BlobBody(opened.chunks, opened.size)
         finally:
-            body.close()
-
-    async def _read(self, body: Any, size: int | None) -> AsyncIterator[bytes]:
-        """Yield *body* in chunks of about 1 MiB (large enough to hash off-loop).
-
-        The last chunk is held back until the body's length is checked. The
-        whole body must arrive within the time ``min_transfer_rate`` allows
-        for its size (and ``operation_timeout``, if set).
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._limits.body(size or 0)
-        if self._config.operation_timeout is not None:
-            deadline = min(deadline, loop.time() + self._config.operation_timeout)
-        pieces: list[bytes] = []
-        buffered = 0
-        received = 0
-        while True:
-            with self._where.translate("GetObject"):
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        piece: bytes = await body.read(CHUNK_SIZE - buffered)
-                except TimeoutError:
-                    raise self._stalled(size) from None
-            if not piece:
-                break
-            pieces.append(piece)
-            buffered += len(piece)
-            received += len(piece)
-            if buffered >= CHUNK_SIZE:
-                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                pieces, buffered = [], 0
-        self._check_length(received, size)
-        if pieces:
-            yield b"".join(pieces)
+            await opened.aclose()
 
     async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
         """Answer with one HeadObject: ContentLength and LastModified."""

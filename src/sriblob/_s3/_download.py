@@ -1,0 +1,486 @@
+"""The S3 download engine: one GetObject, or byte ranges on several connections.
+
+A :class:`Downloader` is handed an open client and turns "the bytes of this
+key, from here to there" into chunks in order. S3 serves each request at a
+bounded rate (AWS: roughly 85-90 MB/s), so a large object is read as byte
+ranges fetched on up to ``read_concurrency`` connections at once and handed
+on in order, at most ``read_concurrency`` ranges buffered whatever the
+object's size. The first range's answer gives the object's size and ETag;
+every later range carries ``If-Match`` with that ETag, so an object replaced
+mid-read fails the read (412) instead of mixing two objects' bytes. Each
+answer's ``Content-Range`` is checked against what was asked: a short range
+is an error, and a server that sends more than asked (s3rver answers
+``bytes=0-0`` with the whole object) is cut to the bytes asked for.
+
+It decides nothing about blobs; :class:`~sriblob.S3BlobStore` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+from botocore.exceptions import ClientError
+
+from sriblob._store import CHUNK_SIZE
+from sriblob.exceptions import StoreError, StoreUnavailable
+
+from ._errors import TRANSLATED, code_of, status_of
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from types_aiobotocore_s3 import S3Client
+
+    from ._errors import Where
+    from ._http import Limits
+
+__all__ = ["Downloader", "Opened", "Span", "parse_content_range"]
+
+_CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+#: Answers to the first GetObject that aren't errors of the read.
+_FIRST_ANSWERS: Final = frozenset({"NoSuchKey", "InvalidRange"})
+
+
+@attrs.frozen
+class Span:
+    """A ``Content-Range`` answer: bytes *first* to *last* (inclusive) of *total*."""
+
+    first: int
+    last: int
+    total: int
+
+
+def parse_content_range(value: object) -> Span | None:
+    """Parse ``bytes first-last/total``; None for anything else (or nothing)."""
+    if not isinstance(value, str):
+        return None
+    match = _CONTENT_RANGE.fullmatch(value.strip())
+    if match is None:
+        return None
+    first, last, total = (int(group) for group in match.groups())
+    return Span(first, last, total)
+
+
+@attrs.define
+class Opened:
+    """An object being read: its whole size, and the chunks asked for.
+
+    :meth:`aclose` must be called (the store does, on leaving the reader):
+    it cancels the ranges in flight and closes every connection they hold.
+    """
+
+    size: int
+    chunks: AsyncIterator[bytes]
+    _bodies: list[Any] = attrs.field(factory=list)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        for body in self._bodies:
+            body.close()
+
+
+@attrs.define(eq=False)
+class _Range:
+    """One range of a parallel read: its bytes so far, filled by its task."""
+
+    start: int
+    stop: int
+    chunks: collections.deque[bytes] = attrs.Factory(collections.deque)
+    received: int = 0
+    arrived: asyncio.Event = attrs.Factory(asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def put(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.received += len(chunk)
+        self.arrived.set()
+
+    async def drain(self) -> AsyncIterator[bytes]:
+        """Yield the range's bytes as they arrive; raise what its task raised."""
+        assert self.task is not None  # noqa: S101 -- set when it was queued
+        while True:
+            # Cleared before looking, so a chunk put meanwhile sets it again.
+            self.arrived.clear()
+            while self.chunks:
+                yield self.chunks.popleft()
+            if self.task.done():
+                self.task.result()
+                if not self.chunks:
+                    return
+            elif not self.chunks:
+                await self.arrived.wait()
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover -- makes this an async generator
+
+
+class Downloader:
+    """Reads objects of one bucket, in one request or in parallel ranges.
+
+    Args:
+        client: An open S3 client.
+        bucket: The bucket.
+        where: The bucket and endpoint, for messages.
+        limits: The per-request bounds (a body's minimum rate among them).
+        operation_timeout: A bound on a whole body, or None.
+        part_size: Bytes per range.
+        concurrency: Connections one read may use; 1 reads in one request.
+        max_attempts: Tries per range whose body broke off mid-way.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: S3Client,
+        bucket: str,
+        where: Where,
+        limits: Limits,
+        operation_timeout: float | None,
+        part_size: int,
+        concurrency: int,
+        max_attempts: int,
+    ) -> None:
+        self.client = client
+        self._bucket = bucket
+        self._where = where
+        self._limits = limits
+        self._operation_timeout = operation_timeout
+        self._part_size = part_size
+        self._concurrency = concurrency
+        self._max_attempts = max_attempts
+
+    # -- opening ---------------------------------------------------------
+
+    async def open(
+        self, key: str, start: int, end: int | None, check: Callable[[int], int]
+    ) -> Opened | None:
+        """Start reading *key*'s bytes *start* to *end* (None: its end).
+
+        *check* is handed the object's size once known and returns where the
+        read stops (or raises for a range past the end). Returns None if
+        there is no such key.
+        """
+        if self._concurrency == 1:
+            first_stop = end
+        else:
+            first_stop = start + self._part_size
+            if end is not None:
+                first_stop = min(first_stop, end)
+        response = await self._get(key, start, first_stop, answers=_FIRST_ANSWERS)
+        if response == "NoSuchKey":
+            return None
+        if response == "InvalidRange":
+            return await self._unsatisfiable(key, start, check)
+        return self._opened(key, response, start, first_stop, check)
+
+    async def _get(
+        self,
+        key: str,
+        start: int,
+        stop: int | None,
+        *,
+        if_match: str | None = None,
+        answers: frozenset[str] = frozenset(),
+    ) -> Any:
+        """Send one GetObject for bytes *start* to *stop* (None: the end).
+
+        An error whose code is in *answers* is returned as that code; any
+        other is raised as sriblob's.
+        """
+        arguments: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        if start > 0 or stop is not None:
+            last = "" if stop is None else str(stop - 1)
+            arguments["Range"] = f"bytes={start}-{last}"
+        if if_match is not None:
+            arguments["IfMatch"] = if_match
+        try:
+            return await self.client.get_object(**arguments)
+        except ClientError as error:
+            if (code := code_of(error)) in answers:
+                return code
+            self._where.fail(error, "GetObject")
+        except TRANSLATED as error:
+            self._where.fail(error, "GetObject")
+
+    async def _unsatisfiable(
+        self, key: str, start: int, check: Callable[[int], int]
+    ) -> Opened | None:
+        """Answer a 416: ask for the size, so *check* can say what was wrong.
+
+        S3 answers 416 to any range of an empty object, and to a range
+        starting at or past the end.
+        """
+        with self._where.translate("HeadObject"):
+            try:
+                head = await self.client.head_object(Bucket=self._bucket, Key=key)
+            except ClientError as error:
+                if status_of(error) == 404:  # noqa: PLR2004
+                    return None
+                raise
+        size = int(head["ContentLength"])
+        if check(size) != start:
+            msg = (
+                f"S3 GetObject on bucket {self._where.bucket!r} at "
+                f"{self._where.endpoint} failed: the server refused bytes from "
+                f"{start} of an object of {size} bytes (416)."
+            )
+            raise self._where.error(StoreError, msg)
+        return Opened(size, _nothing())
+
+    def _opened(
+        self,
+        key: str,
+        response: Any,
+        start: int,
+        asked_stop: int | None,
+        check: Callable[[int], int],
+    ) -> Opened:
+        """Plan the read from the first answer: its size, ETag and range."""
+        body = response["Body"]
+        try:
+            span, covered, stop = self._plan(response, start, asked_stop, check)
+        except BaseException:
+            body.close()
+            raise
+        chunks = self._body(body, skip=start - span.first, count=covered - start)
+        if covered < stop:
+            chunks = self._ranged(
+                chunks,
+                key=key,
+                etag=response.get("ETag"),
+                size=span.total,
+                start=covered,
+                stop=stop,
+            )
+        return Opened(span.total, chunks, [body])
+
+    def _plan(
+        self,
+        response: Any,
+        start: int,
+        asked_stop: int | None,
+        check: Callable[[int], int],
+    ) -> tuple[Span, int, int]:
+        """Return the first answer's span, where its bytes end, where the read does."""
+        length = int(response.get("ContentLength", 0))
+        span = parse_content_range(response.get("ContentRange"))
+        stop = check(length if span is None else span.total)
+        if span is None:
+            # A 200: the whole object (no range asked, or it was ignored).
+            return Span(0, length - 1, length), stop, stop
+        # What this answer covers, up to what was asked even if the server
+        # sent more (s3rver answers bytes=0-0 with the whole object).
+        covered = min(span.last + 1, stop)
+        if asked_stop is not None:
+            covered = min(covered, asked_stop)
+        if (
+            span.last + 1 - span.first != length
+            or span.first > start
+            or (covered <= start < stop)
+            or (covered < stop and self._concurrency == 1)
+        ):
+            raise self._bad_range(start, asked_stop, span, length)
+        return span, covered, stop
+
+    def _bad_range(
+        self, start: int, stop: int | None, span: Span, length: int
+    ) -> StoreError:
+        asked = f"{start}-{'' if stop is None else stop - 1}"
+        msg = (
+            f"S3 GetObject on bucket {self._where.bucket!r} at "
+            f"{self._where.endpoint} failed: asked for bytes {asked}, the server "
+            f"answered bytes {span.first}-{span.last} of {span.total} with "
+            f"{length} bytes."
+        )
+        return self._where.error(StoreUnavailable, msg)
+
+    # -- ranges ----------------------------------------------------------
+
+    async def _ranged(
+        self,
+        first: AsyncIterator[bytes],
+        *,
+        key: str,
+        etag: str | None,
+        size: int,
+        start: int,
+        stop: int,
+    ) -> AsyncIterator[bytes]:
+        """Yield *first*, then bytes *start* to *stop* fetched as ranges.
+
+        Ranges are fetched while *first* streams, ``concurrency`` requests in
+        flight in all. The range whose turn it is streams on as its bytes
+        arrive; the others collect theirs until their turn, and the next
+        range starts as one is finished, so at most ``concurrency - 1``
+        ranges are held besides the one streaming.
+        """
+        step = self._part_size
+        starts = iter(range(start, stop, step))
+        pending: collections.deque[_Range] = collections.deque()
+
+        def refill(limit: int) -> None:
+            while len(pending) < limit:
+                begin = next(starts, None)
+                if begin is None:
+                    return
+                part = _Range(begin, min(begin + step, stop))
+                part.task = asyncio.ensure_future(self._fill(part, key, etag, size))
+                pending.append(part)
+
+        try:
+            refill(self._concurrency - 1)
+            async for chunk in first:
+                yield chunk
+            refill(self._concurrency)
+            while pending:
+                async for chunk in pending[0].drain():
+                    yield chunk
+                pending.popleft()
+                refill(self._concurrency)
+        finally:
+            tasks = [part.task for part in pending if part.task is not None]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            aclose = getattr(first, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _fill(self, part: _Range, key: str, etag: str | None, size: int) -> None:
+        """Fetch *part* of the object whose ETag is *etag* into its buffer.
+
+        A body that breaks off mid-way is fetched again from where it broke,
+        up to ``max_attempts`` in all (botocore retries only before the body).
+        """
+        try:
+            for attempt in range(1, self._max_attempts + 1):
+                try:
+                    begin = part.start + part.received
+                    async for chunk in self._range_body(
+                        key, begin, part.stop, etag, size
+                    ):
+                        part.put(chunk)
+                except StoreUnavailable:
+                    if attempt == self._max_attempts:
+                        raise
+                else:
+                    return
+        finally:
+            part.arrived.set()
+
+    async def _range_body(
+        self, key: str, start: int, stop: int, etag: str | None, size: int
+    ) -> AsyncIterator[bytes]:
+        """Yield bytes *start* to *stop* of the object whose ETag is *etag*."""
+        response = await self._get(key, start, stop, if_match=etag)
+        body = response["Body"]
+        try:
+            length = int(response.get("ContentLength", 0))
+            span = parse_content_range(response.get("ContentRange"))
+            if span is None:
+                span = Span(0, length - 1, length)
+            now = response.get("ETag")
+            if span.total != size or (etag is not None and now not in (None, etag)):
+                # If-Match should have made it a 412; not every server checks.
+                msg = (
+                    f"S3 GetObject on bucket {self._where.bucket!r} at "
+                    f"{self._where.endpoint} failed: the object changed while it "
+                    f"was read (from {size} bytes, ETag {etag}, to {span.total} "
+                    f"bytes, ETag {now}); read it again."
+                )
+                raise self._where.error(StoreError, msg)
+            if (
+                span.first > start
+                or span.last + 1 < stop
+                or span.last + 1 - span.first != length
+            ):
+                raise self._bad_range(start, stop, span, length)
+            skip = start - span.first
+            async for chunk in self._body(body, skip=skip, count=stop - start):
+                yield chunk
+        finally:
+            body.close()
+
+    # -- bodies ----------------------------------------------------------
+
+    def stalled(self, size: int | None, rate: int) -> StoreUnavailable:
+        """The error for a body slower than *rate* bytes a second."""
+        msg = (
+            f"S3 GetObject on bucket {self._where.bucket!r} at "
+            f"{self._where.endpoint} failed: the body of {size} bytes arrived "
+            f"slower than {rate} bytes/s (min_transfer_rate); the server stalled."
+        )
+        error = self._where.error(StoreUnavailable, msg)
+        assert isinstance(error, StoreUnavailable)  # noqa: S101 -- built as one
+        return error
+
+    def short(self, received: int, expected: int) -> StoreUnavailable:
+        """The error for a body that ended after *received* of *expected* bytes."""
+        msg = (
+            f"S3 GetObject on bucket {self._where.bucket!r} at "
+            f"{self._where.endpoint} failed: the body ended after {received} of "
+            f"{expected} bytes."
+        )
+        error = self._where.error(StoreUnavailable, msg)
+        assert isinstance(error, StoreUnavailable)  # noqa: S101 -- built as one
+        return error
+
+    async def _body(self, body: Any, *, skip: int, count: int) -> AsyncIterator[bytes]:
+        """Yield *count* bytes of *body* after its first *skip*, in ~1 MiB chunks.
+
+        A body that ends before is an error, even if a layer below let it
+        pass; bytes after the ones asked for are left unread (closing the
+        body drops them with the connection). The whole body must arrive
+        within the time ``min_transfer_rate`` allows for its size (and
+        ``operation_timeout``, if set).
+        """
+        loop = asyncio.get_running_loop()
+        wanted = skip + count
+        deadline = loop.time() + self._limits.body(wanted)
+        if self._operation_timeout is not None:
+            deadline = min(deadline, loop.time() + self._operation_timeout)
+        pieces: list[bytes] = []
+        buffered = 0
+        received = 0
+        while received < wanted:
+            if received < skip:
+                ask = min(CHUNK_SIZE, skip - received)
+            else:
+                ask = min(CHUNK_SIZE - buffered, wanted - received)
+            with self._where.translate("GetObject"):
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        piece: bytes = await body.read(ask)
+                except TimeoutError:
+                    raise self.stalled(wanted, self._limits.min_rate) from None
+            if not piece:
+                raise self.short(received, wanted)
+            received += len(piece)
+            if received <= skip:
+                continue  # asked for at most the bytes left to skip
+            pieces.append(piece)
+            buffered += len(piece)
+            if buffered >= CHUNK_SIZE and received < wanted:
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces, buffered = [], 0
+        if pieces:
+            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    async def read_bytes(self, key: str, check: Callable[[int], int]) -> bytes | None:
+        """Return the whole object (None if absent), fetched as :meth:`open` does."""
+        opened = await self.open(key, 0, None, check)
+        if opened is None:
+            return None
+        try:
+            return b"".join([chunk async for chunk in opened.chunks])
+        finally:
+            await opened.aclose()
