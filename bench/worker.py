@@ -39,6 +39,8 @@ ACCESS_KEY = os.environ.get("BENCH_S3_ACCESS_KEY_ID", "bench")
 SECRET_KEY = os.environ.get("BENCH_S3_SECRET_ACCESS_KEY", "bench-secret")
 REGION = "us-east-1"
 SMALL_CONCURRENCY = 32
+#: Ranges the obstore-ranges contender fetches at once.
+OBSTORE_RANGES = 8
 
 
 def ru_maxrss_mib() -> float:
@@ -141,6 +143,9 @@ def sriblob_config(args: argparse.Namespace, bucket: str) -> Any:
         options["max_concurrency"] = args.concurrency
     if args.contender == "sriblob-unsigned":
         options["sign_payloads"] = False
+    if args.contender == "sriblob-ranged":
+        # What the default is over https (AWS): ranges on 8 connections.
+        options["read_concurrency"] = 8
     return sriblob.S3StoreConfig(
         bucket=bucket,
         access_key_id=ACCESS_KEY,
@@ -204,6 +209,43 @@ def obstore_store(args: argparse.Namespace, bucket: str) -> Any:
 
 
 # -- timing ------------------------------------------------------------------
+
+
+class RssSampler:
+    """Sample this process's RSS every *interval* seconds in a thread.
+
+    ``series`` holds ``[seconds since start, MiB]`` pairs, for the memory
+    charts; sampling reads ``/proc/self/statm`` (a few microseconds).
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.series: list[list[float]] = []
+        self._stop = threading.Event()
+        self._page_mib = os.sysconf("SC_PAGE_SIZE") / MiB
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> float:
+        with open("/proc/self/statm") as statm:  # noqa: PTH123 -- hot path
+            return int(statm.read().split()[1]) * self._page_mib
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        while not self._stop.is_set():
+            self.series.append([round(time.perf_counter() - started, 3), self._rss()])
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def thinned(self, points: int = 300) -> list[list[float]]:
+        step = max(1, len(self.series) // points)
+        return [[t, round(mib, 1)] for t, mib in self.series[::step]]
 
 
 class Timer:
@@ -402,6 +444,46 @@ def boto3_run(args: argparse.Namespace) -> dict[str, Any]:
 # -- obstore ---------------------------------------------------------------
 
 
+async def obstore_ranges(store: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """W1 get as 8 MiB ``get_range`` calls, 8 in flight, hashed inline in order.
+
+    (``get_ranges`` would coalesce adjacent ranges into one request.)
+    """
+    import obstore  # noqa: PLC0415
+
+    hasher = hashlib.sha512()
+    step = 8 * MiB
+    starts = iter(range(0, args.size, step))
+    got = 0
+    with Timer() as t:
+        pending: list[asyncio.Task[Any]] = []
+
+        def refill() -> None:
+            while len(pending) < OBSTORE_RANGES:
+                start = next(starts, None)
+                if start is None:
+                    return
+                end = min(start + step, args.size)
+                pending.append(
+                    asyncio.ensure_future(
+                        obstore.get_range_async(store, args.key, start=start, end=end)
+                    )
+                )
+
+        refill()
+        while pending:
+            piece = await pending.pop(0)
+            refill()
+            view = memoryview(piece)
+            hasher.update(view)
+            got += view.nbytes
+    if got != args.size:
+        raise SystemExit("short read")
+    if args.integrity and sri_of(hasher) != args.integrity:
+        raise SystemExit("corrupt download")
+    return {"get_mbps": args.size / t.wall / 1e6, "verified": True}
+
+
 async def obstore_run(args: argparse.Namespace) -> dict[str, Any]:
     import obstore  # noqa: PLC0415
 
@@ -415,6 +497,8 @@ async def obstore_run(args: argparse.Namespace) -> dict[str, Any]:
             await obstore.put_async(store, key, data.achunks(8 * MiB))
         await obstore.delete_async(store, key)
         return {"put_mbps": args.size / t.wall / 1e6}
+    if workload == "w1get" and args.contender == "obstore-ranges":
+        return await obstore_ranges(store, args)
     if workload == "w1get":
         hasher = hashlib.sha512()
         got = 0
@@ -660,6 +744,8 @@ def main(argv: list[str]) -> None:
     runners: dict[str, Callable[[argparse.Namespace], Any]] = {
         "sriblob": sriblob_run,
         "sriblob-unsigned": sriblob_run,
+        "sriblob-ranged": sriblob_run,
+        "obstore-ranges": obstore_run,
         "aioboto3": aioboto3_run,
         "boto3": boto3_run,
         "obstore": obstore_run,
@@ -668,9 +754,12 @@ def main(argv: list[str]) -> None:
         "limits": limits_run,
     }
     runner = runners[args.contender]
-    result = runner(args)
-    if asyncio.iscoroutine(result):
-        result = asyncio.run(result)
+    with RssSampler() as sampler:
+        result = runner(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+    if args.workload in {"w1put", "w1get"}:
+        result["rss_series"] = sampler.thinned()
     result.update(
         contender=args.contender,
         workload=args.workload,

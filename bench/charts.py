@@ -1,0 +1,116 @@
+"""Draw the benchmark charts in docs/ from a results JSON (``bench/run.py``).
+
+``python bench/charts.py [bench/results/latest.json]`` redraws them;
+``bench/run.py --write-docs`` calls :func:`draw` itself.
+
+- ``docs/images/bench-throughput.png``: W1 get and put MB/s by lane and
+  contender (bars at the median, whiskers from min to max);
+- ``docs/images/bench-memory.png``: RSS over time of each contender's W1 get
+  and put in the S3-like lane (its first round), from process start.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+
+HERE = Path(__file__).resolve().parent
+PHASES = (
+    ("w1get", "get_mbps", "W1 get, 256 MiB"),
+    ("w1put", "put_mbps", "W1 put, 256 MiB"),
+)
+
+
+def _bars(axis: Any, report: dict[str, Any], workload: str, key: str) -> None:
+    lanes = [
+        lane for lane, found in report["lanes"].items() if workload in found["summary"]
+    ]
+    contenders: list[str] = []
+    for lane in lanes:
+        for contender in report["lanes"][lane]["summary"][workload]:
+            if contender not in contenders:
+                contenders.append(contender)
+    width = 0.8 / max(len(contenders), 1)
+    for index, contender in enumerate(contenders):
+        heights, low, high, xs = [], [], [], []
+        for position, lane in enumerate(lanes):
+            stats = (
+                report["lanes"][lane]["summary"][workload].get(contender, {}).get(key)
+            )
+            if stats is None:
+                continue
+            xs.append(position + (index - (len(contenders) - 1) / 2) * width)
+            heights.append(stats["median"])
+            low.append(stats["median"] - stats["min"])
+            high.append(stats["max"] - stats["median"])
+        axis.bar(xs, heights, width, yerr=[low, high], capsize=2, label=contender)
+    axis.set_xticks(range(len(lanes)), lanes)
+    axis.set_ylabel("MB/s (median, min–max)")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize="small", ncols=2)
+
+
+def _memory(axis: Any, lane: dict[str, Any], workload: str) -> None:
+    for contender, results in lane["raw"].get(workload, {}).items():
+        series = results[0].get("rss_series") if results else None
+        if series:
+            axis.plot(
+                [t for t, _ in series],
+                [m for _, m in series],
+                marker=".",
+                markersize=2,
+                linewidth=1,
+                label=contender,
+            )
+    axis.set_xlabel("seconds since the worker started")
+    axis.set_ylabel("RSS, MiB")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+
+
+def draw(report: dict[str, Any], docs: Path) -> list[Path]:
+    """Draw the charts of *report* into ``docs/images``; return their paths."""
+    images = docs / "images"
+    images.mkdir(exist_ok=True)
+    drawn = []
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for axis, (workload, key, title) in zip(axes, PHASES, strict=True):
+        _bars(axis, report, workload, key)
+        axis.set_title(title)
+    figure.suptitle(f"sriblob benchmarks, {report['date']}")
+    figure.tight_layout()
+    path = images / "bench-throughput.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    drawn.append(path)
+    name = "s3like" if "s3like" in report["lanes"] else next(iter(report["lanes"]))
+    lane = report["lanes"][name]
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for axis, (workload, _, title) in zip(axes, PHASES, strict=True):
+        _memory(axis, lane, workload)
+        axis.set_title(f"{title}: RSS over time, {name} lane")
+    figure.tight_layout()
+    path = images / "bench-memory.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    drawn.append(path)
+    return drawn
+
+
+def main(argv: list[str]) -> int:
+    source = Path(argv[0]) if argv else HERE / "results" / "latest.json"
+    report = json.loads(source.read_text())
+    for path in draw(report, HERE.parent / "docs"):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
