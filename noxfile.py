@@ -136,6 +136,7 @@ COMPAT_TESTS = [
     "tests/test_s3.py",
     "tests/test_interop_bun.py",
     "tests/test_compat_servers.py",
+    "tests/test_lease.py",
 ]
 
 

@@ -84,6 +84,8 @@ class S3Target:
             (moto serves it unless its authentication is on, which fails on
             query-signed requests; s3rver checks the expiry, not the
             signature).
+        conditional_puts: Whether ``If-Match`` on a PutObject refuses a
+            changed object (s3rver ignores it).
         checks_payload_hash: Whether a signed body whose
             ``X-Amz-Content-SHA256`` doesn't match it is refused (Ceph RGW).
         creates_missing_buckets: Whether a PutObject to a missing bucket
@@ -107,6 +109,7 @@ class S3Target:
     creates_missing_buckets: bool = False
     checks_presigned_expiry: bool = True
     checks_payload_hash: bool = False
+    conditional_puts: bool = True
 
     @classmethod
     def from_env(cls) -> S3Target | None:
@@ -140,6 +143,7 @@ class S3Target:
                 copies_parts=False,
                 multipart_etags=False,
                 conditional_create=False,
+                conditional_puts=False,
             )
         elif name == "ceph":
             fields.update(complete_etag=False, checks_payload_hash=True)

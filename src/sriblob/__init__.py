@@ -25,6 +25,7 @@ from .exceptions import (
     PresignUnsupported,
     RangeNotSatisfiable,
     SriblobError,
+    StoreBusy,
     StoreClosed,
     StoreError,
     StoreUnavailable,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     )
     from ._filesystem import FilesystemBlobStore
     from ._integrity import Integrity, IntegrityHasher
+    from ._lease import Lease
     from ._memory import MemoryBlobStore
     from ._operations import (
         Failure,
@@ -81,6 +83,7 @@ __all__ = [
     "IntegrityHasher",
     "IntegrityMismatch",
     "InvalidIntegrity",
+    "Lease",
     "MemoryBlobStore",
     "MigrationReport",
     "Misconfigured",
@@ -92,6 +95,7 @@ __all__ = [
     "S3BlobStore",
     "S3StoreConfig",
     "SriblobError",
+    "StoreBusy",
     "StoreClosed",
     "StoreError",
     "StorePlugin",
@@ -124,6 +128,7 @@ _LAZY: Final = {
     "FilesystemBlobStore": "._filesystem",
     "Integrity": "._integrity",
     "IntegrityHasher": "._integrity",
+    "Lease": "._lease",
     "MemoryBlobStore": "._memory",
     **dict.fromkeys(
         (

@@ -46,6 +46,7 @@ _CHUNK: Final = 1024 * 1024
 #: Exit statuses (sysexits.h where one fits).
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_BUSY: Final = 75  # EX_TEMPFAIL: another process holds the lease
 EXIT_CONFIG: Final = 78
 EXIT_INTERRUPTED: Final = 130
 EXIT_TERMINATED: Final = 143
@@ -233,6 +234,10 @@ def _add_operation_parsers(
 ) -> None:
     json_help = "print a machine-readable summary (JSON) to stdout"
     concurrency_help = "how many blobs to handle at once (default: 4)"
+    lease_help = (
+        "wait up to SECONDS for the store's maintenance lease when another "
+        "process holds it (default: fail at once, exit status 75)"
+    )
 
     migrate = commands.add_parser(
         "migrate",
@@ -266,6 +271,9 @@ def _add_operation_parsers(
         help="delete each blob from the source once the target holds a copy "
         "known to be good",
     )
+    migrate.add_argument(
+        "--lease-timeout", type=_seconds, metavar="SECONDS", help=lease_help
+    )
     migrate.add_argument("--json", action="store_true", help=json_help)
 
     verify = commands.add_parser(
@@ -277,6 +285,12 @@ def _add_operation_parsers(
     _store_option(verify, "check")
     verify.add_argument(
         "--delete-corrupt", action="store_true", help="delete the corrupt blobs"
+    )
+    verify.add_argument(
+        "--lease-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help=lease_help + "; with --delete-corrupt only",
     )
     verify.add_argument(
         "--concurrency",
@@ -309,6 +323,12 @@ def _add_operation_parsers(
         metavar="SECONDS",
         help="spare blobs stored less than this long ago (default: 3600)",
     )
+    gc.add_argument(
+        "--lease-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help=lease_help + "; with --yes only",
+    )
     _store_option(gc, "collect")
     gc.add_argument("--json", action="store_true", help=json_help)
 
@@ -332,9 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 on success, 1 for a missing blob or a store error
         (or a migrate, verify that found a failed or corrupt blob), 2 for a
         usage error (a malformed integrity, a missing input file, an unknown
-        store id), 78 when a backend is misconfigured and the command would
-        write, 130 when
-        interrupted (Ctrl-C), 143 when terminated (SIGTERM).
+        store id), 75 when another process holds the store's maintenance
+        lease (``gc --yes``, ``migrate``, ``verify --delete-corrupt``), 78
+        when a backend is misconfigured and the command would write, 130
+        when interrupted (Ctrl-C), 143 when terminated (SIGTERM).
 
     .. versionadded:: 0.1.0
     """
@@ -355,6 +376,7 @@ def _main(argv: Sequence[str] | None) -> int:
         ConfigurationError,
         InvalidIntegrity,
         SriblobError,
+        StoreBusy,
     )
 
     handler = logging.StreamHandler(sys.stderr)
@@ -372,6 +394,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except ConfigurationError as exc:
         return _fail(str(exc), EXIT_CONFIG)
+    except StoreBusy as exc:
+        return _fail(str(exc), EXIT_BUSY)
     except (SriblobError, OSError) as exc:
         return _fail(str(exc) or type(exc).__name__, EXIT_FAILED)
     finally:
@@ -853,6 +877,7 @@ async def _migrate_command(
                 concurrency=args.concurrency,
                 delete_source=args.delete_source,
                 on_progress=bar,
+                lease_timeout=args.lease_timeout,
             ),
         )
     if args.json:
@@ -886,6 +911,7 @@ async def _verify_command(registry: BlobStoreRegistry, args: argparse.Namespace)
             concurrency=args.concurrency,
             delete_corrupt=args.delete_corrupt,
             on_progress=bar,
+            lease_timeout=args.lease_timeout,
         ),
     )
     if args.json:
@@ -952,6 +978,7 @@ async def _gc_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> 
             dry_run=dry_run,
             grace=dt.timedelta(seconds=args.grace),
             on_progress=bar,
+            lease_timeout=args.lease_timeout,
         ),
     )
     if args.json:

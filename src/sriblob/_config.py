@@ -214,6 +214,10 @@ class S3StoreConfig:
         operation_timeout: Seconds one store call (a put, a get, the opening
             of a read and its body, ...) may take in all, retries included;
             None (default) for no bound beyond the per-request ones.
+        lease_ttl: Seconds the maintenance lease object lives without its
+            holder renewing it (every third of that); a holder that died
+            blocks :func:`~sriblob.collect_garbage` and :func:`~sriblob.migrate`
+            for at most this long. Judged on the server's clock.
         checksum_mode: ``"when_required"`` (default) computes request
             checksums only where S3 demands them, which S3-compatible servers
             without flexible checksums accept; ``"when_supported"`` is the
@@ -273,6 +277,7 @@ class S3StoreConfig:
     operation_timeout: float | None = attrs.field(
         default=None, validator=_optional_in_range(0.001, 7 * 24 * 3600)
     )
+    lease_ttl: float = attrs.field(default=60.0, validator=_in_range(3, 86400))
     checksum_mode: ChecksumMode = attrs.field(
         default="when_required", validator=_checksum_mode
     )

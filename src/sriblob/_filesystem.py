@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import attrs
 
 from ._integrity import Integrity, coerce_integrity
+from ._lease import UNKNOWN_HOLDER as _UNKNOWN_HOLDER
+from ._lease import Lease
 from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
 from .exceptions import AccessDenied, InvalidIntegrity, StoreError, StoreUnavailable
 from .keys import integrity_to_key, key_to_integrity
@@ -67,6 +69,10 @@ _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
 #: Opening a blob never follows a symlink, and never blocks on a FIFO.
 _READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
 _TEMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+_LEASE_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+#: The maintenance lease's lock file, in the root (beside ``blobs/``).
+LEASE_FILE: Final = ".lease"
+LEASE_MODE: Final = 0o644
 #: errno values that say the file system can't take the operation right now.
 _UNAVAILABLE_ERRNOS: Final = frozenset(
     {
@@ -192,6 +198,13 @@ def _not_a_file(path: Path, mode: int) -> _NotABlob:
         "replace it."
     )
     return _NotABlob(msg, backend="filesystem")
+
+
+def _check_regular(fd: int, path: Path) -> None:
+    """Refuse *fd* unless it is a regular file (a FIFO or device is not ours)."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        raise _not_a_file(path, mode)
 
 
 def _open_blob(directory: int, location: _Location) -> int:
@@ -432,6 +445,7 @@ class FilesystemBlobStore(BlobStore):
         super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
         self._root = Path(root)
         self._blobs = self._root / "blobs"
+        self._lease_fds: dict[str, int] = {}
 
     @property
     def root(self) -> Path:
@@ -496,6 +510,57 @@ class FilesystemBlobStore(BlobStore):
             raise
         except OSError as exc:
             raise self._error(exc, action, path) from exc
+
+    # -- the maintenance lease ------------------------------------------------
+
+    def _take_lease(self, lease: Lease) -> tuple[int | None, Lease | None]:
+        """Lock ``root/.lease`` (flock) for *lease*; or read who holds it."""
+        root = _open_dirs(self._root, (), create=True)
+        try:
+            fd = os.open(LEASE_FILE, _LEASE_FLAGS, LEASE_MODE, dir_fd=root)
+        finally:
+            os.close(root)
+        try:
+            _check_regular(fd, self._root / LEASE_FILE)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held = Lease.from_json(os.pread(fd, 4096, 0))
+                os.close(fd)
+                return None, held or _UNKNOWN_HOLDER
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, lease.to_json(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, None
+
+    async def try_lease(self, lease: Lease, /) -> Lease | None:
+        """Lock ``root/.lease`` with ``flock``, and write *lease* into it.
+
+        The kernel drops the lock when the holder's process dies, however it
+        dies; every process on the machine that opens the same root sees it
+        (not across hosts sharing the directory over NFS, where ``flock`` is
+        local to each client).
+        """
+        path = self._root / LEASE_FILE
+        fd, held = await self._io("lock", path, self._take_lease, lease)
+        if fd is not None:
+            self._lease_fds[lease.token] = fd
+        return held
+
+    async def release_lease(self, lease: Lease, /) -> None:
+        fd = self._lease_fds.pop(lease.token, None)
+        if fd is None:
+            return
+
+        def release() -> None:
+            try:
+                os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)  # closing drops the flock
+
+        await self._io("unlock", self._root / LEASE_FILE, release)
 
     # -- writing --------------------------------------------------------------
 

@@ -7,6 +7,7 @@ every backend, and any pair of backends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Iterable
 
     from ._integrity import Algorithm
+    from ._lease import Lease
     from ._store import BlobReader, BlobStore
 
 __all__ = [
@@ -292,6 +294,26 @@ async def _read_digest(
     return hasher.integrity()
 
 
+async def _leases(
+    stack: contextlib.AsyncExitStack,
+    purpose: str,
+    stores: list[BlobStore],
+    wait: float | None,
+) -> dict[int, Lease]:
+    """Take the lease of every store in *stores*, in one order for every run.
+
+    The order (by ``repr()``, which names the bucket, root or database) is
+    the same in every process, so two runs waiting for each other's stores
+    can't deadlock. Returns each store's lease by ``id(store)``.
+    """
+    held: dict[int, Lease] = {}
+    for store in sorted(stores, key=repr):
+        held[id(store)] = await stack.enter_async_context(
+            store.lease(purpose, wait=wait)
+        )
+    return held
+
+
 async def _check_distinct(source: BlobStore, target: BlobStore) -> None:
     """Refuse to delete from a source that is the target under another name.
 
@@ -323,6 +345,7 @@ async def migrate(
     concurrency: int = 4,
     delete_source: bool = False,
     on_progress: ProgressCallback | None = None,
+    lease_timeout: float | None = None,
 ) -> MigrationReport:
     """Copy every blob of *source* into *target*, resumably.
 
@@ -362,11 +385,20 @@ async def migrate(
             canary blob checks that the two stores are not one storage
             location under two names.
         on_progress: Called with a :class:`Progress` after every blob.
+        lease_timeout: Seconds to wait for a busy store's maintenance lease
+            (see below); None (default) fails at once.
+
+    **The lease.** The run holds the target's maintenance lease (and the
+    source's, with *delete_source*) throughout, so no other migration or
+    garbage collection runs against them meanwhile, in any process; see
+    :meth:`BlobStore.lease`.
 
     Returns:
         A :class:`MigrationReport`; check :attr:`~MigrationReport.ok`.
 
     Raises:
+        StoreBusy: Another process holds a store's lease (after
+            *lease_timeout*), or the run lost one; nothing more is deleted.
         ValueError: *concurrency* is not a positive int, or *source* and
             *target* are the same store.
         StoreError: Listing the source failed, or (with *delete_source*)
@@ -378,10 +410,13 @@ async def migrate(
     if source is target:
         msg = "source and target are the same store; migrate into another store."
         raise ValueError(msg)
-    if delete_source:
-        await _check_distinct(source, target)
-    run = _Migration(source, target, delete_source, on_progress)
-    await _pool(source.list_parsed(on_skip=run.foreign), run.copy, concurrency)
+    async with contextlib.AsyncExitStack() as stack:
+        stores = [target, source] if delete_source else [target]
+        held = await _leases(stack, "migrate", stores, lease_timeout)
+        if delete_source:
+            await _check_distinct(source, target)
+        run = _Migration(source, target, delete_source, on_progress, held)
+        await _pool(source.list_parsed(on_skip=run.foreign), run.copy, concurrency)
     report = MigrationReport(
         copied=run.copied,
         skipped=run.skipped,
@@ -433,6 +468,7 @@ class _Migration:
     _target: BlobStore
     _delete_source: bool
     _on_progress: ProgressCallback | None
+    _leases: dict[int, Lease]
     done: int = 0
     copied: int = 0
     skipped: int = 0
@@ -448,6 +484,7 @@ class _Migration:
 
     async def copy(self, item: tuple[str, Integrity]) -> None:
         name, integrity = item
+        await self._target.check_lease(self._leases[id(self._target)])
         try:
             if self._delete_source:
                 await self._move(integrity)
@@ -549,6 +586,7 @@ class _Migration:
         if not await self._source.has(integrity):
             msg = "vanished from the source before it could be deleted"
             raise _NotDeletedError(msg)
+        await self._source.check_lease(self._leases[id(self._source)])
         await self._source.delete(integrity)
         self.deleted += 1
         logger.debug("migrate deleted from source integrity=%s", integrity)
@@ -560,6 +598,7 @@ async def verify(
     concurrency: int = 4,
     delete_corrupt: bool = False,
     on_progress: ProgressCallback | None = None,
+    lease_timeout: float | None = None,
 ) -> VerifyReport:
     """Read every blob of *store* through the end, checking its integrity.
 
@@ -578,11 +617,16 @@ async def verify(
         concurrency: How many blobs to read at once.
         delete_corrupt: Delete the blobs found corrupt.
         on_progress: Called with a :class:`Progress` after every blob.
+        lease_timeout: With *delete_corrupt*, seconds to wait for the
+            store's maintenance lease if another process holds it; None
+            (default) fails at once. Without deletion no lease is taken.
 
     Returns:
         A :class:`VerifyReport`; check :attr:`~VerifyReport.ok`.
 
     Raises:
+        StoreBusy: With *delete_corrupt*, another process holds the store's
+            lease (after *lease_timeout*), or the run lost it.
         ValueError: *store* was opened with ``verify=False`` (it can't detect
             corruption), or *concurrency* is not a positive int.
         StoreError: Listing the store failed.
@@ -597,8 +641,11 @@ async def verify(
         raise ValueError(msg)
     _check_concurrency(concurrency)
 
-    run = _Verification(store, delete_corrupt, on_progress)
-    await _pool(store.list_parsed(on_skip=run.foreign), run.check, concurrency)
+    async with contextlib.AsyncExitStack() as stack:
+        stores = [store] if delete_corrupt else []
+        held = await _leases(stack, "verify", stores, lease_timeout)
+        run = _Verification(store, delete_corrupt, on_progress, held.get(id(store)))
+        await _pool(store.list_parsed(on_skip=run.foreign), run.check, concurrency)
     report = VerifyReport(
         checked=run.checked,
         bytes_checked=run.bytes_checked,
@@ -628,6 +675,7 @@ class _Verification:
     _store: BlobStore
     _delete_corrupt: bool
     _on_progress: ProgressCallback | None
+    _lease: Lease | None
     done: int = 0
     checked: int = 0
     bytes_checked: int = 0
@@ -672,6 +720,8 @@ class _Verification:
             )
 
     async def _delete(self, name: str, integrity: Integrity) -> None:
+        if self._lease is not None:
+            await self._store.check_lease(self._lease)
         try:
             await self._store.delete(integrity)
         except _RECORDED as exc:
@@ -709,6 +759,7 @@ async def collect_garbage(
     grace: dt.timedelta = dt.timedelta(hours=1),
     now: dt.datetime | None = None,
     on_progress: ProgressCallback | None = None,
+    lease_timeout: float | None = None,
 ) -> GarbageReport:
     """Delete every blob of *store* that is not in *live*.
 
@@ -760,6 +811,9 @@ async def collect_garbage(
             current time by default.
         on_progress: Called with a :class:`Progress` after every snapshot
             blob is looked at (its ``total`` is the snapshot's size).
+        lease_timeout: Seconds to wait for the store's maintenance lease if
+            another process holds it; None (default) fails at once. A dry
+            run takes no lease.
 
     Returns:
         A :class:`GarbageReport`.
@@ -769,6 +823,9 @@ async def collect_garbage(
             deleted.
         ValueError: *grace* is negative or *now* is naive.
         TypeError: *live* is a single string.
+        StoreBusy: Another process holds the store's maintenance lease
+            (another gc or migration; after *lease_timeout*), or the run lost
+            it; blobs deleted so far stay deleted.
         StoreError: The store failed; blobs deleted so far stay deleted.
 
     .. versionadded:: 0.1.0
@@ -783,24 +840,26 @@ async def collect_garbage(
         raise ValueError(msg)
     cutoff = now - grace
 
-    snapshot = [item async for item in store.list_parsed()]
-    keep = await _live_set(live)
-
-    run = _Collection(store, keep, dry_run, grace, cutoff)
-    for done, (name, integrity) in enumerate(snapshot, start=1):
-        await run.look_at(name, integrity)
-        if on_progress is not None:
-            on_progress(
-                Progress(
-                    blobs_done=done,
-                    bytes_done=run.bytes_freed,
-                    copied=0,
-                    skipped=0,
-                    failed=0,
-                    current=name,
-                    total=len(snapshot),
+    async with contextlib.AsyncExitStack() as stack:
+        stores = [] if dry_run else [store]
+        held = await _leases(stack, "collect_garbage", stores, lease_timeout)
+        snapshot = [item async for item in store.list_parsed()]
+        keep = await _live_set(live)
+        run = _Collection(store, keep, dry_run, grace, cutoff, held.get(id(store)))
+        for done, (name, integrity) in enumerate(snapshot, start=1):
+            await run.look_at(name, integrity)
+            if on_progress is not None:
+                on_progress(
+                    Progress(
+                        blobs_done=done,
+                        bytes_done=run.bytes_freed,
+                        copied=0,
+                        skipped=0,
+                        failed=0,
+                        current=name,
+                        total=len(snapshot),
+                    )
                 )
-            )
     report = GarbageReport(
         deleted=tuple(sorted(run.doomed)),
         bytes_freed=run.bytes_freed,
@@ -830,6 +889,7 @@ class _Collection:
     _dry_run: bool
     _grace: dt.timedelta
     _cutoff: dt.datetime
+    _lease: Lease | None
     doomed: list[str] = attrs.Factory(list)
     bytes_freed: int = 0
     kept: int = 0
@@ -850,6 +910,8 @@ class _Collection:
         # The stat decided; the deletion checks the time again, atomically
         # with respect to a put that renews it meanwhile.
         if not fresh and not self._dry_run:
+            if self._lease is not None:
+                await self._store.check_lease(self._lease)
             before = None if info.stored_at is None else self._cutoff
             fresh = not await self._store.delete(integrity, stored_before=before)
         if fresh:

@@ -13,8 +13,15 @@ from ._config import (
     PostgresStoreConfig,
     describe_dsn,
 )
+from ._lease import UNKNOWN_HOLDER, Lease
 from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
-from .exceptions import AccessDenied, StoreClosed, StoreError, StoreUnavailable
+from .exceptions import (
+    AccessDenied,
+    StoreBusy,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -28,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["INSTALL_HINT", "PostgresBlobStore"]
 
 #: The schema version this code reads and writes; see ``_MIGRATIONS``.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: How many bytes of chunk rows an open() fetches per round trip.
 _READ_AHEAD_BYTES: Final = 2 * 1024 * 1024
@@ -64,6 +71,17 @@ _MIGRATIONS: Final = (
     );
     ALTER TABLE {chunks} ALTER COLUMN data SET STORAGE EXTERNAL;
     """,
+    # 2: who holds the maintenance lease (the lock itself is advisory).
+    """
+    CREATE TABLE {lease} (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        purpose text NOT NULL,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        since timestamptz NOT NULL,
+        token text NOT NULL
+    );
+    """,
 )
 
 
@@ -93,6 +111,7 @@ class _Sql:
     blob_ids: str
     version: str
     lock_key: int
+    lease_key: int
     migrations: tuple[str, ...]
     create_version: str
     read_version: str
@@ -111,6 +130,9 @@ class _Sql:
     delete: str
     delete_older: str
     list_page: str
+    write_lease: str
+    read_lease: str
+    clear_lease: str
 
     @classmethod
     def build(cls, schema: str, prefix: str) -> _Sql:
@@ -123,8 +145,12 @@ class _Sql:
             name(LONGEST_TABLE_SUFFIX),
         )
         blob_ids = name("blob_ids")
+        lease = name("lease")
         # One advisory lock per table set, so unrelated stores don't queue.
         digest = hashlib.sha256(f"sriblob:{schema}.{prefix}".encode()).digest()
+        lease_digest = hashlib.sha256(
+            f"sriblob-lease:{schema}.{prefix}".encode()
+        ).digest()
         return cls(
             schema=schema,
             blobs=blobs,
@@ -132,8 +158,11 @@ class _Sql:
             blob_ids=blob_ids,
             version=version,
             lock_key=int.from_bytes(digest[:8], "big", signed=True),
+            lease_key=int.from_bytes(lease_digest[:8], "big", signed=True),
             migrations=tuple(
-                script.format(blobs=blobs, chunks=chunks, blob_ids=blob_ids)
+                script.format(
+                    blobs=blobs, chunks=chunks, blob_ids=blob_ids, lease=lease
+                )
                 for script in _MIGRATIONS
             ),
             create_version=(
@@ -188,6 +217,13 @@ class _Sql:
                 f"SELECT integrity FROM {blobs} WHERE integrity > $1"
                 " ORDER BY integrity LIMIT $2"
             ),
+            write_lease=(
+                f"INSERT INTO {lease} (purpose, host, pid, since, token)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (singleton) DO UPDATE"
+                " SET purpose = $1, host = $2, pid = $3, since = $4, token = $5"
+            ),
+            read_lease=f"SELECT purpose, host, pid, since, token FROM {lease}",
+            clear_lease=f"DELETE FROM {lease} WHERE token = $1",
         )
 
 
@@ -318,6 +354,7 @@ class PostgresBlobStore(BlobStore):
         self._config = config
         self._pool: asyncpg.Pool[Any] | None = pool
         self._owns_pool = pool is None
+        self._lease_conns: dict[str, Any] = {}
         self._where = describe_dsn(dsn) if dsn is not None else None
         self._sql = _Sql.build(schema, table_prefix)
         self._read_ahead = max(1, min(256, _READ_AHEAD_BYTES // chunk_size))
@@ -435,9 +472,18 @@ class PostgresBlobStore(BlobStore):
         self, action: str
     ) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
         """Acquire a pooled connection, waiting at most ``acquire_timeout``."""
+        acquired = await self._acquire(action)
+        try:
+            yield acquired
+        finally:
+            assert self._pool is not None  # noqa: S101 -- acquired from it
+            await self._pool.release(acquired)
+
+    async def _acquire(self, action: str) -> Any:
+        """Take a connection from the pool (the caller releases it)."""
         assert self._pool is not None  # noqa: S101 -- set by startup or __init__
         try:
-            acquired = await self._pool.acquire(timeout=self._config.acquire_timeout)
+            return await self._pool.acquire(timeout=self._config.acquire_timeout)
         except TimeoutError:
             waited = self._config.acquire_timeout
             msg = (
@@ -448,10 +494,6 @@ class PostgresBlobStore(BlobStore):
             raise StoreUnavailable(
                 msg, backend=self._id, endpoint=self._where
             ) from None
-        try:
-            yield acquired
-        finally:
-            await self._pool.release(acquired)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -499,6 +541,74 @@ class PostgresBlobStore(BlobStore):
                 await conn.execute(script)
             if current < SCHEMA_VERSION:
                 await conn.execute(sql.write_version, SCHEMA_VERSION)
+
+    # -- the maintenance lease ---------------------------------------------------
+
+    async def try_lease(self, lease: Lease, /) -> Lease | None:
+        """Take a session advisory lock on a connection held until released.
+
+        The server drops the lock when the holder's connection ends (its
+        process died, or the network went), so a crashed holder never
+        blocks the store. Who holds it is kept in the ``lease`` table.
+        """
+        assert self._pool is not None  # noqa: S101 -- set by startup or __init__
+        sql = self._sql
+        with self._translate("take the maintenance lease"):
+            conn = await self._acquire("take the maintenance lease")
+            try:
+                if await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1)", sql.lease_key
+                ):
+                    await conn.execute(
+                        sql.write_lease,
+                        lease.purpose,
+                        lease.host,
+                        lease.pid,
+                        lease.since,
+                        lease.token,
+                    )
+                    self._lease_conns[lease.token] = conn
+                    return None
+                row = await conn.fetchrow(sql.read_lease)
+            except BaseException:
+                await self._pool.release(conn)
+                raise
+            await self._pool.release(conn)
+        if row is None:
+            return UNKNOWN_HOLDER
+        return Lease(
+            purpose=row["purpose"],
+            host=row["host"],
+            pid=row["pid"],
+            since=row["since"],
+            token=row["token"],
+        )
+
+    async def release_lease(self, lease: Lease, /) -> None:
+        conn = self._lease_conns.pop(lease.token, None)
+        if conn is None:
+            return
+        assert self._pool is not None  # noqa: S101 -- set by startup or __init__
+        if _closed(conn):
+            return  # the pool took the broken connection back; the lock is gone
+        try:
+            with self._translate("release the maintenance lease"):
+                await conn.execute(self._sql.clear_lease, lease.token)
+                await conn.execute("SELECT pg_advisory_unlock($1)", self._sql.lease_key)
+        finally:
+            # The pool's reset unlocks every advisory lock too.
+            await self._pool.release(conn)
+
+    async def check_lease(self, lease: Lease, /) -> None:
+        """Raise StoreBusy if the lease's connection is gone (and the lock with it)."""
+        conn = self._lease_conns.get(lease.token)
+        if conn is None or _closed(conn):
+            msg = (
+                f"The {self._id!r} store's maintenance lease was lost: its "
+                "PostgreSQL connection closed, so the server released the lock; "
+                "run the operation again."
+            )
+            raise StoreBusy(msg, backend=self._id)
 
     # -- writing ---------------------------------------------------------------
 
@@ -743,6 +853,16 @@ class PostgresBlobStore(BlobStore):
             if len(rows) < self._list_page_size:
                 return
             after = rows[-1][0]
+
+
+def _closed(conn: Any) -> bool:
+    """Whether a pooled connection is gone (closed, or taken back by the pool)."""
+    import asyncpg  # noqa: PLC0415 -- optional; present once a store is open
+
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
 
 
 def _connection_lost(exc: BaseException) -> bool:

@@ -17,6 +17,9 @@ import attrs
 
 from ._compat import Buffer
 from ._integrity import Algorithm, Integrity, IntegrityHasher, candidates
+from ._lease import Lease
+from ._lease import acquire as acquire_lease
+from ._tasks import wait_out
 from .exceptions import (
     BlobNotFound,
     BlobTooLarge,
@@ -559,6 +562,7 @@ class BlobStore(abc.ABC):
         self._started = False
         self._closed = False
         self._suspects: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._lease_holder: Lease | None = None
 
     @property
     def id(self) -> str:
@@ -656,6 +660,93 @@ class BlobStore(abc.ABC):
                 "(or `await store.__aenter__()`) before using it."
             )
             raise StoreClosed(msg)
+
+    # -- the maintenance lease -------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lease(
+        self, purpose: str, *, wait: float | None = None
+    ) -> AsyncIterator[Lease]:
+        """Hold the store's maintenance lease for the ``async with`` block.
+
+        One holder at a time across every process (and host) that shares the
+        store: an advisory lock in PostgreSQL, a lock file in a filesystem
+        store's root, a lease object with an expiry in an S3 bucket, a lock
+        of this process for a memory store. :func:`~sriblob.collect_garbage`,
+        :func:`~sriblob.migrate` and :func:`~sriblob.verify` with deletion
+        take it; puts, gets and deletes never do. A holder that dies frees
+        it: at once on PostgreSQL and the filesystem (the server or the
+        kernel drops the lock), after the expiry on S3.
+
+        ::
+
+            async with store.lease("reindex", wait=30):
+                ...
+
+        Args:
+            purpose: What it is taken for, shown to whoever finds it busy.
+            wait: Seconds to wait for a busy lease; None (default) fails at
+                once.
+
+        Raises:
+            StoreBusy: Someone else holds it (naming who and since when).
+
+        .. versionadded:: 0.1.0
+        """
+        self._check_usable()
+        if wait is not None and (
+            isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0
+        ):
+            msg = f"wait must be None or a number of seconds >= 0, not {wait!r}."
+            raise ValueError(msg)
+        mine = Lease.mine(purpose)
+        await acquire_lease(self, mine, wait)
+        logger.debug(
+            "lease taken backend=%s purpose=%s token=%s", self._id, purpose, mine.token
+        )
+        try:
+            yield mine
+        finally:
+            releasing = asyncio.ensure_future(self.release_lease(mine))
+            await wait_out(releasing)
+            releasing.result()
+            logger.debug("lease released backend=%s token=%s", self._id, mine.token)
+
+    async def try_lease(self, lease: Lease, /) -> Lease | None:
+        """Take the maintenance lease for *lease* if it is free.
+
+        The backend hook behind :meth:`lease`: return None once the lease is
+        held for *lease*, or the :class:`~sriblob.Lease` of its holder (None
+        is not an answer for "taken": return a placeholder if the holder
+        can't be read). The default keeps it in this store object, which is
+        right for a store only this process uses (memory); shared backends
+        keep it where every process sees it.
+
+        .. versionadded:: 0.1.0
+        """
+        if self._lease_holder is not None:
+            return self._lease_holder
+        self._lease_holder = lease
+        return None
+
+    async def release_lease(self, lease: Lease, /) -> None:
+        """Give up the lease *lease* holds (the hook behind :meth:`lease`).
+
+        .. versionadded:: 0.1.0
+        """
+        if self._lease_holder is not None and self._lease_holder.token == lease.token:
+            self._lease_holder = None
+
+    async def check_lease(self, lease: Lease, /) -> None:
+        """Raise :class:`~sriblob.StoreBusy` if *lease* is no longer held.
+
+        Operations call it before each deletion. Leases that can't be lost
+        while the process lives (a lock) never raise; an S3 lease whose
+        renewal failed until it expired does.
+
+        .. versionadded:: 0.1.0
+        """
+        del lease
 
     # -- copies seen corrupt ---------------------------------------------------
 

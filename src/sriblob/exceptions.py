@@ -16,6 +16,7 @@ catches anything the library raises on purpose::
     └── StoreError                                   a backend failed
         ├── AccessDenied                             credentials refused
         ├── BucketNotFound                           the bucket doesn't exist
+        ├── StoreBusy                                another process holds the lease
         └── StoreUnavailable                         unreachable, timed out, 5xx
 
 Context travels as attributes (``integrity``, ``backend``, ``bucket``,
@@ -36,6 +37,7 @@ __all__ = [
     "PresignUnsupported",
     "RangeNotSatisfiable",
     "SriblobError",
+    "StoreBusy",
     "StoreClosed",
     "StoreError",
     "StoreUnavailable",
@@ -198,6 +200,26 @@ class AccessDenied(StoreError):
 
 class BucketNotFound(StoreError):
     """The configured bucket does not exist."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the store's maintenance lease.
+
+    Raised by :meth:`~sriblob.BlobStore.lease` (and the operations that take
+    it: :func:`~sriblob.collect_garbage`, :func:`~sriblob.migrate`,
+    :func:`~sriblob.verify` with deletion) when the lease stays taken, and
+    by a holder that lost its lease (it expired before it was renewed).
+
+    Attributes:
+        holder: The :class:`~sriblob.Lease` of whoever holds it (purpose,
+            host, pid, since), or None when the backend can't tell.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str, *, backend: str, holder: object = None) -> None:
+        super().__init__(message, backend=backend)
+        self.holder = holder
 
 
 class StoreUnavailable(StoreError):

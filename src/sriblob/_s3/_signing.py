@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore import auth
 
-from ._upload import wait_out
+from sriblob._tasks import wait_out
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

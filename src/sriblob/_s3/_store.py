@@ -22,6 +22,7 @@ from sriblob.keys import integrity_to_key, key_to_integrity
 from ._download import Downloader
 from ._errors import Where, status_of
 from ._http import Limits, bounded_session
+from ._lease import LEASE_NAME, BucketLease
 from ._signing import hash_payloads_off_loop
 from ._upload import (
     BLIND_PUT_MAX,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
     from sriblob._integrity import Integrity
+    from sriblob._lease import Lease
 
 __all__ = ["S3BlobStore"]
 
@@ -140,11 +142,13 @@ class S3BlobStore(BlobStore):
         self._config = config
         self._prefix = config.key_prefix
         self._staging_prefix = config.key_prefix + STAGING_DIR
+        self._lease_key = config.key_prefix + LEASE_NAME
         self._limits = Limits.of(config)
         self._where = Where(id, config.bucket, config.endpoint or "AWS")
         self._client_context: contextlib.AsyncExitStack | None = None
         self._uploader_or_none: Uploader | None = None
         self._downloader_or_none: Downloader | None = None
+        self._bucket_lease: BucketLease | None = None
         self._bucket_seen = False
 
     def _left_open(self) -> str | None:
@@ -215,6 +219,14 @@ class S3BlobStore(BlobStore):
                 concurrency=read_concurrency(config),
                 max_attempts=config.max_attempts,
             )
+            self._bucket_lease = BucketLease(
+                client=client,
+                bucket=config.bucket,
+                key=config.key_prefix + LEASE_NAME,
+                ttl=config.lease_ttl,
+                where=self._where,
+                backend=self.id,
+            )
             self._client_context = stack.pop_all()
         try:
             await self._check_bucket()
@@ -235,6 +247,9 @@ class S3BlobStore(BlobStore):
             )
 
     async def shutdown(self) -> None:
+        bucket_lease, self._bucket_lease = self._bucket_lease, None
+        if bucket_lease is not None:
+            await bucket_lease.close()
         context, self._client_context = self._client_context, None
         self._uploader_or_none = None
         self._downloader_or_none = None
@@ -278,6 +293,31 @@ class S3BlobStore(BlobStore):
                 f"{timeout:g} s (operation_timeout)."
             )
             raise self._where.error(StoreUnavailable, msg) from None
+
+    # -- the maintenance lease -------------------------------------------------
+
+    @property
+    def _lease(self) -> BucketLease:
+        lease = self._bucket_lease
+        if lease is None:  # pragma: no cover -- BlobStore._check_usable guards
+            msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
+            raise RuntimeError(msg)
+        return lease
+
+    async def try_lease(self, lease: Lease, /) -> Lease | None:
+        """Create the lease object ``<key_prefix>.lease`` (``If-None-Match: *``).
+
+        Its holder rewrites it every ``lease_ttl / 3`` seconds; one not
+        rewritten for ``lease_ttl`` seconds (on the server's clock) may be
+        replaced by the next taker. See :mod:`sriblob` docs, "Operations".
+        """
+        return await self._lease.take(lease)
+
+    async def release_lease(self, lease: Lease, /) -> None:
+        await self._lease.release(lease)
+
+    async def check_lease(self, lease: Lease, /) -> None:
+        self._lease.check(lease)
 
     # -- presigned URLs -------------------------------------------------------
 
@@ -587,8 +627,8 @@ class S3BlobStore(BlobStore):
             async for page in pages:
                 for entry in page.get("Contents", ()):
                     key = entry["Key"]
-                    if key.startswith(self._staging_prefix):
-                        continue  # ours, in flight
+                    if key.startswith(self._staging_prefix) or key == self._lease_key:
+                        continue  # ours: in flight, or the maintenance lease
                     name = key_to_integrity(key, prefix=self._prefix)
                     yield key if name is None else name
 

@@ -21,6 +21,7 @@ import attrs
 from botocore.exceptions import ClientError
 
 from sriblob._config import MAX_PART_SIZE, MAX_PARTS, MiB
+from sriblob._tasks import wait_out
 from sriblob.exceptions import StoreError, StoreUnavailable
 
 from ._errors import TRANSLATED, code_of, not_implemented, status_of
@@ -183,26 +184,6 @@ async def close_iterator(iterator: AsyncIterator[Any]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-async def wait_out(task: asyncio.Future[Any]) -> None:
-    """Await *task* to the end even if we are cancelled meanwhile.
-
-    Cleanup (aborting an upload, deleting a staging key) and commits (a
-    CompleteMultipartUpload that may land anyway) must finish before the
-    caller goes on; a cancellation that arrives meanwhile is re-raised
-    afterwards. The task's own error is left for the caller to read.
-    """
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-        except Exception:  # noqa: BLE001, S110 -- the caller reads task.exception()
-            pass
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 async def _finish(call: Awaitable[Any]) -> Any:

@@ -1,0 +1,281 @@
+"""The maintenance lease in a bucket: one object, created conditionally, renewed.
+
+The lease is the object ``<key_prefix>.lease`` (not lowercase hex, so the
+key codec and ``list()`` skip it), holding the holder's :class:`Lease` as
+JSON. It is taken with a conditional create (``If-None-Match: *``), renewed
+by its holder every ``ttl / 3`` seconds with a conditional overwrite
+(``If-Match`` of the ETag it wrote last), and released with a conditional
+delete. A lease not renewed for ``ttl`` seconds has expired: the next taker
+replaces it, again only if it is still the object it read (``If-Match``).
+
+Expiry is judged on the server's clock alone: the lease object's
+``LastModified`` against the ``Date`` of the answer that read it, both
+stamped by the server, so clients' clocks may disagree freely. Where a
+server ignores conditional writes (s3rver), two takers racing for a free or
+an expired lease can both believe they won; sriblob then relies on the read
+before the write, which narrows the window but cannot close it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+from botocore.exceptions import ClientError
+
+from sriblob._lease import UNKNOWN_HOLDER, Lease
+from sriblob.exceptions import StoreBusy, StoreError
+
+from ._errors import code_of, not_implemented, status_of
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+    from ._errors import Where
+
+__all__ = ["LEASE_NAME", "BucketLease"]
+
+logger = logging.getLogger("sriblob")
+
+#: The lease object's name under the key prefix.
+LEASE_NAME: Final = ".lease"
+#: The share of the ttl after which a holder that couldn't renew gives up.
+_GIVE_UP: Final = 5 / 6
+#: Answers to a conditional write that mean "the condition failed".
+_CONDITION_FAILED: Final = frozenset(
+    {"PreconditionFailed", "ConditionalRequestConflict"}
+)
+
+
+@attrs.frozen
+class _Read:
+    """The lease object as read: its holder, ETag and age on the server's clock."""
+
+    holder: Lease
+    etag: str
+    age: float
+
+
+@attrs.define(eq=False)
+class _Holding:
+    """One lease this process holds, and the task renewing it."""
+
+    lease: Lease
+    etag: str
+    renewed: float
+    task: asyncio.Task[None] | None = None
+    lost: str | None = None
+
+
+class BucketLease:
+    """Take, renew and release the maintenance lease of one bucket prefix.
+
+    Args:
+        client: The store's open S3 client.
+        bucket: The bucket.
+        key: The lease object's key.
+        ttl: Seconds a lease lives without renewal.
+        where: The bucket and endpoint, for messages.
+        backend: The store's id.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        ttl: float,
+        where: Where,
+        backend: str,
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._ttl = ttl
+        self._where = where
+        self._backend = backend
+        self._held: dict[str, _Holding] = {}
+        # Ceph RGW 16 matches If-Match on a PUT only against the bare ETag;
+        # AWS, moto and SeaweedFS take it quoted, as answers give it.
+        self._quoted = True
+
+    async def take(self, lease: Lease) -> Lease | None:
+        """Take the lease for *lease*; return None, or who holds it."""
+        current = await self._read()
+        if current is None:
+            etag = await self._write(lease, IfNoneMatch="*")
+        elif current.age < self._ttl:
+            return current.holder
+        else:
+            # Expired: replace exactly the object that was read, no other.
+            logger.warning(
+                "lease backend=%s: breaking an expired lease (%s, %.0f s since "
+                "its last renewal; ttl %g s)",
+                self._backend,
+                current.holder.describe(),
+                current.age,
+                self._ttl,
+            )
+            etag = await self._replace(lease, current.etag)
+        if etag is None:
+            again = await self._read()
+            return UNKNOWN_HOLDER if again is None else again.holder
+        loop = asyncio.get_running_loop()
+        holding = _Holding(lease, etag, loop.time())
+        holding.task = asyncio.ensure_future(self._renew(holding))
+        self._held[lease.token] = holding
+        return None
+
+    def check(self, lease: Lease) -> None:
+        """Raise StoreBusy if *lease* was lost (not renewed in time, or taken).
+
+        A holder gives up at five sixths of the ttl since its last renewal
+        came back, so it stops before any taker could judge the lease expired
+        (the server stamped that renewal earlier still).
+        """
+        holding = self._held.get(lease.token)
+        loop = asyncio.get_running_loop()
+        if holding is not None and holding.lost is None:
+            if loop.time() - holding.renewed < self._ttl * _GIVE_UP:
+                return
+            holding.lost = f"it was not renewed within its {self._ttl:g} s ttl"
+        why = "it was released" if holding is None else holding.lost
+        msg = (
+            f"The {self._backend!r} store's maintenance lease was lost: {why}; "
+            "another process may hold it now, so this one stops. Run the "
+            "operation again."
+        )
+        raise StoreBusy(msg, backend=self._backend)
+
+    async def release(self, lease: Lease) -> None:
+        """Stop renewing *lease* and delete the lease object if it is still ours."""
+        holding = self._held.pop(lease.token, None)
+        if holding is None:
+            return
+        if holding.task is not None:
+            holding.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await holding.task
+        if holding.lost is not None:
+            return
+        with self._where.translate("DeleteObject"):
+            try:
+                await self._client.delete_object(
+                    Bucket=self._bucket, Key=self._key, IfMatch=self._form(holding.etag)
+                )
+            except ClientError as error:
+                gone = code_of(error) == "NoSuchKey" or status_of(error) == 404  # noqa: PLR2004
+                if not (_condition_failed(error) or gone):
+                    raise
+
+    async def close(self) -> None:
+        """Stop every renewal (the store is closing)."""
+        for holding in list(self._held.values()):
+            await self.release(holding.lease)
+
+    # -- internals ---------------------------------------------------------
+
+    async def _read(self) -> _Read | None:
+        with self._where.translate("GetObject"):
+            try:
+                response = await self._client.get_object(
+                    Bucket=self._bucket, Key=self._key
+                )
+            except ClientError as error:
+                if code_of(error) == "NoSuchKey" or status_of(error) == 404:  # noqa: PLR2004
+                    return None
+                raise
+            async with response["Body"] as body:
+                data = await body.read()
+        holder = Lease.from_json(data) or UNKNOWN_HOLDER
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        now = _server_time(headers.get("date"))
+        modified = response.get("LastModified")
+        age = (
+            0.0 if now is None or modified is None else (now - modified).total_seconds()
+        )
+        return _Read(holder, str(response.get("ETag", "")), age)
+
+    async def _write(self, lease: Lease, **condition: str) -> str | None:
+        """Write *lease* under the condition; its new ETag, or None if refused."""
+        with self._where.translate("PutObject"):
+            try:
+                response = await self._client.put_object(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    Body=lease.to_json(),
+                    **condition,  # type: ignore[arg-type]
+                )
+            except ClientError as error:
+                if _condition_failed(error):
+                    return None
+                if not not_implemented(error) or not condition:
+                    raise
+                # No conditional writes here: fall back to a plain write,
+                # which the read before it guards (narrowly).
+                logger.warning(
+                    "lease backend=%s: the server has no conditional writes "
+                    "(501); the lease is best-effort here",
+                    self._backend,
+                )
+                response = await self._client.put_object(
+                    Bucket=self._bucket, Key=self._key, Body=lease.to_json()
+                )
+        return str(response.get("ETag", ""))
+
+    async def _replace(self, lease: Lease, etag: str) -> str | None:
+        """Overwrite the lease object if it is still the one with *etag*."""
+        written = await self._write(lease, IfMatch=self._form(etag))
+        if written is None and self._quoted:
+            current = await self._read()
+            if current is not None and current.etag == etag:
+                # Refused though unchanged: a server that wants it bare.
+                self._quoted = False
+                written = await self._write(lease, IfMatch=self._form(etag))
+        return written
+
+    def _form(self, etag: str) -> str:
+        return etag if self._quoted else etag.strip('"')
+
+    async def _renew(self, holding: _Holding) -> None:
+        """Rewrite the lease every ttl / 3 seconds while it is held."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                etag = await self._replace(holding.lease, holding.etag)
+            except StoreError as error:
+                logger.warning(
+                    "lease backend=%s: renewal failed (%s); trying again in %g s",
+                    self._backend,
+                    error,
+                    self._ttl / 3,
+                )
+                continue
+            if etag is None:
+                holding.lost = "another process replaced it"
+                logger.error(
+                    "lease backend=%s: the lease was taken over", self._backend
+                )
+                return
+            holding.etag = etag
+            holding.renewed = loop.time()
+
+
+def _condition_failed(error: ClientError) -> bool:
+    return code_of(error) in _CONDITION_FAILED or status_of(error) == 412  # noqa: PLR2004
+
+
+def _server_time(value: object) -> Any:
+    """The server's ``Date`` header as an aware datetime, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
