@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Self
 
+import attrs
 import pytest
 
 import sriblob._s3._upload
@@ -419,31 +420,50 @@ class ShortBody:
 class TestShortBody:
     """A body shorter than its Content-Length is refused, even unverified."""
 
-    async def test_short_body_is_refused(self, s3_config: S3StoreConfig) -> None:
-        """A short body makes get and open raise StoreUnavailable, not return it."""
+    @pytest.mark.parametrize("read_concurrency", [1, 4])
+    async def test_short_body_is_refused(
+        self, s3_config: S3StoreConfig, read_concurrency: int
+    ) -> None:
+        """Every answer one byte short: get and open raise, never return it.
+
+        With one connection the one body is short; with four, every range
+        is (and each retry of it), so the read fails whichever range the
+        short body belongs to.
+        """
+        config = attrs.evolve(
+            s3_config, read_concurrency=read_concurrency, read_part_size=MiB
+        )
         data = blob(3 * MiB, seed=9)
         integrity = integrity_of(data)
-        async with S3BlobStore(s3_config, verify=False) as store:
+        async with S3BlobStore(config, verify=False) as store:
             await store.put(integrity, data)
             client = store._client
             get_object = client.get_object
+            answers = 0
 
             async def short(**kwargs: Any) -> Any:
+                nonlocal answers
                 response = await get_object(**kwargs)
-                response["Body"].close()
-                response["Body"] = ShortBody(data[:-1])  # type: ignore[typeddict-item]
+                async with response["Body"] as body:
+                    sent = await body.read()
+                response["Body"] = ShortBody(sent[:-1])  # type: ignore[typeddict-item]
+                answers += 1
                 return response
 
             client.get_object = short  # type: ignore[method-assign]
-            with pytest.raises(
-                StoreUnavailable, match=f"{len(data) - 1} of {len(data)}"
-            ):
+            expected = (
+                f"{len(data) - 1} of {len(data)}"
+                if read_concurrency == 1
+                else f"{MiB - 1} of {MiB}"
+            )
+            with pytest.raises(StoreUnavailable, match=expected):
                 await store.get(integrity)
             chunks: list[bytes] = []
             with pytest.raises(StoreUnavailable, match="ended after"):
                 async with store.open(integrity) as reader:
                     chunks.extend([chunk async for chunk in reader])
             assert sum(map(len, chunks)) < len(data) - 1
+            assert answers >= 2
 
 
 class TestSweep:
