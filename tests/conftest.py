@@ -20,6 +20,7 @@ from sriblob import (
     FilesystemBlobStore,
     Integrity,
     MemoryBlobStore,
+    PostgresBlobStore,
     S3BlobStore,
     S3StoreConfig,
 )
@@ -32,7 +33,12 @@ from .helpers import (
     drain_closing_transports,
     s3_leftovers,
 )
-from .postgres_server import _postgres_backend, _postgres_dsn  # noqa: F401 -- fixtures
+from .postgres_server import (  # noqa: F401 -- fixtures
+    _postgres_backend,
+    _postgres_dsn,
+    drop_schema,
+    fresh_schema,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -195,3 +201,49 @@ def _root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "store"
     monkeypatch.setenv("SRIBLOB_ROOT", str(root))
     return root
+
+
+@pytest.fixture(
+    name="pair",
+    params=[
+        "memory",
+        "filesystem",
+        pytest.param("s3", marks=pytest.mark.s3),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ],
+)
+def _pair(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Two stores sharing one location, as two replicas would (memory: one)."""
+    kind = request.param
+
+    @contextlib.asynccontextmanager
+    async def make(**options: Any) -> AsyncIterator[tuple[BlobStore, BlobStore]]:
+        if kind == "memory":
+            async with MemoryBlobStore(**options) as store:
+                yield store, store
+        elif kind == "filesystem":
+            async with (
+                FilesystemBlobStore(tmp_path / "shared", **options) as one,
+                FilesystemBlobStore(tmp_path / "shared", **options) as two,
+            ):
+                yield one, two
+        elif kind == "s3":
+            config = request.getfixturevalue("s3_config")
+            async with (
+                S3BlobStore(config, **options) as one,
+                S3BlobStore(config, **options) as two,
+            ):
+                yield one, two
+        else:
+            dsn = request.getfixturevalue("postgres_dsn")
+            schema = fresh_schema()
+            try:
+                async with (
+                    PostgresBlobStore(dsn, schema=schema, **options) as one,
+                    PostgresBlobStore(dsn, schema=schema, **options) as two,
+                ):
+                    yield one, two
+            finally:
+                await drop_schema(dsn, schema)
+
+    return make

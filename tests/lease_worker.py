@@ -39,15 +39,15 @@ def emit(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)  # noqa: T201 -- the worker's protocol
 
 
-def build(spec: dict[str, Any]) -> BlobStore:
-    """The store *spec* describes."""
+def build(spec: dict[str, Any], **options: Any) -> BlobStore:
+    """The store *spec* describes, built with *options*."""
     kind = spec["kind"]
     if kind == "filesystem":
-        return FilesystemBlobStore(spec["root"])
+        return FilesystemBlobStore(spec["root"], **options)
     if kind == "s3":
-        return S3BlobStore(S3StoreConfig(**spec["config"]))
+        return S3BlobStore(S3StoreConfig(**spec["config"]), **options)
     if kind == "postgres":
-        return PostgresBlobStore(spec["dsn"], schema=spec["schema"])
+        return PostgresBlobStore(spec["dsn"], schema=spec["schema"], **options)
     msg = f"unknown store kind {kind!r}"
     raise ValueError(msg)
 

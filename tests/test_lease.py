@@ -9,7 +9,6 @@ multi-process races and the killed holders are in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import os
 import socket
@@ -22,7 +21,6 @@ import attrs
 import pytest
 
 from sriblob import (
-    FilesystemBlobStore,
     Lease,
     MemoryBlobStore,
     PostgresBlobStore,
@@ -37,55 +35,11 @@ from .helpers import blob, collect
 from .postgres_server import drop_schema, fresh_schema
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from mypy_boto3_s3 import S3Client
 
-    from sriblob import BlobStore, S3StoreConfig
-
-
-@pytest.fixture(
-    name="pair",
-    params=[
-        "memory",
-        "filesystem",
-        pytest.param("s3", marks=pytest.mark.s3),
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ],
-)
-def _pair(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """Two stores sharing one location, as two replicas would."""
-    kind = request.param
-
-    @contextlib.asynccontextmanager
-    async def make() -> AsyncIterator[tuple[BlobStore, BlobStore]]:
-        if kind == "memory":
-            async with MemoryBlobStore() as store:
-                yield store, store
-        elif kind == "filesystem":
-            async with (
-                FilesystemBlobStore(tmp_path) as one,
-                FilesystemBlobStore(tmp_path) as two,
-            ):
-                yield one, two
-        elif kind == "s3":
-            config = request.getfixturevalue("s3_config")
-            async with S3BlobStore(config) as one, S3BlobStore(config) as two:
-                yield one, two
-        else:
-            dsn = request.getfixturevalue("postgres_dsn")
-            schema = fresh_schema()
-            try:
-                async with (
-                    PostgresBlobStore(dsn, schema=schema) as one,
-                    PostgresBlobStore(dsn, schema=schema) as two,
-                ):
-                    yield one, two
-            finally:
-                await drop_schema(dsn, schema)
-
-    return make
+    from sriblob import S3StoreConfig
 
 
 class TestLease:
@@ -388,8 +342,13 @@ async def test_a_version_1_schema_is_migrated_for_the_lease(postgres_dsn: str) -
             integrity = await old.add(b"kept across the upgrade")
             lease_table = f'"{schema}"."{old.table_prefix}lease"'
             version_table = old._sql.version
+            usage_table = f'"{schema}"."{old.table_prefix}usage"'
+            counter = f'"{schema}"."{old.table_prefix}count_usage"'
             async with old.pool.acquire() as conn:
+                # Back to version 1: no lease table, no running total.
                 await conn.execute(f"DROP TABLE {lease_table}")
+                await conn.execute(f"DROP TABLE {usage_table}")
+                await conn.execute(f"DROP FUNCTION {counter}() CASCADE")
                 await conn.execute(f"UPDATE {version_table} SET version = 1")
         async with (
             PostgresBlobStore(postgres_dsn, schema=schema) as store,
@@ -401,6 +360,6 @@ async def test_a_version_1_schema_is_migrated_for_the_lease(postgres_dsn: str) -
             version = await conn.fetchval(f"SELECT version FROM {version_table}")
         assert row is not None
         assert row["token"] == held.token
-        assert version == 2
+        assert version == 3  # the lease (2) and the running total (3)
     finally:
         await drop_schema(postgres_dsn, schema)

@@ -23,6 +23,7 @@ from .exceptions import (
     IntegrityMismatch,
     InvalidIntegrity,
     PresignUnsupported,
+    QuotaExceeded,
     RangeNotSatisfiable,
     SriblobError,
     StoreBusy,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     )
     from ._plugins import StorePlugin
     from ._postgres import PostgresBlobStore
+    from ._quota import Usage
     from ._registry import BlobStoreRegistry, default_registry
     from ._s3 import S3BlobStore
     from ._store import BlobBody, BlobInfo, BlobReader, BlobSource, BlobStore, Data
@@ -91,6 +93,7 @@ __all__ = [
     "PostgresStoreConfig",
     "PresignUnsupported",
     "Progress",
+    "QuotaExceeded",
     "RangeNotSatisfiable",
     "S3BlobStore",
     "S3StoreConfig",
@@ -102,6 +105,7 @@ __all__ = [
     "StoreUnavailable",
     "Unconfigured",
     "UnknownBackend",
+    "Usage",
     "VerifyReport",
     "collect_garbage",
     "default_registry",
@@ -129,6 +133,7 @@ _LAZY: Final = {
     "Integrity": "._integrity",
     "IntegrityHasher": "._integrity",
     "Lease": "._lease",
+    "Usage": "._quota",
     "MemoryBlobStore": "._memory",
     **dict.fromkeys(
         (

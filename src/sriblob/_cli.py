@@ -568,7 +568,31 @@ async def _info_command(registry: BlobStoreRegistry, args: argparse.Namespace) -
         return await _info_blob(registry, _parse(args.integrity))
     for line in registry.describe():
         _out(line)
+    for store in registry.stores():
+        _out(await _usage_line(store))
     return 0
+
+
+async def _usage_line(store: BlobStore) -> str:
+    """One line: the store's running total against its quota levels."""
+    from .exceptions import StoreError  # noqa: PLC0415 -- lazy
+
+    if store.max_total_size is None and store.warn_total_size is None:
+        return f"usage {store.id}: no quota (SRIBLOB_MAX_TOTAL_SIZE is not set)"
+    try:
+        usage = await store.usage()
+    except StoreError as exc:
+        return f"usage {store.id}: unavailable ({exc})"
+    levels = []
+    if usage.max_total_size is not None:
+        share = (
+            100 * usage.total / usage.max_total_size if usage.max_total_size else 100
+        )
+        levels.append(f"{share:.1f}% of max_total_size {usage.max_total_size}")
+    if usage.warn_total_size is not None:
+        state = "reached" if usage.over_warning else "below"
+        levels.append(f"warn_total_size {usage.warn_total_size} ({state})")
+    return f"usage {store.id}: {usage.total} bytes, {'; '.join(levels)}"
 
 
 def _nowhere(registry: BlobStoreRegistry, integrity: str | Integrity) -> _CommandError:

@@ -25,6 +25,7 @@ import attrs
 from ._integrity import Integrity, coerce_integrity
 from ._lease import UNKNOWN_HOLDER as _UNKNOWN_HOLDER
 from ._lease import Lease
+from ._quota import dump_total, load_total
 from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
 from .exceptions import AccessDenied, InvalidIntegrity, StoreError, StoreUnavailable
 from .keys import integrity_to_key, key_to_integrity
@@ -73,6 +74,8 @@ _LEASE_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _
 #: The maintenance lease's lock file, in the root (beside ``blobs/``).
 LEASE_FILE: Final = ".lease"
 LEASE_MODE: Final = 0o644
+#: The running total of a store with a quota, in the root: ``{"total": n}``.
+USAGE_FILE: Final = ".usage"
 #: errno values that say the file system can't take the operation right now.
 _UNAVAILABLE_ERRNOS: Final = frozenset(
     {
@@ -281,6 +284,13 @@ class _TempFile:
                 _fdatasync(self._fd)
                 self._unflushed = 0
 
+    def sync(self) -> None:
+        """Flush the file to disk (so a commit under a lock has little left)."""
+        with self._lock:
+            self._check_open()
+            _fdatasync(self._fd)
+            self._unflushed = 0
+
     def commit(self, final: _Location) -> None:
         """Sync and rename the file to *final*, then sync its directory."""
         with self._lock:
@@ -430,6 +440,11 @@ class FilesystemBlobStore(BlobStore):
         id: The store's id in a registry.
         verify: See :class:`~sriblob.BlobStore`.
         max_blob_size: See :class:`~sriblob.BlobStore`.
+        max_total_size: See :class:`~sriblob.BlobStore`. The running total
+            is kept in ``root/.usage``, changed under an exclusive ``flock``
+            on it in the same step as the rename or unlink it counts, so
+            every process on the machine keeps it exact.
+        warn_total_size: See :class:`~sriblob.BlobStore`.
 
     .. versionadded:: 0.1.0
     """
@@ -441,8 +456,16 @@ class FilesystemBlobStore(BlobStore):
         id: str = "filesystem",
         verify: bool = True,
         max_blob_size: int | None = None,
+        max_total_size: int | None = None,
+        warn_total_size: int | None = None,
     ) -> None:
-        super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
+        super().__init__(
+            id=id,
+            verify=verify,
+            max_blob_size=max_blob_size,
+            max_total_size=max_total_size,
+            warn_total_size=warn_total_size,
+        )
         self._root = Path(root)
         self._blobs = self._root / "blobs"
         self._lease_fds: dict[str, int] = {}
@@ -562,6 +585,76 @@ class FilesystemBlobStore(BlobStore):
 
         await self._io("unlock", self._root / LEASE_FILE, release)
 
+    # -- the running total ----------------------------------------------------
+
+    @contextlib.contextmanager
+    def _usage(self) -> Iterator[_Total]:
+        """Hold ``root/.usage`` locked (flock); yield the total, written back after.
+
+        A missing or unreadable file (a crash mid-write, or a store that
+        had no quota before) is recounted from the blobs under the lock.
+        """
+        root = _open_dirs(self._root, (), create=True)
+        try:
+            fd = os.open(USAGE_FILE, _LEASE_FLAGS, LEASE_MODE, dir_fd=root)
+        finally:
+            os.close(root)
+        try:
+            _check_regular(fd, self._root / USAGE_FILE)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            total = load_total(os.pread(fd, 4096, 0))
+            recounted = total is None
+            if total is None:
+                total = self._count_sync()
+            usage = _Total(total)
+            yield usage
+            if recounted or usage.total != total:
+                data = dump_total(usage.total)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, data, 0)
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def _count_sync(self) -> int:
+        total = 0
+        for name in self._walk():
+            try:
+                integrity = Integrity.parse(name)
+            except InvalidIntegrity:
+                continue
+            total += self._size_at(self._locate(integrity))
+        return total
+
+    def _size_at(self, location: _Location) -> int:
+        """The size of the blob file at *location*, or 0 if there is none."""
+        try:
+            directory = _open_dirs(self._root, location.dirs, create=False)
+        except (FileNotFoundError, _NotABlob):
+            return 0
+        try:
+            result = os.stat(location.name, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            return 0
+        finally:
+            os.close(directory)
+        return result.st_size if stat.S_ISREG(result.st_mode) else 0
+
+    def _adjust_sync(self, delta: int) -> int:
+        with self._usage() as usage:
+            if delta > 0 and not self.fits(usage.total, delta):
+                raise self.quota_exceeded(usage.total, delta)
+            usage.total = max(0, usage.total + delta)
+            return usage.total
+
+    async def adjust_total(self, delta: int, /) -> int:
+        """Change the total in ``root/.usage`` under its lock (see the class)."""
+        return await self._io(
+            "count", self._root / USAGE_FILE, self._adjust_sync, delta
+        )
+
+    async def stored_total(self) -> int:
+        return await self._io("count", self._blobs, self._count_sync)
+
     # -- writing --------------------------------------------------------------
 
     def _keep_stored(self, location: _Location, keeps: Callable[[int], bool]) -> bool:
@@ -597,13 +690,34 @@ class FilesystemBlobStore(BlobStore):
         finally:
             os.close(directory)
 
-    def _write_whole(self, location: _Location, data: Buffer) -> None:
+    def _write_whole(self, location: _Location, data: Buffer) -> int | None:
         temp = _TempFile.create(self._root, location.dirs)
         try:
             temp.write(data)
-            temp.commit(location)
+            return self._commit_sync(temp, location, memoryview(data).nbytes)
         finally:
             temp.discard()
+
+    def _commit_sync(
+        self, temp: _TempFile, location: _Location, size: int
+    ) -> int | None:
+        """Rename *temp* to *location*; with a quota, counted under the usage lock.
+
+        Returns the new running total (None without a quota). A blob that
+        doesn't fit raises :class:`~sriblob.QuotaExceeded` before the
+        rename, so nothing is stored (the caller removes the temp file).
+        """
+        if self._quota is None:
+            temp.commit(location)
+            return None
+        temp.sync()
+        with self._usage() as usage:
+            delta = size - self._size_at(location)
+            if delta > 0 and not self.fits(usage.total, delta):
+                raise self.quota_exceeded(usage.total, delta)
+            temp.commit(location)
+            usage.total += delta
+            return usage.total
 
     async def _stream_to_temp(
         self, source: BlobSource, dirs: tuple[str, ...], path: Path
@@ -651,12 +765,19 @@ class FilesystemBlobStore(BlobStore):
             writer.shutdown(wait=False, cancel_futures=True)
         return temp
 
-    async def _commit(self, temp: _TempFile, location: _Location) -> None:
+    async def _commit(self, temp: _TempFile, location: _Location, size: int) -> None:
         try:
-            await self._io("write", location.path, temp.commit, location)
+            total = await self._io(
+                "write", location.path, self._commit_sync, temp, location, size
+            )
         except BaseException:
             await _discard(temp)
             raise
+        self._noted(total)
+
+    def _noted(self, total: int | None) -> None:
+        if total is not None and self._quota is not None:
+            self._quota.note(total)
 
     async def _kept(self, location: _Location, source: BlobSource) -> bool:
         return await self._io(
@@ -671,12 +792,13 @@ class FilesystemBlobStore(BlobStore):
                 return
             view = await _small_buffer(source)
             if view is not None:
-                await self._io(
+                total = await self._io(
                     "write", location.path, self._write_whole, location, view
                 )
+                self._noted(total)
                 return
             temp = await self._stream_to_temp(source, location.dirs, location.path)
-            await self._commit(temp, location)
+            await self._commit(temp, location, source.bytes_read)
             return
         # The name is known only at the end: stage at the top of the tree,
         # on the same file system, so the rename stays atomic.
@@ -690,7 +812,7 @@ class FilesystemBlobStore(BlobStore):
         if kept:
             await _discard(temp)
         else:
-            await self._commit(temp, location)
+            await self._commit(temp, location, source.bytes_read)
 
     # -- reading --------------------------------------------------------------
 
@@ -788,7 +910,20 @@ class FilesystemBlobStore(BlobStore):
 
     # -- deleting -------------------------------------------------------------
 
-    def _delete_sync(self, location: _Location, stored_before: float | None) -> bool:
+    def _delete_sync(
+        self, location: _Location, stored_before: float | None
+    ) -> tuple[bool, int | None]:
+        """Delete the blob; return whether it's gone, and the new total (quota)."""
+        if self._quota is None:
+            return self._unlink(location, stored_before, None), None
+        with self._usage() as usage:
+            gone = self._unlink(location, stored_before, usage)
+            return gone, usage.total
+
+    def _unlink(
+        self, location: _Location, stored_before: float | None, usage: _Total | None
+    ) -> bool:
+        """Unlink the blob unless renewed since *stored_before*; count it in *usage*."""
         try:
             directory = _open_dirs(self._root, location.dirs, create=False)
         except FileNotFoundError:
@@ -796,6 +931,8 @@ class FilesystemBlobStore(BlobStore):
         try:
             if stored_before is None:
                 try:
+                    if usage is not None:
+                        usage.total -= self._size_at(location)
                     os.unlink(location.name, dir_fd=directory)
                 except FileNotFoundError:
                     pass
@@ -816,6 +953,8 @@ class FilesystemBlobStore(BlobStore):
                     # A new copy took the name meanwhile: it is fresh.
                     return not _exists(directory, location.name)
                 os.unlink(location.name, dir_fd=directory)
+                if usage is not None:
+                    usage.total -= os.fstat(fd).st_size
                 return True
             finally:
                 os.close(fd)
@@ -827,9 +966,11 @@ class FilesystemBlobStore(BlobStore):
     ) -> bool:
         location = self._locate(integrity)
         before = None if stored_before is None else stored_before.timestamp()
-        return await self._io(
+        gone, total = await self._io(
             "delete", location.path, self._delete_sync, location, before
         )
+        self._noted(total)
+        return gone
 
     # -- listing --------------------------------------------------------------
 
@@ -891,6 +1032,13 @@ class FilesystemBlobStore(BlobStore):
                     yield name
         finally:
             await asyncio.shield(asyncio.to_thread(close))
+
+
+@attrs.define
+class _Total:
+    """The running total while ``.usage`` is locked."""
+
+    total: int
 
 
 def _close_opened(opened: tuple[io.FileIO, int] | None) -> None:

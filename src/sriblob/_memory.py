@@ -28,6 +28,9 @@ class MemoryBlobStore(BlobStore):
         id: The store's id in a registry.
         verify: See :class:`BlobStore`.
         max_blob_size: See :class:`BlobStore`.
+        max_total_size: See :class:`BlobStore`; the running total is kept
+            in the store object.
+        warn_total_size: See :class:`BlobStore`.
 
     .. versionadded:: 0.1.0
     """
@@ -38,8 +41,16 @@ class MemoryBlobStore(BlobStore):
         id: str = "memory",
         verify: bool = True,
         max_blob_size: int | None = None,
+        max_total_size: int | None = None,
+        warn_total_size: int | None = None,
     ) -> None:
-        super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
+        super().__init__(
+            id=id,
+            verify=verify,
+            max_blob_size=max_blob_size,
+            max_total_size=max_total_size,
+            warn_total_size=warn_total_size,
+        )
         self._blobs: dict[str, bytes] = {}
         self._stored_at: dict[str, dt.datetime] = {}
 
@@ -63,9 +74,19 @@ class MemoryBlobStore(BlobStore):
                 buffer += chunk
             data = bytes(buffer)
         name = str(source.integrity)
-        if not self._kept(name, source):
-            self._blobs[name] = data
-            self._stored_at[name] = dt.datetime.now(dt.UTC)
+        if self._kept(name, source):
+            return
+        stored = self._blobs.get(name)
+        await source.admit(replacing=0 if stored is None else len(stored))
+        if self._blobs.get(name) is not stored:
+            # Another put of the same blob landed while this one was charged.
+            await source.unadmit()
+            if self._kept(name, source):
+                return
+            stored = self._blobs.get(name)
+            await source.admit(replacing=0 if stored is None else len(stored))
+        self._blobs[name] = data
+        self._stored_at[name] = dt.datetime.now(dt.UTC)
 
     def _kept(self, name: str, source: BlobSource) -> bool:
         """Whether a stored copy stands (its storage time renewed)."""
@@ -127,10 +148,15 @@ class MemoryBlobStore(BlobStore):
             and stored_at > stored_before
         ):
             return False
-        self._blobs.pop(name, None)
+        data = self._blobs.pop(name, None)
         self._stored_at.pop(name, None)
+        if data is not None:
+            await self.space_freed(len(data))
         return True
 
     async def list_names(self) -> AsyncIterator[str]:
         for name in list(self._blobs):
             yield name
+
+    async def stored_total(self) -> int:
+        return sum(map(len, self._blobs.values()))

@@ -17,6 +17,7 @@ imported only when their configuration is complete.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._config import (
@@ -28,6 +29,7 @@ from ._config import (
     load_postgres_config_from_env,
     load_s3_config_from_env,
 )
+from ._quota import check_levels
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -39,8 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PRECEDENCE",
+    "QUOTA_VARIABLES",
     "ROOT_ORIGIN",
     "StorePlugin",
+    "load_quota_levels",
     "register_filesystem",
     "register_postgres",
     "register_s3",
@@ -53,6 +57,81 @@ PRECEDENCE: Final = (
     ("postgres", "Postgres is configured and S3 is not"),
     ("filesystem", "the default: neither S3 nor Postgres is configured"),
 )
+
+#: The quota levels every store of the default registry gets, by keyword.
+QUOTA_VARIABLES: Final = (
+    ("SRIBLOB_MAX_TOTAL_SIZE", "max_total_size"),
+    ("SRIBLOB_WARN_TOTAL_SIZE", "warn_total_size"),
+)
+_UNITS: Final = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_BYTE_COUNT: Final = re.compile(r"(\d+)\s*([a-z]*)")
+
+
+def load_quota_levels(env: Mapping[str, str]) -> dict[str, int]:
+    """Read ``SRIBLOB_MAX_TOTAL_SIZE`` and ``SRIBLOB_WARN_TOTAL_SIZE``.
+
+    Each is a byte count, optionally with a unit (``300MB``, ``150 MiB``);
+    unset or empty means no level. Returns the keyword options for a store.
+
+    Raises:
+        ConfigurationError: A level isn't a byte count, or the warning level
+            is above the quota (the message names the variable, not its value).
+
+    .. versionadded:: 0.1.0
+    """
+    levels: dict[str, int] = {}
+    bad: list[str] = []
+    for variable, option in QUOTA_VARIABLES:
+        text = env.get(variable, "").strip().lower()
+        if not text:
+            continue
+        match = _BYTE_COUNT.fullmatch(text)
+        if match is None or match.group(2) not in _UNITS:
+            bad.append(variable)
+            continue
+        levels[option] = int(match.group(1)) * _UNITS[match.group(2)]
+    if bad:
+        msg = (
+            f"{' and '.join(bad)} must be a byte count such as 300000000, "
+            "300MB or 286MiB"
+        )
+        raise ConfigurationError(msg, fields=tuple(bad))
+    try:
+        check_levels(levels.get("max_total_size"), levels.get("warn_total_size"))
+    except ValueError:
+        msg = "SRIBLOB_WARN_TOTAL_SIZE is above SRIBLOB_MAX_TOTAL_SIZE"
+        raise ConfigurationError(
+            msg, fields=tuple(variable for variable, _ in QUOTA_VARIABLES)
+        ) from None
+    return levels
+
+
+def _levels(
+    registry: BlobStoreRegistry,
+    env: Mapping[str, str],
+    logger: logging.Logger,
+    name: str,
+) -> dict[str, int] | None:
+    """The quota levels for plugin *name*'s store; None (recorded) if invalid."""
+    try:
+        return load_quota_levels(env)
+    except ConfigurationError as error:
+        logger.error("%s store not registered: %s", name, error)  # noqa: TRY400 -- one line
+        registry.set_problem(name, error)
+        registry.set_status(name, f"misconfigured, not registered: {error}")
+        return None
+
 
 #: The settings key :func:`~sriblob.default_registry` uses to say where an
 #: explicit root came from (not an environment variable anyone sets).
@@ -94,6 +173,9 @@ def register_filesystem(
     """
     from ._filesystem import FilesystemBlobStore  # noqa: PLC0415 -- lazy
 
+    levels = _levels(registry, env, logger, "filesystem")
+    if levels is None:
+        return
     root = env.get("SRIBLOB_ROOT", "").strip()
     origin = env.get(ROOT_ORIGIN) or "SRIBLOB_ROOT"
     if not root:
@@ -101,7 +183,13 @@ def register_filesystem(
 
         root = platformdirs.user_data_dir("sriblob")
         origin = "the user data directory; set SRIBLOB_ROOT to change it"
-    registry.register(FilesystemBlobStore(root))
+    registry.register(
+        FilesystemBlobStore(
+            root,
+            max_total_size=levels.get("max_total_size"),
+            warn_total_size=levels.get("warn_total_size"),
+        )
+    )
     registry.set_status("filesystem", f"root {root} ({origin})")
     logger.debug("Registered the filesystem store at %s", root)
 
@@ -117,7 +205,7 @@ def register_s3(
 
     def build(config: Any) -> BlobStore:
         module = importlib.import_module("._s3", __package__)
-        store: BlobStore = module.S3BlobStore(config)
+        store: BlobStore = module.S3BlobStore(config, **load_quota_levels(env))
         return store
 
     def describe(config: Any) -> str:
@@ -147,7 +235,8 @@ def register_postgres(
 
     def build(config: Any) -> BlobStore:
         module = importlib.import_module("._postgres", __package__)
-        store: BlobStore = module.PostgresBlobStore.from_config(config)
+        levels = load_quota_levels(env)
+        store: BlobStore = module.PostgresBlobStore.from_config(config, **levels)
         return store
 
     _register(
@@ -189,6 +278,12 @@ def _register(
         case Configured(config=config):
             try:
                 store = build(config)
+            except ConfigurationError as exc:
+                # The quota levels every store shares (SRIBLOB_*_TOTAL_SIZE).
+                logger.error("%s store not registered: %s", label, exc)  # noqa: TRY400 -- one line
+                registry.set_problem(name, exc)
+                registry.set_status(name, f"misconfigured, not registered: {exc}")
+                return
             except ImportError as exc:
                 reason = str(exc) or type(exc).__name__
                 msg = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -35,12 +36,16 @@ if TYPE_CHECKING:
 __all__ = ["INSTALL_HINT", "PostgresBlobStore"]
 
 #: The schema version this code reads and writes; see ``_MIGRATIONS``.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: How many bytes of chunk rows an open() fetches per round trip.
 _READ_AHEAD_BYTES: Final = 2 * 1024 * 1024
 #: Blob rows per list() page; each page is one short query.
 _LIST_PAGE_SIZE: Final = 1000
+#: Reads of a lease row not committed yet (the lock taken, the row on its
+#: way), and the pause between them, before the holder counts as unknown.
+_HOLDER_READS: Final = 20
+_HOLDER_PAUSE: Final = 0.05
 INSTALL_HINT: Final = (
     "PostgresBlobStore needs asyncpg; install it with "
     "`pip install 'sriblob[postgres]'`."
@@ -81,6 +86,29 @@ _MIGRATIONS: Final = (
         since timestamptz NOT NULL,
         token text NOT NULL
     );
+    """,
+    # 3: the running total of blob sizes, kept by a trigger on the blob
+    # table, so every writer (whatever its sriblob version or quota) keeps
+    # it exact; a put's insert updates the one row, which serialises the
+    # commits of new blobs, and reads the total in the same transaction.
+    """
+    CREATE TABLE {usage} (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        total bigint NOT NULL
+    );
+    INSERT INTO {usage} (total) SELECT coalesce(sum(size), 0) FROM {blobs};
+    CREATE FUNCTION {count_usage}() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            UPDATE {usage} SET total = total + NEW.size;
+        ELSE
+            UPDATE {usage} SET total = total - OLD.size;
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER {usage_trigger} AFTER INSERT OR DELETE ON {blobs}
+        FOR EACH ROW EXECUTE PROCEDURE {count_usage}();
     """,
 )
 
@@ -133,6 +161,8 @@ class _Sql:
     write_lease: str
     read_lease: str
     clear_lease: str
+    read_usage: str
+    adjust_usage: str
 
     @classmethod
     def build(cls, schema: str, prefix: str) -> _Sql:
@@ -146,6 +176,7 @@ class _Sql:
         )
         blob_ids = name("blob_ids")
         lease = name("lease")
+        usage = name("usage")
         # One advisory lock per table set, so unrelated stores don't queue.
         digest = hashlib.sha256(f"sriblob:{schema}.{prefix}".encode()).digest()
         lease_digest = hashlib.sha256(
@@ -161,7 +192,13 @@ class _Sql:
             lease_key=int.from_bytes(lease_digest[:8], "big", signed=True),
             migrations=tuple(
                 script.format(
-                    blobs=blobs, chunks=chunks, blob_ids=blob_ids, lease=lease
+                    blobs=blobs,
+                    chunks=chunks,
+                    blob_ids=blob_ids,
+                    lease=lease,
+                    usage=usage,
+                    count_usage=name("count_usage"),
+                    usage_trigger=_quote(prefix + "usage"),
                 )
                 for script in _MIGRATIONS
             ),
@@ -224,6 +261,10 @@ class _Sql:
             ),
             read_lease=f"SELECT purpose, host, pid, since, token FROM {lease}",
             clear_lease=f"DELETE FROM {lease} WHERE token = $1",
+            read_usage=f"SELECT total FROM {usage}",
+            adjust_usage=(
+                f"UPDATE {usage} SET total = greatest(0, total + $1) RETURNING total"
+            ),
         )
 
 
@@ -309,6 +350,10 @@ class PostgresBlobStore(BlobStore):
         acquire_timeout: Seconds to wait for a free connection of the pool.
         verify: See :class:`BlobStore`.
         max_blob_size: See :class:`BlobStore`.
+        max_total_size: See :class:`BlobStore`. The running total is a row
+            kept by a trigger on the blob table (schema version 3), checked
+            in the put's own transaction: exact for every writer.
+        warn_total_size: See :class:`BlobStore`.
 
     Raises:
         ImportError: asyncpg is not installed (``pip install 'sriblob[postgres]'``).
@@ -334,8 +379,16 @@ class PostgresBlobStore(BlobStore):
         acquire_timeout: float = 30.0,
         verify: bool = True,
         max_blob_size: int | None = None,
+        max_total_size: int | None = None,
+        warn_total_size: int | None = None,
     ) -> None:
-        super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
+        super().__init__(
+            id=id,
+            verify=verify,
+            max_blob_size=max_blob_size,
+            max_total_size=max_total_size,
+            warn_total_size=warn_total_size,
+        )
         if (dsn is None) == (pool is None):
             msg = (
                 "Give PostgresBlobStore exactly one of a DSN "
@@ -369,6 +422,8 @@ class PostgresBlobStore(BlobStore):
         id: str = "postgres",
         verify: bool = True,
         max_blob_size: int | None = None,
+        max_total_size: int | None = None,
+        warn_total_size: int | None = None,
     ) -> PostgresBlobStore:
         """Build a store from a :class:`~sriblob.PostgresStoreConfig`.
 
@@ -385,6 +440,8 @@ class PostgresBlobStore(BlobStore):
             acquire_timeout=config.acquire_timeout,
             verify=verify,
             max_blob_size=max_blob_size,
+            max_total_size=max_total_size,
+            warn_total_size=warn_total_size,
         )
 
     def _left_open(self) -> str | None:
@@ -556,20 +613,27 @@ class PostgresBlobStore(BlobStore):
         with self._translate("take the maintenance lease"):
             conn = await self._acquire("take the maintenance lease")
             try:
-                if await conn.fetchval(
-                    "SELECT pg_try_advisory_lock($1)", sql.lease_key
-                ):
-                    await conn.execute(
-                        sql.write_lease,
-                        lease.purpose,
-                        lease.host,
-                        lease.pid,
-                        lease.since,
-                        lease.token,
+                # The lock and the row that names its holder commit together:
+                # a taker that finds the lock held and the row in the middle
+                # of being replaced waits for it (FOR SHARE) and reads the
+                # new holder, never the one before.
+                async with conn.transaction():
+                    taken = await conn.fetchval(
+                        "SELECT pg_try_advisory_lock($1)", sql.lease_key
                     )
+                    if taken:
+                        await conn.execute(
+                            sql.write_lease,
+                            lease.purpose,
+                            lease.host,
+                            lease.pid,
+                            lease.since,
+                            lease.token,
+                        )
+                if taken:
                     self._lease_conns[lease.token] = conn
                     return None
-                row = await conn.fetchrow(sql.read_lease)
+                row = await self._read_holder(conn)
             except BaseException:
                 await self._pool.release(conn)
                 raise
@@ -583,6 +647,15 @@ class PostgresBlobStore(BlobStore):
             since=row["since"],
             token=row["token"],
         )
+
+    async def _read_holder(self, conn: Any) -> Any:
+        """The lease row, waiting briefly for a first holder's row to commit."""
+        for _ in range(_HOLDER_READS):
+            row = await conn.fetchrow(self._sql.read_lease + " FOR SHARE")
+            if row is not None:
+                return row
+            await asyncio.sleep(_HOLDER_PAUSE)
+        return None
 
     async def release_lease(self, lease: Lease, /) -> None:
         conn = self._lease_conns.pop(lease.token, None)
@@ -623,6 +696,7 @@ class PostgresBlobStore(BlobStore):
         """Write the source's rows; return False if a stored copy stood instead."""
         sql = self._sql
         failure: Exception | None = None
+        total: int | None = None
         try:
             with self._translate("store a blob"):
                 async with self._connection("store a blob") as conn, conn.transaction():
@@ -637,11 +711,13 @@ class PostgresBlobStore(BlobStore):
                     # the blob row appear.
                     integrity = str(source.integrity)
                     stored = await conn.fetchval(sql.lock_existing, integrity)
+                    replaced = 0
                     if stored is not None:
                         if source.keeps(stored):
                             raise _LostRace  # noqa: TRY301 -- rolls the chunks back
                         # The cascade removes the replaced copy's chunks.
                         await conn.execute(sql.delete, integrity)
+                        replaced = stored
                     # A concurrent writer of the same blob makes this wait
                     # for its commit, then do nothing.
                     won = await conn.fetchval(
@@ -649,12 +725,19 @@ class PostgresBlobStore(BlobStore):
                     )
                     if not won:
                         raise _LostRace  # noqa: TRY301 -- rolls the chunks back
+                    if self._quota is not None:
+                        # The trigger counted the row and holds the total's
+                        # row lock until commit: no other put can slip in.
+                        total = await conn.fetchval(sql.read_usage)
+                        self._check_quota(total, source.bytes_read - replaced)
         except _LostRace:
             return False
         except _Passthrough as passthrough:
             failure = passthrough.error
         if failure is not None:
             raise failure
+        if total is not None and self._quota is not None:
+            self._quota.note(total)
         return True
 
     async def write_blob(self, source: BlobSource, /) -> None:
@@ -830,13 +913,45 @@ class PostgresBlobStore(BlobStore):
             async with self._connection("delete a blob") as conn:
                 # The foreign key cascades to the chunk rows. With a time, the
                 # row is deleted only if a concurrent renewal hasn't moved it.
+                deleted: bool = True
                 if stored_before is None:
                     await conn.execute(self._sql.delete, str(integrity))
-                    return True
-                deleted: bool = await conn.fetchval(
-                    self._sql.delete_older, str(integrity), stored_before
-                )
+                else:
+                    deleted = await conn.fetchval(
+                        self._sql.delete_older, str(integrity), stored_before
+                    )
+                if self._quota is not None:
+                    # Below the warning level again: warn at the next crossing.
+                    self._quota.note(await conn.fetchval(self._sql.read_usage))
         return deleted
+
+    async def adjust_total(self, delta: int, /) -> int:
+        """Read (or change) the total a trigger on the blob table keeps.
+
+        Every insert and delete of a blob row counts itself, so puts and
+        deletes never call this; a positive *delta* is checked against the
+        quota under the total's row lock.
+        """
+        try:
+            with self._translate("count blobs"):
+                async with self._connection("count blobs") as conn:
+                    if delta == 0:
+                        total: int = await conn.fetchval(self._sql.read_usage)
+                        return total
+                    async with conn.transaction():
+                        total = await conn.fetchval(self._sql.adjust_usage, delta)
+                        self._check_quota(total, delta)
+        except _Passthrough as passthrough:
+            raise passthrough.error from None
+        return total
+
+    async def stored_total(self) -> int:
+        return await self.adjust_total(0)
+
+    def _check_quota(self, total: int, delta: int) -> None:
+        """Refuse (rolling the transaction back) a *delta* that made *total* too big."""
+        if delta > 0 and not self.fits(total - delta, delta):
+            raise _Passthrough(self.quota_exceeded(total - delta, delta))
 
     async def list_names(self) -> AsyncIterator[str]:
         # Keyset pagination: each page is a short index scan on its own

@@ -19,6 +19,7 @@ from ._compat import Buffer
 from ._integrity import Algorithm, Integrity, IntegrityHasher, candidates
 from ._lease import Lease
 from ._lease import acquire as acquire_lease
+from ._quota import Quota, Usage, check_levels
 from ._tasks import wait_out
 from .exceptions import (
     BlobNotFound,
@@ -31,7 +32,10 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from types import TracebackType
+
+    from .exceptions import QuotaExceeded
 
 __all__ = ["BlobBody", "BlobInfo", "BlobReader", "BlobSource", "BlobStore", "Data"]
 
@@ -195,6 +199,7 @@ class BlobSource:
         replace: bool = False,
         suspect: Callable[[Integrity], bool] | None = None,
         allowed: tuple[Integrity, ...] = (),
+        adjust: Callable[[int], Awaitable[int]] | None = None,
     ) -> None:
         view = _as_buffer(data)
         if view is None and not isinstance(data, AsyncIterable):
@@ -222,6 +227,8 @@ class BlobSource:
         self._backend = backend
         self._replace = replace
         self._suspect = suspect
+        self._adjust = adjust
+        self._admitted: int | None = None
         self._consumed = False
         self._size = 0
         self._integrity: Integrity | None = None
@@ -274,6 +281,41 @@ class BlobSource:
             return True
         known = self._integrity or self._expected
         return known is not None and self._suspect is not None and self._suspect(known)
+
+    async def admit(self, *, replacing: int = 0) -> None:
+        """Charge this blob to the store's quota, right before it becomes visible.
+
+        A backend calls it once it knows the bytes will be written as a new
+        blob (or replace a copy of *replacing* bytes), before making them
+        visible: past ``max_total_size`` it raises
+        :class:`~sriblob.QuotaExceeded` and the backend stores nothing. If
+        the write then fails, or finds the blob stored after all, it calls
+        :meth:`unadmit`. Without a quota both do nothing.
+
+        .. versionadded:: 0.1.0
+        """
+        if self._adjust is None or self._admitted is not None:
+            return
+        size = self.size
+        if size is None:
+            size = self._size
+        delta = size - replacing
+        await self._adjust(delta)
+        self._admitted = delta
+
+    async def unadmit(self) -> None:
+        """Give back what :meth:`admit` charged (the write didn't happen).
+
+        .. versionadded:: 0.1.0
+        """
+        admitted, self._admitted = self._admitted, None
+        if admitted and self._adjust is not None:
+            await self._adjust(-admitted)
+
+    @property
+    def admitted(self) -> bool:
+        """Whether :meth:`admit` charged this blob (not undone by :meth:`unadmit`)."""
+        return self._admitted is not None
 
     def keeps(self, stored_size: int | None) -> bool:
         """Return whether a stored copy of *stored_size* bytes may stand.
@@ -532,6 +574,17 @@ class BlobStore(abc.ABC):
             archives under the upstream tarball's integrity).
         max_blob_size: Refuse blobs larger than this many bytes
             (:class:`~sriblob.BlobTooLarge`); None for no limit.
+        max_total_size: The store's quota: a put of a new blob that would
+            take the bytes stored past this raises
+            :class:`~sriblob.QuotaExceeded` and stores nothing. None for
+            no quota.
+        warn_total_size: Log one WARNING when the bytes stored reach this
+            level (again each time they fall below and reach it again).
+            None for no warning.
+
+    With either level set, the store keeps a running total of its blobs'
+    sizes (see :meth:`adjust_total` and the "Quotas" section of the
+    operations guide for where each backend keeps it).
 
     .. versionadded:: 0.1.0
     """
@@ -541,7 +594,13 @@ class BlobStore(abc.ABC):
     requires_startup: ClassVar[bool] = False
 
     def __init__(
-        self, *, id: str, verify: bool = True, max_blob_size: int | None = None
+        self,
+        *,
+        id: str,
+        verify: bool = True,
+        max_blob_size: int | None = None,
+        max_total_size: int | None = None,
+        warn_total_size: int | None = None,
     ) -> None:
         if not isinstance(id, str) or not id:
             msg = f"A store id must be a non-empty str, not {id!r}."
@@ -563,6 +622,14 @@ class BlobStore(abc.ABC):
         self._closed = False
         self._suspects: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._lease_holder: Lease | None = None
+        check_levels(max_total_size, warn_total_size)
+        self._quota = (
+            None
+            if max_total_size is None and warn_total_size is None
+            else Quota(id, max_total_size, warn_total_size)
+        )
+        self._total: int | None = None
+        self._total_lock = asyncio.Lock()
 
     @property
     def id(self) -> str:
@@ -578,6 +645,22 @@ class BlobStore(abc.ABC):
     def max_blob_size(self) -> int | None:
         """The largest blob this store accepts, in bytes, or None."""
         return self._max_blob_size
+
+    @property
+    def max_total_size(self) -> int | None:
+        """The store's quota in bytes (see :class:`~sriblob.QuotaExceeded`), or None.
+
+        .. versionadded:: 0.1.0
+        """
+        return None if self._quota is None else self._quota.max_total_size
+
+    @property
+    def warn_total_size(self) -> int | None:
+        """The total above which puts log a WARNING, or None.
+
+        .. versionadded:: 0.1.0
+        """
+        return None if self._quota is None else self._quota.warn_total_size
 
     @property
     def is_open(self) -> bool:
@@ -660,6 +743,95 @@ class BlobStore(abc.ABC):
                 "(or `await store.__aenter__()`) before using it."
             )
             raise StoreClosed(msg)
+
+    # -- the total-size quota -------------------------------------------------
+
+    async def usage(self) -> Usage:
+        """Return the bytes the store holds, against its quota levels.
+
+        With a quota (``max_total_size`` or ``warn_total_size``) this is the
+        running total the store keeps for every process that writes to it;
+        without one the blobs are counted now (a listing).
+
+        .. versionadded:: 0.1.0
+        """
+        self._check_usable()
+        if self._quota is None:
+            total = await self.stored_total()
+        else:
+            total = await self.adjust_total(0)
+        return Usage(total, self.max_total_size, self.warn_total_size)
+
+    async def stored_total(self) -> int:
+        """Count the bytes of every stored blob (the hook behind the running total).
+
+        The default lists the store and stats each blob; backends that can
+        sum cheaper override it. A running total starts from this.
+
+        .. versionadded:: 0.1.0
+        """
+        total = 0
+        async for name in self.list_names():
+            try:
+                integrity = Integrity.parse(name)
+            except InvalidIntegrity:
+                continue
+            info = await self.stat_blob(integrity)
+            if info is not None:
+                total += info.size
+        return total
+
+    async def adjust_total(self, delta: int, /) -> int:
+        """Add *delta* bytes to the running total; return the new total.
+
+        The hook behind the quota. A positive *delta* that doesn't fit under
+        ``max_total_size`` must raise :meth:`quota_exceeded` and change
+        nothing; 0 reads the total. The check and the update must be one
+        step for every process that writes to the store. The default keeps
+        the total in this store object (started from :meth:`stored_total`),
+        which is right for a store only this process writes to.
+
+        .. versionadded:: 0.1.0
+        """
+        async with self._total_lock:
+            if self._total is None:
+                self._total = await self.stored_total()
+            if delta > 0 and not self.fits(self._total, delta):
+                raise self.quota_exceeded(self._total, delta)
+            self._total = max(0, self._total + delta)
+            return self._total
+
+    def fits(self, total: int, size: int) -> bool:
+        """Whether *size* more bytes keep a store holding *total* within its quota.
+
+        .. versionadded:: 0.1.0
+        """
+        return self._quota is None or self._quota.fits(total, size)
+
+    def quota_exceeded(self, total: int, size: int) -> QuotaExceeded:
+        """The :class:`~sriblob.QuotaExceeded` for a blob of *size* that doesn't fit.
+
+        .. versionadded:: 0.1.0
+        """
+        assert self._quota is not None  # noqa: S101 -- only called with a quota
+        return self._quota.exceeded(total, size)
+
+    async def _adjust_total(self, delta: int) -> int:
+        total = await self.adjust_total(delta)
+        if self._quota is not None:
+            self._quota.note(total)
+        return total
+
+    async def space_freed(self, size: int, /) -> None:
+        """Tell the running total that a blob of *size* bytes was deleted.
+
+        Backends call it from :meth:`delete_blob` when they removed a blob;
+        without a quota it does nothing.
+
+        .. versionadded:: 0.1.0
+        """
+        if self._quota is not None and size:
+            await self._adjust_total(-size)
 
     # -- the maintenance lease -------------------------------------------------
 
@@ -780,6 +952,7 @@ class BlobStore(abc.ABC):
             replace=replace,
             suspect=self._suspect,
             allowed=allowed,
+            adjust=None if self._quota is None else self._adjust_total,
         )
 
     async def _write(self, source: BlobSource) -> Integrity:

@@ -8,6 +8,7 @@ catches anything the library raises on purpose::
     ├── IntegrityMismatch                            bytes don't hash to the name
     ├── BlobNotFound              (also LookupError) open() of an absent blob
     ├── BlobTooLarge                                 over a store's max_blob_size
+    ├── QuotaExceeded                                over a store's max_total_size
     ├── RangeNotSatisfiable       (also ValueError)  a range outside the blob
     ├── PresignUnsupported        (also NotImplementedError) no presigned URLs
     ├── UnknownBackend            (also LookupError) registry has no such id
@@ -35,6 +36,7 @@ __all__ = [
     "IntegrityMismatch",
     "InvalidIntegrity",
     "PresignUnsupported",
+    "QuotaExceeded",
     "RangeNotSatisfiable",
     "SriblobError",
     "StoreBusy",
@@ -102,6 +104,30 @@ class BlobTooLarge(SriblobError):
         super().__init__(message)
         self.limit = limit
         self.backend = backend
+
+
+class QuotaExceeded(SriblobError):
+    """A blob would take a store past its quota (``max_total_size``).
+
+    Raised before the blob becomes visible: nothing is stored.
+
+    Attributes:
+        backend: The store's id.
+        limit: The quota, in bytes.
+        total: The bytes the store held.
+        size: The blob's size.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self, message: str, *, backend: str, limit: int, total: int, size: int
+    ) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.limit = limit
+        self.total = total
+        self.size = size
 
 
 class RangeNotSatisfiable(SriblobError, ValueError):

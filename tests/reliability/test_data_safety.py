@@ -285,7 +285,7 @@ class TestCollectionAgainstReput:
                 start.wait()
                 if rng.random() < 0.5:
                     os.sched_yield()
-                results["deleted"] = store._delete_sync(location, cutoff)
+                results["deleted"], _ = store._delete_sync(location, cutoff)
 
             threads = [threading.Thread(target=renew), threading.Thread(target=delete)]
             for thread in threads:
@@ -606,8 +606,14 @@ class TestPoolExhaustion:
         self, s3_config: S3StoreConfig
     ) -> None:
         """One more open() than the pool holds fails within pool_timeout."""
+        # One connection in the pool: no parallel ranges either (the test
+        # config reads on four, which sizes the pool to four).
         config = attrs_evolve(
-            s3_config, max_concurrency=1, pool_timeout=1.0, max_attempts=1
+            s3_config,
+            max_concurrency=1,
+            read_concurrency=1,
+            pool_timeout=1.0,
+            max_attempts=1,
         )
         async with S3BlobStore(config) as store:
             data = blob(3 * MiB, seed=18)

@@ -24,7 +24,6 @@ import pytest
 
 from sriblob import (
     FilesystemBlobStore,
-    PostgresBlobStore,
     Progress,
     S3BlobStore,
     StoreBusy,
@@ -32,13 +31,12 @@ from sriblob import (
 )
 
 from ..helpers import blob
-from ..postgres_server import drop_schema, fresh_schema
 from .proxy import Fault, FaultProxy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from sriblob import S3StoreConfig
 
-    from sriblob import BlobStore, S3StoreConfig
+    from .conftest import Shared
 
 pytestmark = pytest.mark.reliability
 
@@ -47,47 +45,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BLOBS = 10
 HOLD = 2.0
 GUARD = 120
-
-
-@attrs.define
-class Shared:
-    """A store several processes open: its spec for workers, and a local twin."""
-
-    kind: str
-    spec: dict[str, Any]
-    config: Any = None
-
-    def open(self) -> BlobStore:
-        """A store of this test process on the shared location."""
-        if self.kind == "filesystem":
-            return FilesystemBlobStore(self.spec["root"])
-        if self.kind == "s3":
-            return S3BlobStore(self.config)
-        return PostgresBlobStore(self.spec["dsn"], schema=self.spec["schema"])
-
-
-@pytest.fixture(
-    name="shared",
-    params=[
-        "filesystem",
-        pytest.param("s3", marks=pytest.mark.s3),
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ],
-)
-def _shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
-    kind = request.param
-    if kind == "filesystem":
-        yield Shared(kind, {"kind": kind, "root": str(tmp_path / "shared")})
-    elif kind == "s3":
-        config: S3StoreConfig = request.getfixturevalue("s3_config")
-        config = attrs.evolve(config, lease_ttl=4)
-        fields = attrs.asdict(config)
-        yield Shared(kind, {"kind": kind, "config": fields}, config)
-    else:
-        dsn = request.getfixturevalue("postgres_dsn")
-        schema = fresh_schema()
-        yield Shared(kind, {"kind": kind, "dsn": dsn, "schema": schema})
-        asyncio.run(drop_schema(dsn, schema))
 
 
 async def seed(shared: Shared, count: int, seed_: int) -> None:

@@ -25,12 +25,11 @@ import logging
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from botocore.exceptions import ClientError
 
 from sriblob._lease import UNKNOWN_HOLDER, Lease
 from sriblob.exceptions import StoreBusy, StoreError
 
-from ._errors import code_of, not_implemented, status_of
+from ._conditional import ConditionalObject
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -45,10 +44,6 @@ logger = logging.getLogger("sriblob")
 LEASE_NAME: Final = ".lease"
 #: The share of the ttl after which a holder that couldn't renew gives up.
 _GIVE_UP: Final = 5 / 6
-#: Answers to a conditional write that mean "the condition failed".
-_CONDITION_FAILED: Final = frozenset(
-    {"PreconditionFailed", "ConditionalRequestConflict"}
-)
 
 
 @attrs.frozen
@@ -93,22 +88,23 @@ class BucketLease:
         where: Where,
         backend: str,
     ) -> None:
-        self._client = client
-        self._bucket = bucket
-        self._key = key
+        self._object = ConditionalObject(
+            client=client,
+            bucket=bucket,
+            key=key,
+            where=where,
+            backend=backend,
+            purpose="lease",
+        )
         self._ttl = ttl
-        self._where = where
         self._backend = backend
         self._held: dict[str, _Holding] = {}
-        # Ceph RGW 16 matches If-Match on a PUT only against the bare ETag;
-        # AWS, moto and SeaweedFS take it quoted, as answers give it.
-        self._quoted = True
 
     async def take(self, lease: Lease) -> Lease | None:
         """Take the lease for *lease*; return None, or who holds it."""
         current = await self._read()
         if current is None:
-            etag = await self._write(lease, IfNoneMatch="*")
+            etag = await self._object.create(lease.to_json())
         elif current.age < self._ttl:
             return current.holder
         else:
@@ -121,7 +117,7 @@ class BucketLease:
                 current.age,
                 self._ttl,
             )
-            etag = await self._replace(lease, current.etag)
+            etag = await self._object.replace(lease.to_json(), current.etag)
         if etag is None:
             again = await self._read()
             return UNKNOWN_HOLDER if again is None else again.holder
@@ -163,15 +159,7 @@ class BucketLease:
                 await holding.task
         if holding.lost is not None:
             return
-        with self._where.translate("DeleteObject"):
-            try:
-                await self._client.delete_object(
-                    Bucket=self._bucket, Key=self._key, IfMatch=self._form(holding.etag)
-                )
-            except ClientError as error:
-                gone = code_of(error) == "NoSuchKey" or status_of(error) == 404  # noqa: PLR2004
-                if not (_condition_failed(error) or gone):
-                    raise
+        await self._object.delete(holding.etag)
 
     async def close(self) -> None:
         """Stop every renewal (the store is closing)."""
@@ -181,66 +169,18 @@ class BucketLease:
     # -- internals ---------------------------------------------------------
 
     async def _read(self) -> _Read | None:
-        with self._where.translate("GetObject"):
-            try:
-                response = await self._client.get_object(
-                    Bucket=self._bucket, Key=self._key
-                )
-            except ClientError as error:
-                if code_of(error) == "NoSuchKey" or status_of(error) == 404:  # noqa: PLR2004
-                    return None
-                raise
-            async with response["Body"] as body:
-                data = await body.read()
-        holder = Lease.from_json(data) or UNKNOWN_HOLDER
+        version = await self._object.read()
+        if version is None:
+            return None
+        holder = Lease.from_json(version.data) or UNKNOWN_HOLDER
+        response = version.response
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         now = _server_time(headers.get("date"))
         modified = response.get("LastModified")
         age = (
             0.0 if now is None or modified is None else (now - modified).total_seconds()
         )
-        return _Read(holder, str(response.get("ETag", "")), age)
-
-    async def _write(self, lease: Lease, **condition: str) -> str | None:
-        """Write *lease* under the condition; its new ETag, or None if refused."""
-        with self._where.translate("PutObject"):
-            try:
-                response = await self._client.put_object(
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    Body=lease.to_json(),
-                    **condition,  # type: ignore[arg-type]
-                )
-            except ClientError as error:
-                if _condition_failed(error):
-                    return None
-                if not not_implemented(error) or not condition:
-                    raise
-                # No conditional writes here: fall back to a plain write,
-                # which the read before it guards (narrowly).
-                logger.warning(
-                    "lease backend=%s: the server has no conditional writes "
-                    "(501); the lease is best-effort here",
-                    self._backend,
-                )
-                response = await self._client.put_object(
-                    Bucket=self._bucket, Key=self._key, Body=lease.to_json()
-                )
-        return str(response.get("ETag", ""))
-
-    async def _replace(self, lease: Lease, etag: str) -> str | None:
-        """Overwrite the lease object if it is still the one with *etag*."""
-        written = await self._write(lease, IfMatch=self._form(etag))
-        if written is None and self._quoted:
-            current = await self._read()
-            if current is not None and current.etag == etag:
-                # Refused though unchanged: a server that wants it bare.
-                self._quoted = False
-                written = await self._write(lease, IfMatch=self._form(etag))
-        return written
-
-    def _form(self, etag: str) -> str:
-        return etag if self._quoted else etag.strip('"')
+        return _Read(holder, version.etag, age)
 
     async def _renew(self, holding: _Holding) -> None:
         """Rewrite the lease every ttl / 3 seconds while it is held."""
@@ -248,7 +188,7 @@ class BucketLease:
         while True:
             await asyncio.sleep(self._ttl / 3)
             try:
-                etag = await self._replace(holding.lease, holding.etag)
+                etag = await self._object.replace(holding.lease.to_json(), holding.etag)
             except StoreError as error:
                 logger.warning(
                     "lease backend=%s: renewal failed (%s); trying again in %g s",
@@ -265,10 +205,6 @@ class BucketLease:
                 return
             holding.etag = etag
             holding.renewed = loop.time()
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return code_of(error) in _CONDITION_FAILED or status_of(error) == 412  # noqa: PLR2004
 
 
 def _server_time(value: object) -> Any:

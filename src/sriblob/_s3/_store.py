@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any, Final
@@ -36,9 +37,10 @@ from ._upload import (
     streamed_part_size,
     wait_out,
 )
+from ._usage import USAGE_NAME, BucketTotal
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from types_aiobotocore_s3 import S3Client
 
@@ -104,6 +106,11 @@ class S3BlobStore(BlobStore):
         id: The store's id in a registry.
         verify: See :class:`~sriblob.BlobStore`.
         max_blob_size: See :class:`~sriblob.BlobStore`.
+        max_total_size: See :class:`~sriblob.BlobStore`. The running total
+            is the object ``<key_prefix>.usage``, changed compare-and-swap
+            (``If-Match``) by every replica; see "Quotas" in the operations
+            guide for where it is approximate.
+        warn_total_size: See :class:`~sriblob.BlobStore`.
 
     Raises:
         TypeError: *config* is not an :class:`~sriblob.S3StoreConfig`.
@@ -130,6 +137,8 @@ class S3BlobStore(BlobStore):
         id: str = "s3",
         verify: bool = True,
         max_blob_size: int | None = None,
+        max_total_size: int | None = None,
+        warn_total_size: int | None = None,
     ) -> None:
         if not isinstance(config, S3StoreConfig):
             msg = (
@@ -138,11 +147,19 @@ class S3BlobStore(BlobStore):
                 "or load_s3_config_from_env()."
             )
             raise TypeError(msg)
-        super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
+        super().__init__(
+            id=id,
+            verify=verify,
+            max_blob_size=max_blob_size,
+            max_total_size=max_total_size,
+            warn_total_size=warn_total_size,
+        )
         self._config = config
         self._prefix = config.key_prefix
         self._staging_prefix = config.key_prefix + STAGING_DIR
         self._lease_key = config.key_prefix + LEASE_NAME
+        self._usage_key = config.key_prefix + USAGE_NAME
+        self._bucket_total: BucketTotal | None = None
         self._limits = Limits.of(config)
         self._where = Where(id, config.bucket, config.endpoint or "AWS")
         self._client_context: contextlib.AsyncExitStack | None = None
@@ -227,6 +244,16 @@ class S3BlobStore(BlobStore):
                 where=self._where,
                 backend=self.id,
             )
+            self._bucket_total = BucketTotal(
+                client=client,
+                bucket=config.bucket,
+                key=self._usage_key,
+                where=self._where,
+                backend=self.id,
+                count=self.stored_total,
+                fits=self.fits,
+                exceeded=self.quota_exceeded,
+            )
             self._client_context = stack.pop_all()
         try:
             await self._check_bucket()
@@ -253,6 +280,7 @@ class S3BlobStore(BlobStore):
         context, self._client_context = self._client_context, None
         self._uploader_or_none = None
         self._downloader_or_none = None
+        self._bucket_total = None
         if context is not None:
             await context.aclose()
 
@@ -318,6 +346,17 @@ class S3BlobStore(BlobStore):
 
     async def check_lease(self, lease: Lease, /) -> None:
         self._lease.check(lease)
+
+    # -- the running total -----------------------------------------------------
+
+    async def adjust_total(self, delta: int, /) -> int:
+        """Change ``<key_prefix>.usage`` compare-and-swap (``If-Match``), retrying."""
+        total = self._bucket_total
+        if total is None:  # pragma: no cover -- BlobStore._check_usable guards
+            msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
+            raise RuntimeError(msg)
+        async with self._deadline("usage"):
+            return await total.adjust(delta)
 
     # -- presigned URLs -------------------------------------------------------
 
@@ -429,49 +468,70 @@ class S3BlobStore(BlobStore):
     async def _write_named(self, source: BlobSource, key: str) -> None:
         """Write a blob whose key is known before its bytes are read."""
         view = None
-        if not source.replace:
-            small = source.size is not None and source.size <= BLIND_PUT_MAX
-            if small and self.verify:
-                # One conditional request instead of a HEAD and a PUT: an
-                # object already there is kept without its size being
-                # checked (that would cost the HEAD this saves). Stores with
-                # verify=False ask first: their bytes aren't proven to be
-                # the stored ones, and a server that ignores the header must
-                # not overwrite derived bytes.
-                view = await source.buffer()
-                assert view is not None  # noqa: S101 -- the size is known
-                created = await self._uploader.create(key, view)
-                if created is not None:
-                    return
-            stored = await self._stored_size(key)
-            if stored is not None and source.keeps(stored):
+        small = source.size is not None and source.size <= BLIND_PUT_MAX
+        if small and self.verify and not source.replace and self._quota is None:
+            # One conditional request instead of a HEAD and a PUT: an object
+            # already there is kept without its size being checked (that
+            # would cost the HEAD this saves). Stores with verify=False ask
+            # first: their bytes aren't proven to be the stored ones, and a
+            # server that ignores the header must not overwrite derived
+            # bytes. Stores with a quota ask first too: a blob stored
+            # already costs one HEAD then, not two updates of the total.
+            view = await source.buffer()
+            assert view is not None  # noqa: S101 -- the size is known
+            created = await self._uploader.create(key, view)
+            if created is not None:
                 return
-        await self._upload(key, source, view)
+        stored = None
+        if not source.replace or self._quota is not None:
+            stored = await self._stored_size(key)
+            if not source.replace and stored is not None and source.keeps(stored):
+                return
+        await self._upload(key, source, view, replacing=stored or 0)
 
     async def _upload(
-        self, key: str, source: BlobSource, view: memoryview | None
+        self,
+        key: str,
+        source: BlobSource,
+        view: memoryview | None,
+        *,
+        replacing: int,
     ) -> None:
         """Put the source under *key*: the size tiers, written once.
 
         Bytes of known size up to ``multipart_threshold`` go up in one
         PutObject; larger ones, and streams, in parts (one PutObject after
-        all if a stream turns out to fit in one part).
+        all if a stream turns out to fit in one part). With a quota the blob
+        is charged (``source.admit``) before its bytes go up when its size
+        is known, else once they all went up and before the object becomes
+        visible; a failed write gives the charge back.
         """
         threshold = self._config.multipart_threshold
-        if view is None and source.size is not None and source.size <= threshold:
-            view = await source.buffer()
-        if view is not None:
-            if view.nbytes <= threshold:
-                await self._uploader.put_object(key, view)
-            else:
-                size = part_size_for(view.nbytes, self._config.part_size)
-                await self._uploader.write(key, slices(view, size))
-            return
-        parts = self._parts(source)
         try:
-            await self._uploader.write(key, parts)
-        finally:
-            await close_iterator(parts)
+            if view is None and source.size is not None and source.size <= threshold:
+                view = await source.buffer()
+            if view is not None:
+                await source.admit(replacing=replacing)
+                if view.nbytes <= threshold:
+                    await self._uploader.put_object(key, view)
+                else:
+                    size = part_size_for(view.nbytes, self._config.part_size)
+                    await self._uploader.write(key, slices(view, size))
+                return
+            parts = self._parts(source)
+            try:
+                await self._uploader.write(
+                    key,
+                    parts,
+                    before_complete=functools.partial(
+                        source.admit, replacing=replacing
+                    ),
+                )
+            finally:
+                await close_iterator(parts)
+        except BaseException:
+            await source.unadmit()
+            raise
 
     async def _write_named_later(self, source: BlobSource) -> None:
         """Store a stream: directly if it fits in one part, else via staging."""
@@ -483,7 +543,15 @@ class S3BlobStore(BlobStore):
                 key = self._key(source.integrity)
                 stored = await self._stored_size(key)
                 if stored is None or not source.keeps(stored):
-                    await self._uploader.put_object(key, b"" if only is None else only)
+                    await self._charged(
+                        source,
+                        stored,
+                        functools.partial(
+                            self._uploader.put_object,
+                            key,
+                            b"" if only is None else only,
+                        ),
+                    )
                 return
             staging = self._staging_prefix + uuid.uuid4().hex
             try:
@@ -491,13 +559,35 @@ class S3BlobStore(BlobStore):
                 key = self._key(source.integrity)
                 stored = await self._stored_size(key)
                 if stored is None or not source.keeps(stored):
-                    await self._uploader.copy(
-                        staging, key, source.bytes_read, self._read_key
+                    await self._charged(
+                        source,
+                        stored,
+                        functools.partial(
+                            self._uploader.copy,
+                            staging,
+                            key,
+                            source.bytes_read,
+                            self._read_key,
+                        ),
                     )
             finally:
                 await self._discard_staging(staging)
         finally:
             await close_iterator(parts)
+
+    async def _charged(
+        self,
+        source: BlobSource,
+        stored: int | None,
+        write: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Charge *source* (replacing *stored* bytes), then *write*; refund on error."""
+        try:
+            await source.admit(replacing=stored or 0)
+            await write()
+        except BaseException:
+            await source.unadmit()
+            raise
 
     async def _discard_staging(self, staging: str) -> None:
         delete = asyncio.ensure_future(self._uploader.delete_key(staging))
@@ -607,13 +697,22 @@ class S3BlobStore(BlobStore):
     ) -> bool:
         key = self._key(integrity)
         async with self._deadline("DeleteObject"):
-            if stored_before is not None:
+            size = None
+            if stored_before is not None or self._quota is not None:
+                # The stored time for the grace rule; the size for the total.
                 info = await self.stat_blob(integrity)
                 if info is None:
                     return True
-                if info.stored_at is not None and info.stored_at > stored_before:
+                if (
+                    stored_before is not None
+                    and info.stored_at is not None
+                    and info.stored_at > stored_before
+                ):
                     return False
+                size = info.size
             await self._uploader.delete_key(key)
+        if size is not None:
+            await self.space_freed(size)
         return True
 
     async def list_names(self) -> AsyncIterator[str]:
@@ -627,8 +726,11 @@ class S3BlobStore(BlobStore):
             async for page in pages:
                 for entry in page.get("Contents", ()):
                     key = entry["Key"]
-                    if key.startswith(self._staging_prefix) or key == self._lease_key:
-                        continue  # ours: in flight, or the maintenance lease
+                    if key.startswith(self._staging_prefix) or key in (
+                        self._lease_key,
+                        self._usage_key,
+                    ):
+                        continue  # ours: in flight, the lease, the total
                     name = key_to_integrity(key, prefix=self._prefix)
                     yield key if name is None else name
 

@@ -268,16 +268,37 @@ class Uploader:
 
     # -- parts -----------------------------------------------------------------
 
-    async def write(self, key: str, parts: AsyncIterator[Part]) -> None:
-        """Store *parts* under *key*: one PutObject if there is just one part."""
+    async def write(
+        self,
+        key: str,
+        parts: AsyncIterator[Part],
+        *,
+        before_complete: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Store *parts* under *key*: one PutObject if there is just one part.
+
+        *before_complete* is awaited once every part has been read, right
+        before the object becomes visible; if it raises, nothing is stored.
+        """
         only, many = await split_first(parts)
         if many is None:
+            if before_complete is not None:
+                await before_complete()
             await self.put_object(key, b"" if only is None else only)
         else:
-            await self.multipart(key, many)
+            await self.multipart(key, many, before_complete=before_complete)
 
-    async def multipart(self, key: str, parts: AsyncIterator[Part]) -> None:
+    async def multipart(
+        self,
+        key: str,
+        parts: AsyncIterator[Part],
+        *,
+        before_complete: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Upload *parts* to *key* as a multipart upload, aborted on any error.
+
+        *before_complete* is awaited after the last part went up and before
+        CompleteMultipartUpload; if it raises, the upload is aborted.
 
         The CompleteMultipartUpload runs to its end even if the caller is
         cancelled meanwhile: it can't be unsent, and whoever cleans up
@@ -287,6 +308,8 @@ class Uploader:
         await self.retry_aborts()
         async with self._upload(key) as upload_id:
             completed = await self._upload_parts(key, upload_id, parts)
+            if before_complete is not None:
+                await before_complete()
             await _finish(self._complete(key, upload_id, completed))
 
     async def retry_aborts(self) -> None:
