@@ -326,7 +326,8 @@ class TestMigrate:
         report = await migrate(source, target, delete_source=True)
 
         assert report.deleted == 0
-        assert report.copied == 3
+        # A copy that doesn't read back as written doesn't count as copied.
+        assert report.copied == 0
         assert {f.integrity for f in report.failed} == set(blobs)
         assert "not deleted from the source" in report.failed[0].reason
         await assert_holds(source, blobs)

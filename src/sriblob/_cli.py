@@ -255,6 +255,12 @@ def _add_operation_parsers(
         metavar="DIR",
         help="copy from the filesystem store at DIR instead of a registered store",
     )
+    source.add_argument(
+        "--from-postgres-layout",
+        choices=["checkstack"],
+        help="copy from the original system's PostgreSQL table in the database "
+        "of $SRIBLOB_POSTGRES_DSN (layout 'checkstack'), verified",
+    )
     migrate.add_argument(
         "--to", dest="target", metavar="ID", required=True, help="the store id to fill"
     )
@@ -890,6 +896,10 @@ async def _migrate_command(
             source = await stack.enter_async_context(
                 FilesystemBlobStore(args.from_root, id="filesystem-source")
             )
+        elif args.from_postgres_layout is not None:
+            source = await stack.enter_async_context(
+                _layout_store(args.from_postgres_layout)
+            )
         else:
             source = _store(registry, args.source)
         report = await _with_progress(
@@ -918,6 +928,27 @@ async def _migrate_command(
         )
         _report_foreign(report.foreign)
     return 0 if report.ok else EXIT_FAILED
+
+
+def _layout_store(layout: str) -> BlobStore:
+    """A PostgreSQL store of *layout* on the database of ``SRIBLOB_POSTGRES_DSN``."""
+    import os  # noqa: PLC0415 -- lazy
+
+    import attrs  # noqa: PLC0415 -- lazy
+
+    from ._config import Configured, load_postgres_config_from_env  # noqa: PLC0415
+    from ._postgres import PostgresBlobStore  # noqa: PLC0415 -- lazy
+
+    result = load_postgres_config_from_env(os.environ)
+    if not isinstance(result, Configured):
+        reason = getattr(result, "error", None) or "SRIBLOB_POSTGRES_DSN is not set"
+        msg = (
+            f"--from-postgres-layout needs the database in SRIBLOB_POSTGRES_DSN: "
+            f"{reason}"
+        )
+        raise _CommandError(msg, EXIT_CONFIG)
+    config = attrs.evolve(result.config, layout=layout)
+    return PostgresBlobStore.from_config(config, id=f"postgres-{layout}")
 
 
 async def _verify_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:

@@ -381,6 +381,15 @@ def _schema(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         raise _problem(attribute, "must not start with 'pg_' (reserved)")
 
 
+#: The table layouts :class:`~sriblob.PostgresBlobStore` reads and writes.
+POSTGRES_LAYOUTS: Final = ("sriblob", "checkstack")
+
+
+def _layout(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value not in POSTGRES_LAYOUTS:
+        raise _problem(attribute, "must be 'sriblob' or 'checkstack'")
+
+
 @attrs.frozen(kw_only=True, repr=False)
 class PostgresStoreConfig:
     """Everything :class:`~sriblob.PostgresBlobStore` needs besides a pool.
@@ -398,6 +407,10 @@ class PostgresStoreConfig:
         chunk_size: Bytes per chunk row (1 to 64 MiB).
         max_connections: The size of the pool made from *dsn*.
         acquire_timeout: Seconds a call waits for a free connection.
+        layout: ``"sriblob"`` (the store's own tables), or ``"checkstack"``:
+            the original TypeScript system's table
+            ``"plugin_script-packages-store-postgres".script_package_blob_data``
+            (*schema*, *table_prefix* and *chunk_size* don't apply to it).
 
     Raises:
         ConfigurationError: A value is invalid; its ``fields`` name the field.
@@ -421,6 +434,7 @@ class PostgresStoreConfig:
     acquire_timeout: float = attrs.field(
         default=30.0, validator=_in_range(0.001, 3600), metadata=_PG
     )
+    layout: str = attrs.field(default="sriblob", validator=_layout, metadata=_PG)
 
     def __repr__(self) -> str:
         where = "None" if self.dsn is None else repr(describe_dsn(self.dsn))
@@ -428,7 +442,7 @@ class PostgresStoreConfig:
             f"PostgresStoreConfig(dsn={where}, schema={self.schema!r}, "
             f"table_prefix={self.table_prefix!r}, chunk_size={self.chunk_size}, "
             f"max_connections={self.max_connections}, "
-            f"acquire_timeout={self.acquire_timeout!r})"
+            f"acquire_timeout={self.acquire_timeout!r}, layout={self.layout!r})"
         )
 
 
@@ -505,6 +519,7 @@ _POSTGRES_ENV: Final = _EnvLayout(
         "TABLE_PREFIX": "table_prefix",
         "CHUNK_SIZE": "chunk_size",
         "MAX_CONNECTIONS": "max_connections",
+        "LAYOUT": "layout",
     },
     ("dsn",),
 )

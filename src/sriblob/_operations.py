@@ -369,7 +369,11 @@ async def migrate(
 
     A source opened with ``verify=False`` (whose names don't hash their
     bytes, like the original system's repacked archives) needs a target
-    opened the same way, or the target refuses the bytes.
+    opened the same way, or the target refuses the bytes. Nothing proves
+    such a copy by its name, so every copy made from a store that doesn't
+    verify, or into one, is read back from the target and its digest
+    compared with a digest of the bytes read from the source before it
+    counts as copied (a mismatch is a failure, and the source is kept).
 
     A blob that fails (corrupt in the source, a backend error, ...) is
     recorded in :attr:`MigrationReport.failed` and the run goes on;
@@ -492,7 +496,8 @@ class _Migration:
                 self.skipped += 1
                 logger.debug("migrate skipped integrity=%s", name)
             else:
-                await self._copy(integrity, replace=False)
+                written = await self._copy(integrity, replace=False)
+                await self._confirm(integrity, written, deleting=False)
         except _RECORDED as exc:
             failure = _failure(name, exc)
             self.failures.append(failure)
@@ -518,7 +523,7 @@ class _Migration:
         The digest is taken only for a source that doesn't verify, whose
         bytes a read-back must then be compared with.
         """
-        digest = self._delete_source and not self._source.verify
+        digest = not self._source.verify
         async with self._source.open(integrity) as reader:
             tap = _Tap(reader, IntegrityHasher("sha512") if digest else None)
             await self._target.put(integrity, tap, replace=replace)
@@ -571,15 +576,24 @@ class _Migration:
             return None
         return digest == (integrity if reference is None else reference)
 
-    async def _confirm(self, integrity: Integrity, written: Integrity | None) -> None:
-        """Check a copy just made, unless the target's verified write counts."""
+    async def _confirm(
+        self, integrity: Integrity, written: Integrity | None, *, deleting: bool = True
+    ) -> None:
+        """Check a copy just made, unless the target's verified write counts.
+
+        A store that doesn't verify names blobs that may not hash their
+        bytes, so the copy is read back from the target and its digest
+        compared with that of the bytes read from the source.
+        """
         if self._source.verify and self._target.verify:
             return  # the target checked the bytes against the integrity
         if not await self._target_copy_good(integrity, written):
+            outcome = "not deleted from the source" if deleting else "not copied"
             msg = (
-                "not deleted from the source: reading the copy back from the "
-                "target gave other bytes, or none"
+                f"{outcome}: reading the copy back from the target gave other "
+                "bytes, or none"
             )
+            self.copied -= 1
             raise _NotDeletedError(msg)
 
     async def _delete(self, integrity: Integrity) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import attrs
 
@@ -348,6 +348,11 @@ class PostgresBlobStore(BlobStore):
             changing it later only affects new blobs.
         max_connections: The size of the pool created from *dsn*.
         acquire_timeout: Seconds to wait for a free connection of the pool.
+        layout: ``"sriblob"`` (the default: this store's own tables), or
+            ``"checkstack"``: read (and write) the original TypeScript
+            system's table, to migrate off it; see
+            :class:`~sriblob.PostgresStoreConfig` and "Moving off the
+            original PostgreSQL store" in the operations guide.
         verify: See :class:`BlobStore`.
         max_blob_size: See :class:`BlobStore`.
         max_total_size: See :class:`BlobStore`. The running total is a row
@@ -366,6 +371,14 @@ class PostgresBlobStore(BlobStore):
 
     requires_startup = True
 
+    def __new__(cls, *_: Any, layout: str = "sriblob", **__: Any) -> Self:
+        """Build the store for *layout*: the original system's is a subclass."""
+        if layout == "checkstack" and cls is PostgresBlobStore:
+            from ._checkstack import CheckstackLayout  # noqa: PLC0415 -- a cycle
+
+            return cast("Self", object.__new__(CheckstackLayout))
+        return object.__new__(cls)
+
     def __init__(
         self,
         dsn: str | None = None,
@@ -377,6 +390,7 @@ class PostgresBlobStore(BlobStore):
         chunk_size: int = CHUNK_SIZE,
         max_connections: int = 10,
         acquire_timeout: float = 30.0,
+        layout: str = "sriblob",
         verify: bool = True,
         max_blob_size: int | None = None,
         max_total_size: int | None = None,
@@ -402,6 +416,7 @@ class PostgresBlobStore(BlobStore):
             chunk_size=chunk_size,
             max_connections=max_connections,
             acquire_timeout=acquire_timeout,
+            layout=layout,
         )
         _import_asyncpg()
         self._config = config
@@ -438,6 +453,7 @@ class PostgresBlobStore(BlobStore):
             chunk_size=config.chunk_size,
             max_connections=config.max_connections,
             acquire_timeout=config.acquire_timeout,
+            layout=config.layout,
             verify=verify,
             max_blob_size=max_blob_size,
             max_total_size=max_total_size,
@@ -609,7 +625,6 @@ class PostgresBlobStore(BlobStore):
         blocks the store. Who holds it is kept in the ``lease`` table.
         """
         assert self._pool is not None  # noqa: S101 -- set by startup or __init__
-        sql = self._sql
         with self._translate("take the maintenance lease"):
             conn = await self._acquire("take the maintenance lease")
             try:
@@ -619,17 +634,10 @@ class PostgresBlobStore(BlobStore):
                 # new holder, never the one before.
                 async with conn.transaction():
                     taken = await conn.fetchval(
-                        "SELECT pg_try_advisory_lock($1)", sql.lease_key
+                        "SELECT pg_try_advisory_lock($1)", self._lease_key
                     )
                     if taken:
-                        await conn.execute(
-                            sql.write_lease,
-                            lease.purpose,
-                            lease.host,
-                            lease.pid,
-                            lease.since,
-                            lease.token,
-                        )
+                        await self._write_holder(conn, lease)
                 if taken:
                     self._lease_conns[lease.token] = conn
                     return None
@@ -647,6 +655,24 @@ class PostgresBlobStore(BlobStore):
             since=row["since"],
             token=row["token"],
         )
+
+    @property
+    def _lease_key(self) -> int:
+        return self._sql.lease_key
+
+    async def _write_holder(self, conn: Any, lease: Lease) -> None:
+        """Record who holds the lease (in the lock's transaction)."""
+        await conn.execute(
+            self._sql.write_lease,
+            lease.purpose,
+            lease.host,
+            lease.pid,
+            lease.since,
+            lease.token,
+        )
+
+    async def _clear_holder(self, conn: Any, lease: Lease) -> None:
+        await conn.execute(self._sql.clear_lease, lease.token)
 
     async def _read_holder(self, conn: Any) -> Any:
         """The lease row, waiting briefly for a first holder's row to commit."""
@@ -666,8 +692,8 @@ class PostgresBlobStore(BlobStore):
             return  # the pool took the broken connection back; the lock is gone
         try:
             with self._translate("release the maintenance lease"):
-                await conn.execute(self._sql.clear_lease, lease.token)
-                await conn.execute("SELECT pg_advisory_unlock($1)", self._sql.lease_key)
+                await self._clear_holder(conn, lease)
+                await conn.execute("SELECT pg_advisory_unlock($1)", self._lease_key)
         finally:
             # The pool's reset unlocks every advisory lock too.
             await self._pool.release(conn)
