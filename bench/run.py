@@ -363,7 +363,7 @@ def curl_mbps(url: str) -> dict[str, Any]:
 LANE_WORKLOADS = {
     "moto": None,
     "seaweedfs": {"limits", "w1put", "w1get"},
-    "s3like": {"limits", "w1put", "w1get"},
+    "s3like": {"limits", "w1put", "w1get", "cache"},
     "rgw": {"limits", "w1put", "w1get"},
     "endpoint": None,
 }
@@ -431,7 +431,7 @@ class Bench:
         big_key = integrity_to_key(sriblob.Integrity.parse(big_integrity))
         size = ["--size", str(self.big), "--seed", big_seed]
         url = None
-        if self.wanted("w1get"):
+        if self.wanted("w1get") or self.wanted("cache"):
             # The blob every contender downloads, stored under sriblob's key.
             print("seeding the W1 blob", flush=True)
             seeded = self.worker(
@@ -468,6 +468,19 @@ class Bench:
                     self.record(
                         "w1get", contender, self.worker(contender, "w1get", *extra)
                     )
+            if self.wanted("cache"):
+                extra = [
+                    *size,
+                    "--integrity",
+                    big_integrity,
+                    "--count",
+                    str(self.count),
+                ]
+                self.record(
+                    "cache",
+                    "sriblob-cached",
+                    self.worker("sriblob-cached", "cache", *extra),
+                )
             if self.wanted("w1b"):
                 extra = ["--size", str(self.huge), "--seed", "w1b"]
                 self.record("w1b", "sriblob", self.worker("sriblob", "w1b", *extra))
@@ -598,6 +611,19 @@ def lane_targets(lane: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
         default=None,
     )
     put_rss = ("W1 put: sriblob peak RSS, MiB", m("w1put", "sriblob", "peak_rss_mib"))
+    if m("cache", "sriblob-cached", "warm_w2_ops") is not None:
+        ratio(
+            "Cache: warm W2 get / S3 alone",
+            m("cache", "sriblob-cached", "warm_w2_ops"),
+            m("cache", "sriblob-cached", "s3_w2_ops"),
+            5.0,
+        )
+        ratio(
+            "Cache: warm W1 get / the filesystem store alone",
+            m("cache", "sriblob-cached", "warm_w1_mbps"),
+            m("cache", "sriblob-cached", "fs_w1_mbps"),
+            0.8,
+        )
     if lane == "s3like":
         ranged = m("w1get", "sriblob-ranged", "get_mbps")
         for name, contender, goal in (
@@ -749,6 +775,15 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("get_cpu_ms", "CPU ms/get", "{:.2f}"),
     ],
     "w3": [("list_s", "seconds", "{:.2f}")],
+    "cache": [
+        ("s3_w1_mbps", "W1 S3 alone MB/s", "{:.0f}"),
+        ("fs_w1_mbps", "W1 filesystem alone MB/s", "{:.0f}"),
+        ("cold_w1_mbps", "W1 cold MB/s", "{:.0f}"),
+        ("warm_w1_mbps", "W1 warm MB/s", "{:.0f}"),
+        ("s3_w2_ops", "W2 S3 alone ops/s", "{:.0f}"),
+        ("cold_w2_ops", "W2 cold ops/s", "{:.0f}"),
+        ("warm_w2_ops", "W2 warm ops/s", "{:.0f}"),
+    ],
     "w4": [
         ("put_mbps", "put MB/s", "{:.0f}"),
         ("get_mbps", "get MB/s", "{:.0f}"),
@@ -771,6 +806,10 @@ TITLES = {
     "w1b": "W1b: one 1 GiB blob streamed both ways",
     "w2": "W2: 2,000 blobs of 4 KiB at concurrency 32",
     "w3": "W3: listing 10,000 blobs",
+    "cache": (
+        "Cache: W1 get and W2 get through CachedBlobStore(filesystem, S3), "
+        "cold then warm, against S3 alone and the filesystem store alone"
+    ),
     "w4": "W4: filesystem, one 256 MiB blob",
     "w4small": "W4: filesystem, 2,000 blobs of 4 KiB",
 }

@@ -345,6 +345,61 @@ async def sriblob_run(args: argparse.Namespace) -> dict[str, Any]:
     raise SystemExit(f"sriblob has no workload {workload}")
 
 
+async def cached_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The cache: W1 and W2 gets through CachedBlobStore(filesystem, S3), cold
+    and warm, against S3 alone and the filesystem store alone, in one process."""
+    import sriblob  # noqa: PLC0415
+
+    data = Data(args.size, args.seed)
+    integrity = args.integrity or data.integrity()
+    blobs = small_blobs(args.count, f"{args.seed}-small")
+    names = [sri(iter([blob])) for blob in blobs]
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        root = Path(tmp)
+        config = sriblob_config(args, args.bucket)
+        async with (
+            sriblob.S3BlobStore(config) as s3,
+            sriblob.FilesystemBlobStore(root / "fs") as fs,
+        ):
+            await bounded(
+                args.count, args.concurrency, lambda i: s3.put(names[i], blobs[i])
+            )
+            await fs.put(integrity, data.achunks())
+
+            async def timed_w1(store: Any, key: str) -> None:
+                with Timer() as t:
+                    got = await store.get(integrity)
+                if got is None or len(got) != args.size:
+                    raise SystemExit("short read")
+                del got
+                out[key] = args.size / t.wall / 1e6
+
+            async def timed_w2(store: Any, key: str) -> None:
+                async def get(i: int) -> None:
+                    if await store.get(names[i]) is None:
+                        raise SystemExit("missing blob")
+
+                with Timer() as t:
+                    await bounded(args.count, args.concurrency, get)
+                out[key] = args.count / t.wall
+
+            await timed_w1(s3, "s3_w1_mbps")
+            await timed_w1(fs, "fs_w1_mbps")
+            await timed_w2(s3, "s3_w2_ops")
+            front = sriblob.FilesystemBlobStore(root / "front")
+            back = sriblob.S3BlobStore(config)
+            async with sriblob.CachedBlobStore(
+                front, back, max_bytes=2 * args.size
+            ) as cache:
+                await timed_w1(cache, "cold_w1_mbps")
+                await timed_w1(cache, "warm_w1_mbps")
+                await timed_w2(cache, "cold_w2_ops")
+                await timed_w2(cache, "warm_w2_ops")
+            await bounded(args.count, args.concurrency, lambda i: s3.delete(names[i]))
+    return out
+
+
 # -- raw aioboto3 ----------------------------------------------------------
 
 
@@ -750,6 +805,7 @@ def main(argv: list[str]) -> None:
         "boto3": boto3_run,
         "obstore": obstore_run,
         "sriblob-fs": fs_run,
+        "sriblob-cached": cached_run,
         "copy": fs_run,
         "limits": limits_run,
     }

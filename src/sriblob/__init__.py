@@ -34,6 +34,7 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from ._cache import CachedBlobStore, CacheStats
     from ._config import (
         Configured,
         Misconfigured,
@@ -75,6 +76,8 @@ __all__ = [
     "BlobStoreRegistry",
     "BlobTooLarge",
     "BucketNotFound",
+    "CacheStats",
+    "CachedBlobStore",
     "ConfigurationError",
     "Configured",
     "Data",
@@ -129,6 +132,8 @@ _LAZY: Final = {
         ),
         "._config",
     ),
+    "CacheStats": "._cache",
+    "CachedBlobStore": "._cache",
     "FilesystemBlobStore": "._filesystem",
     "Integrity": "._integrity",
     "IntegrityHasher": "._integrity",

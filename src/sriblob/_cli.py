@@ -207,6 +207,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"expected an integer >= 0, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -337,6 +348,21 @@ def _add_operation_parsers(
     )
     _store_option(gc, "collect")
     gc.add_argument("--json", action="store_true", help=json_help)
+
+    cache = commands.add_parser(
+        "cache",
+        help="show or prune the local caches (SRIBLOB_CACHE_DIR)",
+        description="stats: what each cached store's front holds. prune: evict "
+        "the least recently used blobs until each front holds at most "
+        "--max-bytes (default: its cap; 0 empties it).",
+    )
+    cache.add_argument("action", choices=["stats", "prune"])
+    cache.add_argument(
+        "--max-bytes",
+        type=_non_negative_int,
+        metavar="N",
+        help="prune down to N bytes (default: the cap)",
+    )
 
 
 def _store_option(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -930,6 +956,25 @@ async def _migrate_command(
     return 0 if report.ok else EXIT_FAILED
 
 
+async def _cache_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
+    from ._cache import CachedBlobStore  # noqa: PLC0415 -- lazy
+
+    caches = [s for s in registry.stores() if isinstance(s, CachedBlobStore)]
+    if not caches:
+        msg = "no store is cached: set SRIBLOB_CACHE_DIR (see sriblob info)"
+        raise _CommandError(msg, EXIT_USAGE)
+    for store in caches:
+        if args.action == "prune":
+            evicted = await store.prune(max_bytes=args.max_bytes)
+            _out(f"cache {store.id}: evicted {evicted}")
+        stats = await store.stats()
+        _out(
+            f"cache {store.id}: {stats.blobs} blobs, {stats.bytes} of "
+            f"{stats.max_bytes} bytes in {shown(str(store.front.root))}"
+        )
+    return 0
+
+
 def _layout_store(layout: str) -> BlobStore:
     """A PostgreSQL store of *layout* on the database of ``SRIBLOB_POSTGRES_DSN``."""
     import os  # noqa: PLC0415 -- lazy
@@ -1110,4 +1155,5 @@ _COMMANDS: dict[
     "verify": _verify_command,
     "gc": _gc_command,
     "serve": _serve_command,
+    "cache": _cache_command,
 }

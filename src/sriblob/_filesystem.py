@@ -18,16 +18,22 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypeVar
 
 import attrs
 
-from ._integrity import Integrity, coerce_integrity
+from ._integrity import Integrity, IntegrityHasher, coerce_integrity
 from ._lease import UNKNOWN_HOLDER as _UNKNOWN_HOLDER
 from ._lease import Lease
 from ._quota import dump_total, load_total
 from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
-from .exceptions import AccessDenied, InvalidIntegrity, StoreError, StoreUnavailable
+from .exceptions import (
+    AccessDenied,
+    IntegrityMismatch,
+    InvalidIntegrity,
+    StoreError,
+    StoreUnavailable,
+)
 from .keys import integrity_to_key, key_to_integrity
 
 if TYPE_CHECKING:
@@ -41,7 +47,7 @@ if TYPE_CHECKING:
 
     from ._compat import Buffer
 
-__all__ = ["FilesystemBlobStore"]
+__all__ = ["FilesystemBlobStore", "LinkMethod"]
 
 _T = TypeVar("_T")
 
@@ -585,6 +591,66 @@ class FilesystemBlobStore(BlobStore):
 
         await self._io("unlock", self._root / LEASE_FILE, release)
 
+    # -- copying out ----------------------------------------------------------
+
+    async def link_to(
+        self, integrity: str | Integrity, path: str | os.PathLike[str], /
+    ) -> LinkMethod:
+        """Place the blob at *path* without copying where the filesystem allows.
+
+        Tries, in order: a **reflink** (``FICLONE``: a copy-on-write clone
+        sharing the blob's extents, on Btrfs, XFS and the like), a
+        **hardlink** (the same file as the store's: read-only, and must stay
+        unmodified, on the same filesystem), else a **copy**. Whichever it
+        is, the bytes are verified against the integrity first (a clone or
+        link is checked by reading it; a copy as it is written), the file is
+        made beside *path* under a temporary name and renamed over it, so
+        *path* never holds a partial or unverified file; a file already at
+        *path* is replaced (a symlink there is replaced, not followed).
+
+        Returns:
+            ``"reflink"``, ``"hardlink"`` or ``"copy"``: how it was placed.
+
+        Raises:
+            BlobNotFound: The store doesn't hold the blob.
+            IntegrityMismatch: The stored copy is corrupt; nothing is placed.
+            StoreError: *path* can't be written (its message names it).
+
+        .. versionadded:: 0.1.0
+        """
+        wanted = coerce_integrity(integrity)
+        self._check_usable()
+        target = Path(path)
+        try:
+            method = await self._io(
+                "link", target, self._link_sync, wanted, self._locate(wanted), target
+            )
+        except IntegrityMismatch:
+            self._saw_corrupt(wanted)
+            raise
+        if method is None:
+            raise self.not_found(wanted)
+        return method
+
+    def _link_sync(
+        self, integrity: Integrity, location: _Location, target: Path
+    ) -> LinkMethod | None:
+        try:
+            directory = _open_dirs(self._root, location.dirs, create=False)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fd = _open_blob(directory, location)
+            except FileNotFoundError:
+                return None
+            try:
+                return _place(integrity, directory, location.name, fd, target)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(directory)
+
     # -- the running total ----------------------------------------------------
 
     @contextlib.contextmanager
@@ -640,6 +706,14 @@ class FilesystemBlobStore(BlobStore):
         return result.st_size if stat.S_ISREG(result.st_mode) else 0
 
     def _adjust_sync(self, delta: int) -> int:
+        if delta == 0:
+            try:
+                with self._usage() as usage:
+                    return usage.total
+            except OSError as exc:
+                if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                return self._count_sync()  # a read-only root: count instead
         with self._usage() as usage:
             if delta > 0 and not self.fits(usage.total, delta):
                 raise self.quota_exceeded(usage.total, delta)
@@ -1032,6 +1106,79 @@ class FilesystemBlobStore(BlobStore):
                     yield name
         finally:
             await asyncio.shield(asyncio.to_thread(close))
+
+
+#: How :meth:`FilesystemBlobStore.link_to` placed a blob.
+LinkMethod: TypeAlias = Literal["reflink", "hardlink", "copy"]
+#: Linux's FICLONE ioctl: clone a whole file's extents (copy-on-write).
+_FICLONE: Final = 0x40049409
+
+
+def _place(
+    integrity: Integrity, directory: int, name: str, fd: int, target: Path
+) -> LinkMethod:
+    """Put the verified bytes of *fd* at *target*: reflink, hardlink or copy."""
+    parent = target.parent
+    temp = parent / f".sriblob-{secrets.token_hex(8)}"
+    out = os.open(temp, _TEMP_FLAGS, FILE_MODE)
+    try:
+        method: LinkMethod = "reflink"
+        try:
+            fcntl.ioctl(out, _FICLONE, fd)
+        except OSError:
+            os.close(out)
+            out = -1
+            temp.unlink()
+            method = "hardlink"
+            try:
+                os.link(name, temp, src_dir_fd=directory, follow_symlinks=False)
+                if not os.path.samestat(temp.lstat(), os.fstat(fd)):
+                    temp.unlink()  # replaced meanwhile: copy what was opened
+                    raise OSError(errno.ESTALE, "replaced")  # noqa: TRY301
+            except OSError:
+                method = "copy"
+                out = os.open(temp, _TEMP_FLAGS, FILE_MODE)
+        if method == "copy":
+            _copy_verified(integrity, fd, out)
+        else:
+            _check_file(integrity, temp)
+        if out >= 0:
+            os.fsync(out)
+        temp.replace(target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    finally:
+        if out >= 0:
+            os.close(out)
+    with contextlib.suppress(OSError):
+        parent_fd = os.open(parent, _DIR_FLAGS)
+        try:
+            os.fsync(parent_fd)
+        finally:
+            os.close(parent_fd)
+    return method
+
+
+def _copy_verified(integrity: Integrity, fd: int, out: int) -> None:
+    hasher = IntegrityHasher(integrity.algorithm)
+    offset = 0
+    while chunk := os.pread(fd, CHUNK_SIZE, offset):
+        hasher.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(out, view) :]
+        offset += len(chunk)
+    hasher.verify(integrity)
+
+
+def _check_file(integrity: Integrity, path: Path) -> None:
+    hasher = IntegrityHasher(integrity.algorithm)
+    with path.open("rb", buffering=0) as file:
+        while chunk := file.read(CHUNK_SIZE):
+            hasher.update(chunk)
+    hasher.verify(integrity)
 
 
 @attrs.define

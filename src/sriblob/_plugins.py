@@ -44,6 +44,7 @@ __all__ = [
     "QUOTA_VARIABLES",
     "ROOT_ORIGIN",
     "StorePlugin",
+    "load_cache_settings",
     "load_quota_levels",
     "register_filesystem",
     "register_postgres",
@@ -78,6 +79,19 @@ _UNITS: Final = {
 _BYTE_COUNT: Final = re.compile(r"(\d+)\s*([a-z]*)")
 
 
+def _byte_count(text: str) -> int | None:
+    """*text* as a byte count (``300MB``, ``286 MiB``); None if it isn't one."""
+    match = _BYTE_COUNT.fullmatch(text.strip().lower())
+    if match is None or match.group(2) not in _UNITS:
+        return None
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _bad_counts(bad: list[str]) -> ConfigurationError:
+    msg = f"{' and '.join(bad)} must be a byte count such as 300000000, 300MB or 286MiB"
+    return ConfigurationError(msg, fields=tuple(bad))
+
+
 def load_quota_levels(env: Mapping[str, str]) -> dict[str, int]:
     """Read ``SRIBLOB_MAX_TOTAL_SIZE`` and ``SRIBLOB_WARN_TOTAL_SIZE``.
 
@@ -93,20 +107,16 @@ def load_quota_levels(env: Mapping[str, str]) -> dict[str, int]:
     levels: dict[str, int] = {}
     bad: list[str] = []
     for variable, option in QUOTA_VARIABLES:
-        text = env.get(variable, "").strip().lower()
+        text = env.get(variable, "").strip()
         if not text:
             continue
-        match = _BYTE_COUNT.fullmatch(text)
-        if match is None or match.group(2) not in _UNITS:
+        count = _byte_count(text)
+        if count is None:
             bad.append(variable)
-            continue
-        levels[option] = int(match.group(1)) * _UNITS[match.group(2)]
+        else:
+            levels[option] = count
     if bad:
-        msg = (
-            f"{' and '.join(bad)} must be a byte count such as 300000000, "
-            "300MB or 286MiB"
-        )
-        raise ConfigurationError(msg, fields=tuple(bad))
+        raise _bad_counts(bad)
     try:
         check_levels(levels.get("max_total_size"), levels.get("warn_total_size"))
     except ValueError:
@@ -115,6 +125,41 @@ def load_quota_levels(env: Mapping[str, str]) -> dict[str, int]:
             msg, fields=tuple(variable for variable, _ in QUOTA_VARIABLES)
         ) from None
     return levels
+
+
+#: The cache's settings: its directory, and the cap of each store's front.
+CACHE_DIR: Final = "SRIBLOB_CACHE_DIR"
+CACHE_MAX_BYTES: Final = "SRIBLOB_CACHE_MAX_BYTES"
+#: The cap when ``SRIBLOB_CACHE_DIR`` is set alone: 1 GB per cached store.
+DEFAULT_CACHE_MAX_BYTES: Final = 10**9
+
+
+def load_cache_settings(env: Mapping[str, str]) -> tuple[str, int] | None:
+    """Read ``SRIBLOB_CACHE_DIR`` and ``SRIBLOB_CACHE_MAX_BYTES``.
+
+    Returns None when no cache is asked for, else the directory and the cap
+    of each cached store's front (1 GB unless ``SRIBLOB_CACHE_MAX_BYTES``
+    says otherwise).
+
+    Raises:
+        ConfigurationError: The cap isn't a byte count, or is set without a
+            directory (the message names the variable, not its value).
+
+    .. versionadded:: 0.1.0
+    """
+    directory = env.get(CACHE_DIR, "").strip()
+    text = env.get(CACHE_MAX_BYTES, "").strip()
+    if not directory:
+        if text:
+            msg = f"{CACHE_MAX_BYTES} is set but {CACHE_DIR} is not"
+            raise ConfigurationError(msg, fields=(CACHE_DIR,))
+        return None
+    if not text:
+        return directory, DEFAULT_CACHE_MAX_BYTES
+    count = _byte_count(text)
+    if count is None:
+        raise _bad_counts([CACHE_MAX_BYTES])
+    return directory, count
 
 
 def _levels(

@@ -536,6 +536,12 @@ def default_registry(
     and skipped. Then the active store is chosen: ``"s3"`` if registered,
     else ``"postgres"``, else ``"filesystem"`` (else the first registered).
 
+    **A local cache.** With ``SRIBLOB_CACHE_DIR`` set, every registered
+    store that isn't local (S3, PostgreSQL) is wrapped in a
+    :class:`~sriblob.CachedBlobStore` under the same id, its front in
+    ``SRIBLOB_CACHE_DIR/<id>`` holding at most ``SRIBLOB_CACHE_MAX_BYTES``
+    (1 GB by default).
+
     **A misconfigured backend refuses writes.** When a plugin finds its
     settings present but unusable (a partial or invalid S3 configuration, a
     bad DSN, a missing optional dependency), no store is active: every write
@@ -575,6 +581,7 @@ def default_registry(
         except Exception as exc:
             logger.exception("Store plugin %r (%s) failed", point.name, point.value)
             registry.set_status(point.name, f"plugin failed: {type(exc).__name__}")
+    _add_caches(registry, settings)
     if registry.problems and not ignore_misconfigured:
         registry.refuse_writes()
         logger.warning(
@@ -588,3 +595,36 @@ def default_registry(
             registry.activate(id, reason=reason)
             break
     return registry
+
+
+def _add_caches(registry: BlobStoreRegistry, settings: Mapping[str, str]) -> None:
+    """Wrap the remote stores in caches when ``SRIBLOB_CACHE_DIR`` asks for it."""
+    from ._plugins import load_cache_settings  # noqa: PLC0415 -- import cost
+
+    try:
+        cache = load_cache_settings(settings)
+    except ConfigurationError as error:
+        logger.error("cache not set up: %s", error)  # noqa: TRY400 -- one line
+        registry.set_problem("cache", error)
+        registry.set_status("cache", f"misconfigured: {error}")
+        return
+    if cache is None:
+        registry.set_status("cache", "not configured (SRIBLOB_CACHE_DIR is not set)")
+        return
+    from ._cache import CachedBlobStore  # noqa: PLC0415 -- import cost
+    from ._filesystem import FilesystemBlobStore  # noqa: PLC0415 -- import cost
+    from ._memory import MemoryBlobStore  # noqa: PLC0415 -- import cost
+
+    directory, max_bytes = cache
+    wrapped = []
+    for id, store in list(registry._stores.items()):  # noqa: SLF001 -- its own
+        if isinstance(store, FilesystemBlobStore | MemoryBlobStore):
+            continue  # local already
+        front = FilesystemBlobStore(os.path.join(directory, id), id=f"{id}-cache")  # noqa: PTH118
+        registry._stores[id] = CachedBlobStore(front, store, max_bytes=max_bytes)  # noqa: SLF001
+        wrapped.append(id)
+    where = ", ".join(wrapped) or "nothing (every store is local)"
+    registry.set_status(
+        "cache",
+        f"{directory}, at most {max_bytes} bytes per store, in front of {where}",
+    )

@@ -1,0 +1,196 @@
+"""The cache when its front fails, when processes share it, when a fill is cut.
+
+A full or read-only front is a real tmpfs (root only; CI runs as root). Four
+OS processes share one front directory over one back and read the same
+blobs at once, with a cap that forces evictions meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sriblob import CachedBlobStore, FilesystemBlobStore, MemoryBlobStore, verify
+
+from ..helpers import blob, integrity_of
+from .test_data_safety import remount_read_only, small_tmpfs
+
+pytestmark = pytest.mark.reliability
+
+ROOT = Path(__file__).resolve().parents[2]
+KiB = 1024
+MiB = 1024 * KiB
+GUARD = 180
+
+
+async def read_open(store: Any, integrity: str) -> bytes:
+    """The blob's bytes through open()."""
+    async with store.open(integrity) as reader:
+        return b"".join([chunk async for chunk in reader])
+
+
+class TestFailingFront:
+    """A front that can't take writes degrades to the back, with a WARNING."""
+
+    async def test_a_full_front_still_serves(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A 1 MiB tmpfs front, a 4 MiB cap: 3 MiB blobs come from the back."""
+        back = MemoryBlobStore()
+        blobs = [blob(3 * MiB, seed=n) for n in range(2)]
+        for data in blobs:
+            await back.put(integrity_of(data), data)
+        with small_tmpfs(tmp_path / "front", "1m") as disk:
+            front = FilesystemBlobStore(disk)
+            async with CachedBlobStore(front, back, max_bytes=4 * MiB) as store:
+                with caplog.at_level(logging.WARNING, logger="sriblob"):
+                    for data in blobs:
+                        assert await store.get(integrity_of(data)) == data
+                        assert await read_open(store, integrity_of(data)) == data
+                assert "the front failed to store" in caplog.text
+                assert (await store.stats()).front_errors >= 2
+            leftovers = [p for p in (disk / "blobs").rglob("*") if p.is_file()]
+            assert leftovers == []
+
+    async def test_a_read_only_front_still_serves(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Remounted read-only: cached blobs still hit, new ones come from the back."""
+        back = MemoryBlobStore()
+        cached, new = blob(100 * KiB, seed=10), blob(100 * KiB, seed=11)
+        for data in (cached, new):
+            await back.put(integrity_of(data), data)
+        with small_tmpfs(tmp_path / "front", "4m") as disk:
+            front = FilesystemBlobStore(disk)
+            async with CachedBlobStore(front, back, max_bytes=MiB) as store:
+                assert await store.get(integrity_of(cached)) == cached
+                remount_read_only(disk)
+                with caplog.at_level(logging.WARNING, logger="sriblob"):
+                    assert await store.get(integrity_of(cached)) == cached
+                    assert await store.get(integrity_of(new)) == new
+                    assert await read_open(store, integrity_of(new)) == new
+                    await store.add(blob(10 * KiB, seed=12))  # the back takes it
+                assert "the front failed" in caplog.text
+                stats = await store.stats()
+                assert stats.hits >= 1
+                assert stats.front_errors >= 1
+
+
+class TestCutFills:
+    """A reader that stops, or is cancelled, leaves nothing under the blob's name."""
+
+    async def test_an_early_exit_and_a_cancel_leave_nothing(
+        self, tmp_path: Path
+    ) -> None:
+        """One chunk then leave, or a cancel mid-read: no file; a whole read fills."""
+        back = MemoryBlobStore()
+        data = blob(8 * MiB, seed=20)
+        integrity = integrity_of(data)
+        await back.put(integrity, data)
+        async with CachedBlobStore(
+            FilesystemBlobStore(tmp_path / "front"), back, max_bytes=64 * MiB
+        ) as store:
+            async with store.open(integrity) as reader:
+                await anext(reader)  # one chunk, then leave
+            assert not await store.front.has(integrity)
+
+            started = asyncio.Event()
+
+            async def slow_reader() -> None:
+                async with store.open(integrity) as reader:
+                    async for _ in reader:
+                        started.set()
+                        await asyncio.sleep(0.05)
+
+            task = asyncio.ensure_future(slow_reader())
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not await store.front.has(integrity)
+            temps = [
+                p for p in (tmp_path / "front").rglob("*") if p.name.startswith(".tmp-")
+            ]
+            assert temps == []
+            # And the next whole read fills it.
+            assert await read_open(store, integrity) == data
+            assert await store.front.has(integrity)
+
+
+def test_four_processes_share_one_front(tmp_path: Path) -> None:
+    """Every read right, every file in the front verifies, the cap holds."""
+    size = 200 * KiB
+    seeds = list(range(40))
+    back_root = tmp_path / "back"
+
+    async def seed_back() -> None:
+        async with FilesystemBlobStore(back_root) as back:
+            for seed in seeds:
+                await back.add(blob(size, seed=seed))
+
+    asyncio.run(seed_back())
+    max_bytes = size * len(seeds) // 2
+    go = tmp_path / "go"
+    workers = []
+    for n in range(4):
+        order = seeds[n * 10 :] + seeds[: n * 10]
+        spec = {
+            "front": str(tmp_path / "front"),
+            "back": str(back_root),
+            "max_bytes": max_bytes,
+            "go": str(go),
+            "seeds": order,
+            "size": size,
+            "rounds": 3,
+        }
+        workers.append(
+            subprocess.Popen(  # noqa: S603 -- our own interpreter
+                [sys.executable, "-m", "tests.cache_worker", json.dumps(spec)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            )
+        )
+    results = []
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert json.loads(worker.stdout.readline())["event"] == "ready"
+        go.touch()
+        for worker in workers:
+            out, err = worker.communicate(timeout=GUARD)
+            assert worker.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
+    assert all(result["wrong"] == [] for result in results)
+    assert sum(result["reads"] for result in results) == 4 * 3 * len(seeds)
+
+    async def check_front() -> None:
+        front = FilesystemBlobStore(tmp_path / "front")
+        report = await verify(front)
+        assert report.ok, report
+        files = [
+            p
+            for p in (tmp_path / "front" / "blobs").rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        ]
+        assert sum(p.stat().st_size for p in files) <= max_bytes
+        assert report.checked == len(files)
+        temps = list((tmp_path / "front").rglob(".tmp-*"))
+        assert temps == []
+
+    asyncio.run(check_front())

@@ -1,0 +1,455 @@
+"""The read-through cache, in one process: fills, bounds, single flight, repair.
+
+The front is a real filesystem store; the backs are the memory store, a
+filesystem store and S3 on moto's server. Reads at the back are counted by
+wrapping the back object's own ``get`` and ``open`` (the store still does
+the work). Faults of the front (a full or read-only disk) and several
+processes sharing one front are in ``tests/reliability/test_cache_faults.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sriblob import (
+    BlobNotFound,
+    CachedBlobStore,
+    ConfigurationError,
+    FilesystemBlobStore,
+    IntegrityMismatch,
+    MemoryBlobStore,
+    S3BlobStore,
+    StoreError,
+    default_registry,
+    verify,
+)
+from sriblob._cli import main
+from sriblob._plugins import load_cache_settings
+
+from .helpers import blob, chunked, integrity_of
+from .postgres_server import drop_schema
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sriblob import BlobStore
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class Counted:
+    """Counts the reads that reach a store, by wrapping its get and open."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self.gets = 0
+        self.opens = 0
+        get, open_ = store.get, store.open
+
+        async def counted_get(*args: Any, **kwargs: Any) -> Any:
+            self.gets += 1
+            return await get(*args, **kwargs)
+
+        def counted_open(*args: Any, **kwargs: Any) -> Any:
+            self.opens += 1
+            return open_(*args, **kwargs)
+
+        store.get = counted_get  # type: ignore[method-assign]
+        store.open = counted_open  # type: ignore[method-assign]
+
+    @property
+    def reads(self) -> int:
+        """How many reads reached the store."""
+        return self.gets + self.opens
+
+
+@pytest.fixture(
+    name="back",
+    params=["memory", "filesystem", pytest.param("s3", marks=pytest.mark.s3)],
+)
+def _back(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "memory":
+        return MemoryBlobStore(id="back")
+    if request.param == "filesystem":
+        return FilesystemBlobStore(tmp_path / "back", id="back")
+    return S3BlobStore(request.getfixturevalue("s3_config"), id="back")
+
+
+@contextlib.asynccontextmanager
+async def cached(
+    back: BlobStore, tmp_path: Path, max_bytes: int = 64 * MiB
+) -> AsyncIterator[tuple[CachedBlobStore, Counted]]:
+    """A cache over *back* (opened by the cache), and the back's read counter."""
+    front = FilesystemBlobStore(tmp_path / "front", id="front")
+    async with CachedBlobStore(front, back, max_bytes=max_bytes) as store:
+        yield store, Counted(back)
+
+
+async def read_open(store: BlobStore, integrity: str) -> bytes:
+    """The blob's bytes through open()."""
+    async with store.open(integrity) as reader:
+        return b"".join([chunk async for chunk in reader])
+
+
+class TestReadThrough:
+    """A miss reads the back once and fills the front; hits never reach it."""
+
+    @pytest.mark.parametrize("how", ["get", "open"])
+    async def test_the_front_is_filled_once(
+        self, back: BlobStore, tmp_path: Path, how: str
+    ) -> None:
+        """Five reads: one from the back, four from the front."""
+        data = blob(300 * KiB, seed=1)
+        integrity = integrity_of(data)
+        async with cached(back, tmp_path) as (store, counted):
+            await back.put(integrity, data)
+            read = store.get if how == "get" else lambda i: read_open(store, i)
+            for _ in range(5):
+                assert await read(integrity) == data
+            assert counted.reads == 1
+            assert await store.front.has(integrity)
+            stats = await store.stats()
+            assert (stats.misses, stats.hits, stats.fills) == (1, 4, 1)
+            assert stats.bytes == len(data)
+
+    @pytest.mark.parametrize("how", ["get", "open"])
+    async def test_fifty_concurrent_readers_fetch_once(
+        self, back: BlobStore, tmp_path: Path, how: str
+    ) -> None:
+        """Fifty readers of one missing blob at once: one read at the back."""
+        data = blob(2 * MiB, seed=2)
+        integrity = integrity_of(data)
+        async with cached(back, tmp_path) as (store, counted):
+            await back.put(integrity, data)
+            read = store.get if how == "get" else lambda i: read_open(store, i)
+            results = await asyncio.gather(*(read(integrity) for _ in range(50)))
+            assert all(result == data for result in results)
+            assert counted.reads == 1
+
+    async def test_a_blob_larger_than_the_cap_streams_through(
+        self, back: BlobStore, tmp_path: Path
+    ) -> None:
+        """A blob over max_bytes is served, never cached."""
+        data = blob(3 * MiB, seed=3)
+        integrity = integrity_of(data)
+        async with cached(back, tmp_path, max_bytes=MiB) as (store, counted):
+            await back.put(integrity, data)
+            assert await read_open(store, integrity) == data
+            assert await store.get(integrity) == data
+            assert not await store.front.has(integrity)
+            assert counted.reads == 2
+
+    async def test_a_range_of_a_missing_blob_is_read_from_the_back(
+        self, back: BlobStore, tmp_path: Path
+    ) -> None:
+        """Ranges come from the back when missing, from the front once cached."""
+        data = blob(100 * KiB, seed=4)
+        integrity = integrity_of(data)
+        async with cached(back, tmp_path) as (store, _):
+            await back.put(integrity, data)
+            async with store.open(integrity, start=10, end=2000) as reader:
+                assert b"".join([c async for c in reader]) == data[10:2000]
+            assert not await store.front.has(integrity)
+            await store.get(integrity)
+            async with store.open(integrity, start=5, end=50) as reader:
+                assert b"".join([c async for c in reader]) == data[5:50]
+
+    async def test_missing_everywhere(self, back: BlobStore, tmp_path: Path) -> None:
+        """A blob neither store holds is absent, as from any store."""
+        integrity = integrity_of(b"nowhere")
+        async with cached(back, tmp_path) as (store, _):
+            assert await store.get(integrity) is None
+            assert not await store.has(integrity)
+            assert await store.stat(integrity) is None
+            with pytest.raises(BlobNotFound):
+                await read_open(store, integrity)
+
+
+class TestBound:
+    """The front never holds more than max_bytes; recency decides what goes."""
+
+    async def test_a_mixed_workload_stays_under_the_cap(self, tmp_path: Path) -> None:
+        """1,000 reads over 300 blobs, the cap a third of their total."""
+        rng = random.Random(7)
+        blobs = [blob(rng.randrange(1, 40 * KiB), seed=100 + n) for n in range(300)]
+        total = sum(map(len, blobs))
+        back = FilesystemBlobStore(tmp_path / "back")
+        async with cached(back, tmp_path, max_bytes=total // 3) as (store, _):
+            for data in blobs:
+                await back.put(integrity_of(data), data)
+            hot = blobs[:20]
+            for n in range(1000):
+                data = rng.choice(hot) if n % 3 else rng.choice(blobs)
+                reader = store.get if n % 2 else (lambda i: read_open(store, i))
+                assert await reader(integrity_of(data)) == data
+                if n % 50 == 0:
+                    held = sum(path.stat().st_size for path in _front_files(store))
+                    assert held <= total // 3
+            held = sum(path.stat().st_size for path in _front_files(store))
+            stats = await store.stats()
+            assert held == stats.bytes <= total // 3
+            assert stats.evictions > 0
+            assert stats.hits > 300  # the hot blobs stayed
+            report = await verify(store.front)
+            assert report.ok
+
+    async def test_recency_decides_what_is_evicted(self, tmp_path: Path) -> None:
+        """The blob read last survives an eviction; the one read first goes."""
+        blobs = [blob(10 * KiB, seed=200 + n) for n in range(3)]
+        back = MemoryBlobStore()
+        async with cached(back, tmp_path, max_bytes=25 * KiB) as (store, _):
+            for data in blobs:
+                await back.put(integrity_of(data), data)
+            await store.get(integrity_of(blobs[0]))
+            await asyncio.sleep(0.01)
+            await store.get(integrity_of(blobs[1]))
+            await asyncio.sleep(0.01)
+            await store.get(integrity_of(blobs[0]))  # now the most recent
+            await asyncio.sleep(0.01)
+            await store.get(integrity_of(blobs[2]))  # evicts blobs[1]
+            assert await store.front.has(integrity_of(blobs[0]))
+            assert not await store.front.has(integrity_of(blobs[1]))
+            assert await store.front.has(integrity_of(blobs[2]))
+
+
+def _front_files(store: CachedBlobStore) -> list[Path]:
+    """Every blob file in the cache's front (temp files aside)."""
+    blobs = store.front.root / "blobs"
+    return [
+        path
+        for path in blobs.rglob("*")
+        if path.is_file() and not path.name.startswith(".tmp-")
+    ]
+
+
+class TestRepair:
+    """A corrupt front copy is dropped and read from the back, silently."""
+
+    @pytest.mark.parametrize("size", [100 * KiB, 17 * MiB])
+    @pytest.mark.parametrize("how", ["get", "open"])
+    async def test_a_flipped_byte_is_repaired(
+        self,
+        back: BlobStore,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+        size: int,
+        how: str,
+    ) -> None:
+        """One flipped byte in the front: served right from the back, and refilled."""
+        data = blob(size, seed=5)
+        integrity = integrity_of(data)
+        async with cached(back, tmp_path) as (store, counted):
+            await back.put(integrity, data)
+            assert await store.get(integrity) == data
+            path = store.front.path_of(integrity)
+            damaged = bytearray(path.read_bytes())
+            damaged[size // 2] ^= 1
+            path.chmod(0o644)
+            path.write_bytes(damaged)
+            read = store.get if how == "get" else lambda i: read_open(store, i)
+            with caplog.at_level(logging.WARNING, logger="sriblob"):
+                assert await read(integrity) == data
+            assert "corrupt" in caplog.text
+            assert counted.reads == 2
+            assert (await store.stats()).repairs == 1
+            assert store.front.path_of(integrity).read_bytes() == data  # refilled
+
+
+class TestWrites:
+    """Writes go to the back, then the front; deletes leave neither."""
+
+    @pytest.mark.parametrize("streamed", [False, True])
+    async def test_put_and_add_write_through(
+        self, back: BlobStore, tmp_path: Path, streamed: bool
+    ) -> None:
+        """Puts and adds land in both; delete leaves neither; list is the back's."""
+        one, two = blob(200 * KiB, seed=6), blob(300 * KiB, seed=7)
+        async with cached(back, tmp_path) as (store, counted):
+            first = await store.put(
+                integrity_of(one), chunked(one, 64 * KiB) if streamed else one
+            )
+            second = await store.add(chunked(two, 64 * KiB) if streamed else two)
+            for integrity, data in ((first, one), (second, two)):
+                assert await back.get(integrity) == data
+                assert store.front.path_of(integrity).read_bytes() == data
+            counted.gets = counted.opens = 0
+            assert await store.get(first) == one
+            assert counted.reads == 0
+            assert sorted([name async for name in store.list()]) == sorted(
+                [first, second]
+            )
+            assert await store.delete(first)
+            assert not await back.has(first)
+            assert not await store.front.has(first)
+
+    async def test_a_put_the_back_refuses_stores_nothing(
+        self, back: BlobStore, tmp_path: Path
+    ) -> None:
+        """Bytes that don't match reach neither store."""
+        data = blob(1000, seed=8)
+        async with cached(back, tmp_path) as (store, _):
+            with pytest.raises(IntegrityMismatch):
+                await store.put(integrity_of(b"other"), data)
+            with pytest.raises(IntegrityMismatch):
+                await store.put(integrity_of(b"other"), chunked(data, 100))
+            assert _front_files(store) == []
+
+
+class TestLinkTo:
+    """Copy-out without copying: reflink, else hardlink, else a verified copy."""
+
+    async def test_link_to_places_the_blob(self, tmp_path: Path) -> None:
+        """On one filesystem: a reflink or a hardlink, replacing the old file."""
+        data = blob(50 * KiB, seed=9)
+        store = FilesystemBlobStore(tmp_path / "store")
+        integrity = await store.add(data)
+        target = tmp_path / "out.tgz"
+        target.write_bytes(b"an older file")
+        method = await store.link_to(integrity, target)
+        assert method in ("reflink", "hardlink")
+        assert target.read_bytes() == data
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sriblob-")]
+
+    async def test_another_filesystem_gets_a_copy(self, tmp_path: Path) -> None:
+        """Across filesystems: a verified, read-only copy."""
+        target_dir = Path("/dev/shm")  # noqa: S108 -- another filesystem
+        if (
+            not target_dir.is_dir()
+            or target_dir.stat().st_dev == tmp_path.stat().st_dev
+        ):
+            pytest.skip("no second filesystem here")
+        data = blob(20 * KiB, seed=10)
+        store = FilesystemBlobStore(tmp_path / "store")
+        integrity = await store.add(data)
+        target = (
+            target_dir / f"sriblob-test-{integrity_of(data)[7:20].replace('/', '_')}"
+        )
+        try:
+            assert await store.link_to(integrity, target) == "copy"
+            assert target.read_bytes() == data
+            assert target.stat().st_mode & 0o777 == 0o444
+        finally:
+            target.unlink(missing_ok=True)
+
+    async def test_a_corrupt_blob_places_nothing(self, tmp_path: Path) -> None:
+        """A corrupt blob, an absent one, a missing directory: nothing placed."""
+        data = blob(10 * KiB, seed=11)
+        store = FilesystemBlobStore(tmp_path / "store")
+        integrity = await store.add(data)
+        path = store.path_of(integrity)
+        path.chmod(0o644)
+        path.write_bytes(data[:-1] + b"!")
+        target = tmp_path / "out"
+        with pytest.raises(IntegrityMismatch):
+            await store.link_to(integrity, target)
+        assert not target.exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sriblob-")]
+        with pytest.raises(BlobNotFound):
+            await store.link_to(integrity_of(b"absent"), target)
+        with pytest.raises(StoreError):
+            await store.link_to(integrity, tmp_path / "missing-dir" / "out")
+
+    async def test_the_cache_links_from_its_front(self, tmp_path: Path) -> None:
+        """The cache fills its front, then links from it."""
+        data = blob(10 * KiB, seed=12)
+        back = MemoryBlobStore()
+        async with cached(back, tmp_path) as (store, counted):
+            await back.put(integrity_of(data), data)
+            method = await store.link_to(integrity_of(data), tmp_path / "x")
+            assert method in ("reflink", "hardlink")
+            assert (tmp_path / "x").read_bytes() == data
+            assert counted.reads == 1
+
+
+class TestOptions:
+    """Bad arguments are refused when the cache is built."""
+
+    def test_bad_arguments(self, tmp_path: Path) -> None:
+        """A front that isn't a verifying filesystem store, a bad cap: refused."""
+        front = FilesystemBlobStore(tmp_path)
+        with pytest.raises(TypeError, match="FilesystemBlobStore"):
+            CachedBlobStore(MemoryBlobStore(), MemoryBlobStore(), max_bytes=1)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="max_bytes"):
+            CachedBlobStore(front, MemoryBlobStore(), max_bytes=-1)
+        with pytest.raises(ValueError, match="must verify"):
+            CachedBlobStore(
+                FilesystemBlobStore(tmp_path, verify=False),
+                MemoryBlobStore(),
+                max_bytes=1,
+            )
+        store = CachedBlobStore(front, MemoryBlobStore(id="s3"), max_bytes=1)
+        assert store.id == "s3"
+
+
+class TestEnvironment:
+    """SRIBLOB_CACHE_DIR and SRIBLOB_CACHE_MAX_BYTES, for the default registry."""
+
+    def test_settings_are_read(self) -> None:
+        """A directory alone means 1 GB; a cap alone is an error."""
+        assert load_cache_settings({}) is None
+        assert load_cache_settings({"SRIBLOB_CACHE_DIR": "/c"}) == ("/c", 10**9)
+        assert load_cache_settings(
+            {"SRIBLOB_CACHE_DIR": "/c", "SRIBLOB_CACHE_MAX_BYTES": "2GiB"}
+        ) == ("/c", 2 * 2**30)
+        with pytest.raises(ConfigurationError, match="SRIBLOB_CACHE_DIR is not"):
+            load_cache_settings({"SRIBLOB_CACHE_MAX_BYTES": "1GB"})
+        with pytest.raises(ConfigurationError, match="must be a byte count"):
+            load_cache_settings(
+                {"SRIBLOB_CACHE_DIR": "/c", "SRIBLOB_CACHE_MAX_BYTES": "big"}
+            )
+
+    def test_a_bad_cache_setting_refuses_writes(self, tmp_path: Path) -> None:
+        """A typo in the cache's settings is a configuration problem, not no cache."""
+        registry = default_registry(
+            {"SRIBLOB_ROOT": str(tmp_path), "SRIBLOB_CACHE_MAX_BYTES": "1GB"}
+        )
+        assert "cache" in registry.problems
+        with pytest.raises(ConfigurationError):
+            _ = registry.active
+
+    @pytest.mark.postgres
+    def test_the_cli_caches_postgres(
+        self,
+        postgres_dsn: str,
+        root: Path,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """PostgreSQL behind a cache: put, get, info, cache stats and prune."""
+        schema = f"sriblob_cache_{tmp_path.name[-8:].lower()}"
+        monkeypatch.setenv("SRIBLOB_POSTGRES_DSN", postgres_dsn)
+        monkeypatch.setenv("SRIBLOB_POSTGRES_SCHEMA", schema)
+        monkeypatch.setenv("SRIBLOB_CACHE_DIR", str(tmp_path / "cache"))
+        monkeypatch.setenv("SRIBLOB_CACHE_MAX_BYTES", "1MB")
+        registry = default_registry()
+        assert isinstance(registry.get("postgres"), CachedBlobStore)
+        source = tmp_path / "in"
+        source.write_bytes(blob(5000, seed=30))
+        try:
+            assert main(["put", str(source)]) == 0
+            integrity = capsys.readouterr().out.strip()
+            assert main(["get", integrity, "-o", str(tmp_path / "out")]) == 0
+            assert (tmp_path / "out").read_bytes() == source.read_bytes()
+            assert main(["info"]) == 0
+            out = capsys.readouterr().out
+            assert "cache: " in out
+            assert "at most 1000000 bytes per store, in front of postgres" in out
+            assert main(["cache", "stats"]) == 0
+            assert "cache postgres: 1 blobs, 5000 of 1000000 bytes" in (
+                capsys.readouterr().out
+            )
+            assert main(["cache", "prune", "--max-bytes", "0"]) == 0
+            out = capsys.readouterr().out
+            assert "evicted 1" in out
+            assert "0 blobs, 0 of 1000000 bytes" in out
+        finally:
+            asyncio.run(drop_schema(postgres_dsn, schema))
