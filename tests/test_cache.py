@@ -453,3 +453,32 @@ class TestEnvironment:
             assert "0 blobs, 0 of 1000000 bytes" in out
         finally:
             asyncio.run(drop_schema(postgres_dsn, schema))
+
+
+async def test_the_serving_app_serves_through_the_cache(tmp_path: Path) -> None:
+    """BlobApp over a cache under uvicorn: whole and ranged GETs, then hits."""
+    import httpx  # noqa: PLC0415 -- the serve extra
+
+    from sriblob.asgi import BlobApp  # noqa: PLC0415
+
+    from .test_asgi import serving, url_of  # noqa: PLC0415
+
+    data = blob(300 * KiB, seed=40)
+    integrity = integrity_of(data)
+    back = MemoryBlobStore()
+    await back.put(integrity, data)
+    async with (
+        cached(back, tmp_path) as (store, counted),
+        serving(BlobApp(store)) as base,
+        httpx.AsyncClient() as client,
+    ):
+        url = url_of(base, integrity)
+        whole = await client.get(url)
+        assert whole.status_code == 200
+        assert whole.content == data
+        part = await client.get(url, headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206
+        assert part.content == data[100:200]
+        again = await client.get(url)
+        assert again.content == data
+        assert counted.reads == 1

@@ -21,6 +21,7 @@ import attrs
 import pytest
 
 from sriblob import (
+    FilesystemBlobStore,
     Lease,
     MemoryBlobStore,
     PostgresBlobStore,
@@ -361,5 +362,72 @@ async def test_a_version_1_schema_is_migrated_for_the_lease(postgres_dsn: str) -
         assert row is not None
         assert row["token"] == held.token
         assert version == 3  # the lease (2) and the running total (3)
+    finally:
+        await drop_schema(postgres_dsn, schema)
+
+
+async def test_a_taker_waits_for_a_new_filesystem_holder_to_name_itself(
+    tmp_path: Path,
+) -> None:
+    """A holder that locked .lease but hasn't written it yet is named, not unknown."""
+    import fcntl  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    store = FilesystemBlobStore(tmp_path)
+    holder = Lease(
+        purpose="collect_garbage",
+        host="web-2",
+        pid=4242,
+        since=dt.datetime.now(dt.UTC),
+        token="t",
+    )
+    fd = os.open(tmp_path / ".lease", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # taken; the name comes 0.3 s later
+        writer = threading.Timer(0.3, os.pwrite, (fd, holder.to_json(), 0))
+        writer.start()
+        with pytest.raises(StoreBusy) as caught:
+            async with store.lease("migrate"):
+                pass
+        writer.join()
+    finally:
+        os.close(fd)
+    assert caught.value.holder == holder
+
+
+@pytest.mark.postgres
+async def test_a_taker_waits_for_a_new_postgres_holder_to_commit(
+    postgres_dsn: str,
+) -> None:
+    """A holder whose lock and row are still in their transaction is named."""
+    import asyncpg  # noqa: PLC0415
+
+    schema = fresh_schema()
+    try:
+        async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
+            conn = await asyncpg.connect(postgres_dsn)
+            try:
+                since = dt.datetime.now(dt.UTC)
+                transaction = conn.transaction()
+                await transaction.start()
+                await conn.execute("SELECT pg_advisory_lock($1)", store._sql.lease_key)
+                await conn.execute(
+                    store._sql.write_lease, "collect_garbage", "web-3", 4343, since, "t"
+                )
+
+                async def commit_later() -> None:
+                    await asyncio.sleep(0.3)
+                    await transaction.commit()
+
+                later = asyncio.ensure_future(commit_later())
+                with pytest.raises(StoreBusy) as caught:
+                    async with store.lease("migrate"):
+                        pass
+                await later
+            finally:
+                await conn.close()
+        held = caught.value.holder
+        assert isinstance(held, Lease)
+        assert (held.host, held.pid) == ("web-3", 4343)
     finally:
         await drop_schema(postgres_dsn, schema)

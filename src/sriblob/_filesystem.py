@@ -554,11 +554,14 @@ class FilesystemBlobStore(BlobStore):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                held = Lease.from_json(os.pread(fd, 4096, 0))
+                held = _read_holder(fd)
                 os.close(fd)
                 return None, held or _UNKNOWN_HOLDER
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, lease.to_json(), 0)
+            # Written over the old holder, then cut to length: a reader sees
+            # the old holder, a torn mix (and reads again), or the new one.
+            data = lease.to_json()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
         except BaseException:
             os.close(fd)
             raise
@@ -1179,6 +1182,22 @@ def _check_file(integrity: Integrity, path: Path) -> None:
         while chunk := file.read(CHUNK_SIZE):
             hasher.update(chunk)
     hasher.verify(integrity)
+
+
+#: Reads of a lease file whose holder is still writing it, and the pause
+#: between them, before the holder counts as unknown.
+_HOLDER_READS: Final = 20
+_HOLDER_PAUSE: Final = 0.05
+
+
+def _read_holder(fd: int) -> Lease | None:
+    """Who holds the lease, waiting briefly for a holder that just took it."""
+    for _ in range(_HOLDER_READS):
+        held = Lease.from_json(os.pread(fd, 4096, 0))
+        if held is not None:
+            return held
+        time.sleep(_HOLDER_PAUSE)
+    return None
 
 
 @attrs.define
