@@ -6,7 +6,10 @@
 - ``docs/images/bench-throughput.png``: W1 get and put MB/s by lane and
   contender (bars at the median, whiskers from min to max);
 - ``docs/images/bench-memory.png``: RSS over time of each contender's W1 get
-  and put in the S3-like lane (its first round), from process start.
+  and put in the S3-like lane (its first round), from process start;
+- ``docs/images/bench-cache.png``: the cache workload by lane: W1 get MB/s
+  and W2 get ops/s of S3 alone, the filesystem store alone, and the cache
+  cold and warm (drawn when the report has it: ``--only cache``).
 """
 
 from __future__ import annotations
@@ -104,9 +107,68 @@ def draw(report: dict[str, Any], docs: Path) -> list[Path]:
     return drawn
 
 
+CACHE_BARS = (
+    (
+        "W1 get (256 MiB), MB/s",
+        (
+            ("s3_w1_mbps", "S3 alone"),
+            ("fs_w1_mbps", "filesystem alone"),
+            ("cold_w1_mbps", "cache, cold"),
+            ("warm_w1_mbps", "cache, warm"),
+        ),
+    ),
+    (
+        "W2 get (2,000 x 4 KiB), ops/s",
+        (
+            ("s3_w2_ops", "S3 alone"),
+            ("cold_w2_ops", "cache, cold"),
+            ("warm_w2_ops", "cache, warm"),
+        ),
+    ),
+)
+
+
+def draw_cache(report: dict[str, Any], docs: Path) -> Path | None:
+    """Draw the cache workload of *report*, if it has one; return the path."""
+    lanes = {
+        name: lane["summary"]["cache"]["sriblob-cached"]
+        for name, lane in report["lanes"].items()
+        if "cache" in lane.get("summary", {})
+    }
+    if not lanes:
+        return None
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for axis, (title, bars) in zip(axes, CACHE_BARS, strict=True):
+        width = 0.8 / len(bars)
+        for n, (key, label) in enumerate(bars):
+            xs = [i + n * width for i in range(len(lanes))]
+            stats = [lane.get(key, {}) for lane in lanes.values()]
+            medians = [s.get("median", 0) for s in stats]
+            low = [m - s.get("min", m) for m, s in zip(medians, stats, strict=True)]
+            high = [s.get("max", m) - m for m, s in zip(medians, stats, strict=True)]
+            axis.bar(xs, medians, width, yerr=[low, high], capsize=3, label=label)
+        axis.set_xticks([i + 0.4 - width / 2 for i in range(len(lanes))])
+        axis.set_xticklabels(list(lanes))
+        axis.set_title(title)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"CachedBlobStore(filesystem, S3), {report['date']}")
+    figure.tight_layout()
+    images = docs / "images"
+    images.mkdir(exist_ok=True)
+    path = images / "bench-cache.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
 def main(argv: list[str]) -> int:
-    source = Path(argv[0]) if argv else HERE / "results" / "latest.json"
+    paths = [arg for arg in argv if not arg.startswith("--")]
+    source = Path(paths[0]) if paths else HERE / "results" / "latest.json"
     report = json.loads(source.read_text())
+    if "--cache" in argv:
+        path = draw_cache(report, HERE.parent / "docs")
+        print(path or "no cache workload in the report")
+        return 0
     for path in draw(report, HERE.parent / "docs"):
         print(path)
     return 0

@@ -134,6 +134,25 @@ class TestReadThrough:
             assert all(result == data for result in results)
             assert counted.reads == 1
 
+    async def test_many_concurrent_misses_are_all_cached(self, tmp_path: Path) -> None:
+        """200 different blobs read at once: each is cached, none left out.
+
+        Fills in one process share the cross-process lock files, so two
+        blobs on the same lock file don't keep each other out.
+        """
+        blobs = [blob(2000, seed=300 + n) for n in range(200)]
+        back = MemoryBlobStore()
+        for data in blobs:
+            await back.put(integrity_of(data), data)
+        async with cached(back, tmp_path) as (store, _):
+            results = await asyncio.gather(
+                *(store.get(integrity_of(data)) for data in blobs)
+            )
+            assert results == blobs
+            for data in blobs:
+                assert await store.front.has(integrity_of(data))
+            assert (await store.stats()).fills == 200
+
     async def test_a_blob_larger_than_the_cap_streams_through(
         self, back: BlobStore, tmp_path: Path
     ) -> None:

@@ -204,6 +204,7 @@ class CachedBlobStore(BlobStore):
         front._quota = Quota(front.id, max_bytes, None)  # noqa: SLF001 -- the cap
         self._fills: dict[Integrity, asyncio.Future[bool]] = {}
         self._counters = _Counters()
+        self._stripes: dict[int, tuple[int, int]] = {}  # stripe: (fd, fills)
         self._stack: contextlib.AsyncExitStack | None = None
 
     @property
@@ -240,6 +241,9 @@ class CachedBlobStore(BlobStore):
     async def shutdown(self) -> None:
         for fill in list(self._fills.values()):
             fill.cancel()
+        for fd, _ in self._stripes.values():
+            os.close(fd)
+        self._stripes.clear()
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
@@ -271,10 +275,11 @@ class CachedBlobStore(BlobStore):
         with contextlib.suppress(SriblobError, OSError):
             await self._front.delete(integrity)
 
-    def _touch(self, integrity: Integrity) -> None:
+    async def _touch(self, integrity: Integrity) -> None:
         """Renew the front file's mtime: its recency, seen by every process."""
+        path = self._front.path_of(integrity)
         with contextlib.suppress(OSError):
-            os.utime(self._front.path_of(integrity), follow_symlinks=False)
+            await asyncio.to_thread(os.utime, path, follow_symlinks=False)
 
     async def _from_front(self, integrity: Integrity) -> bytes | None:
         """The verified front copy, or None (absent, corrupt or failing)."""
@@ -288,7 +293,7 @@ class CachedBlobStore(BlobStore):
             return None
         if data is not None:
             self._counters.hits += 1
-            await asyncio.to_thread(self._touch, integrity)
+            await self._touch(integrity)
         return data
 
     async def _make_room(self, size: int) -> bool:
@@ -335,11 +340,20 @@ class CachedBlobStore(BlobStore):
         self._counters.fills += 1
         return True
 
-    @contextlib.contextmanager
-    def _fill_lock(self, integrity: Integrity) -> Any:
-        """Hold this blob's cross-process fill lock, or yield False if busy."""
-        directory = self._front.root / _LOCK_DIR
+    def _take_stripe(self, integrity: Integrity) -> int | None:
+        """Take this blob's fill lock; its stripe, or None if another process has it.
+
+        A stripe is one of :data:`_STRIPES` lock files. Fills in this process
+        share a stripe's ``flock`` (counted), so only other processes'
+        fills of blobs on the same stripe are kept out, never this one's.
+        Non-blocking calls only, so it runs on the event loop.
+        """
         stripe = hashlib.sha256(str(integrity).encode()).digest()[0] % _STRIPES
+        held = self._stripes.get(stripe)
+        if held is not None:
+            self._stripes[stripe] = (held[0], held[1] + 1)
+            return stripe
+        directory = self._front.root / _LOCK_DIR
         try:
             directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(
@@ -348,17 +362,25 @@ class CachedBlobStore(BlobStore):
                 0o644,
             )
         except OSError:
-            yield True  # no lock to be had (read-only front): the put will fail
-            return
+            return -1  # no lock to be had (a read-only front): the put will fail
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             os.close(fd)
+            return None
+        self._stripes[stripe] = (fd, 1)
+        return stripe
+
+    def _drop_stripe(self, stripe: int) -> None:
+        held = self._stripes.get(stripe)
+        if held is None:
+            return
+        fd, count = held
+        if count > 1:
+            self._stripes[stripe] = (fd, count - 1)
+            return
+        del self._stripes[stripe]
+        os.close(fd)  # closing drops the flock
 
     # -- reading ---------------------------------------------------------------
 
@@ -379,26 +401,17 @@ class CachedBlobStore(BlobStore):
             self._counters.misses += 1
             data = await self._back.get(integrity)
             if data is not None:
-                lock = await asyncio.to_thread(self._enter_lock, integrity)
-                try:
-                    if lock is not None:
+                stripe = self._take_stripe(integrity)
+                if stripe is not None:
+                    try:
                         filled = await self._fill(integrity, data, len(data))
-                finally:
-                    if lock is not None:
-                        await asyncio.to_thread(lock.__exit__, None, None, None)
+                    finally:
+                        self._drop_stripe(stripe)
             return data
         finally:
             del self._fills[integrity]
             if not flight.done():
                 flight.set_result(filled)
-
-    def _enter_lock(self, integrity: Integrity) -> Any:
-        """Take the fill lock; the context manager to release it, or None if busy."""
-        lock = self._fill_lock(integrity)
-        if lock.__enter__():
-            return lock
-        lock.__exit__(None, None, None)
-        return None
 
     @contextlib.asynccontextmanager
     async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
@@ -445,7 +458,7 @@ class CachedBlobStore(BlobStore):
         if not await self._check_front(integrity):
             return None
         self._counters.hits += 1
-        await asyncio.to_thread(self._touch, integrity)
+        await self._touch(integrity)
         return BlobBody(self._stream_front(integrity), info.size)
 
     async def _check_front(self, integrity: Integrity) -> bool:
@@ -484,10 +497,10 @@ class CachedBlobStore(BlobStore):
         gets whether the blob was cached.
         """
         size = reader.size
-        lock = None
+        stripe = None
         if size is not None and size <= self._max_bytes:
-            lock = await asyncio.to_thread(self._enter_lock, integrity)
-        if lock is None:
+            stripe = self._take_stripe(integrity)
+        if stripe is None:
             async for chunk in reader:
                 yield chunk
             return
@@ -510,7 +523,7 @@ class CachedBlobStore(BlobStore):
                 filled = await fill
             if not flight.done():
                 flight.set_result(filled)
-            await asyncio.to_thread(lock.__exit__, None, None, None)
+            self._drop_stripe(stripe)
 
     @contextlib.asynccontextmanager
     async def read_blob_range(
@@ -587,13 +600,13 @@ class CachedBlobStore(BlobStore):
         if replace:
             with contextlib.suppress(SriblobError, OSError):
                 await self._front.delete(integrity)
-        lock = await asyncio.to_thread(self._enter_lock, integrity)
-        if lock is None:
+        stripe = self._take_stripe(integrity)
+        if stripe is None:
             return
         try:
             await self._fill(integrity, data, size)
         finally:
-            await asyncio.to_thread(lock.__exit__, None, None, None)
+            self._drop_stripe(stripe)
 
     async def write_blob(self, source: BlobSource, /) -> None:
         # put() and add() go to the back themselves; this is for completeness.
