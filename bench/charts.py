@@ -128,6 +128,15 @@ CACHE_BARS = (
 )
 
 
+#: One colour per series, the same in both panels.
+CACHE_COLOURS = {
+    "S3 alone": "tab:blue",
+    "filesystem alone": "tab:orange",
+    "cache, cold": "tab:green",
+    "cache, warm": "tab:red",
+}
+
+
 def draw_cache(report: dict[str, Any], docs: Path) -> Path | None:
     """Draw the cache workload of *report*, if it has one; return the path."""
     lanes = {
@@ -146,7 +155,15 @@ def draw_cache(report: dict[str, Any], docs: Path) -> Path | None:
             medians = [s.get("median", 0) for s in stats]
             low = [m - s.get("min", m) for m, s in zip(medians, stats, strict=True)]
             high = [s.get("max", m) - m for m, s in zip(medians, stats, strict=True)]
-            axis.bar(xs, medians, width, yerr=[low, high], capsize=3, label=label)
+            axis.bar(
+                xs,
+                medians,
+                width,
+                yerr=[low, high],
+                capsize=3,
+                label=label,
+                color=CACHE_COLOURS[label],
+            )
         axis.set_xticks([i + 0.4 - width / 2 for i in range(len(lanes))])
         axis.set_xticklabels(list(lanes))
         axis.set_title(title)
