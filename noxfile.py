@@ -137,6 +137,8 @@ COMPAT_TESTS = [
     "tests/test_interop_bun.py",
     "tests/test_compat_servers.py",
     "tests/test_lease.py",
+    "tests/test_quota.py",
+    "tests/test_cache.py",
 ]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,7 +32,7 @@ from sriblob.exceptions import StoreError, StoreUnavailable
 from ._errors import TRANSLATED, code_of, status_of
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
     from types_aiobotocore_s3 import S3Client
 
@@ -101,7 +102,7 @@ class _Range:
         self.received += len(chunk)
         self.arrived.set()
 
-    async def drain(self) -> AsyncIterator[bytes]:
+    async def drain(self) -> AsyncGenerator[bytes]:
         """Yield the range's bytes as they arrive; raise what its task raised."""
         assert self.task is not None  # noqa: S101 -- set when it was queued
         while True:
@@ -250,7 +251,9 @@ class Downloader:
         except BaseException:
             body.close()
             raise
-        chunks = self._body(body, skip=start - span.first, count=covered - start)
+        chunks: AsyncIterator[bytes] = self._body(
+            body, skip=start - span.first, count=covered - start
+        )
         if covered < stop:
             chunks = self._ranged(
                 chunks,
@@ -341,8 +344,9 @@ class Downloader:
                 yield chunk
             refill(self._concurrency)
             while pending:
-                async for chunk in pending[0].drain():
-                    yield chunk
+                async with contextlib.aclosing(pending[0].drain()) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
                 pending.popleft()
                 refill(self._concurrency)
         finally:
@@ -365,10 +369,13 @@ class Downloader:
             for attempt in range(1, self._max_attempts + 1):
                 try:
                     begin = part.start + part.received
-                    async for chunk in self._range_body(
-                        key, begin, part.stop, etag, size
-                    ):
-                        part.put(chunk)
+                    # Closed here, not left to the garbage collector, whose
+                    # finalizer would schedule a stray task after a cancel.
+                    async with contextlib.aclosing(
+                        self._range_body(key, begin, part.stop, etag, size)
+                    ) as chunks:
+                        async for chunk in chunks:
+                            part.put(chunk)
                 except StoreUnavailable:
                     if attempt == self._max_attempts:
                         raise
@@ -379,7 +386,7 @@ class Downloader:
 
     async def _range_body(
         self, key: str, start: int, stop: int, etag: str | None, size: int
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes]:
         """Yield bytes *start* to *stop* of the object whose ETag is *etag*."""
         response = await self._get(key, start, stop, if_match=etag)
         body = response["Body"]
@@ -405,8 +412,11 @@ class Downloader:
             ):
                 raise self._bad_range(start, stop, span, length)
             skip = start - span.first
-            async for chunk in self._body(body, skip=skip, count=stop - start):
-                yield chunk
+            async with contextlib.aclosing(
+                self._body(body, skip=skip, count=stop - start)
+            ) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         finally:
             body.close()
 
@@ -434,7 +444,7 @@ class Downloader:
         assert isinstance(error, StoreUnavailable)  # noqa: S101 -- built as one
         return error
 
-    async def _body(self, body: Any, *, skip: int, count: int) -> AsyncIterator[bytes]:
+    async def _body(self, body: Any, *, skip: int, count: int) -> AsyncGenerator[bytes]:
         """Yield *count* bytes of *body* after its first *skip*, in ~1 MiB chunks.
 
         A body that ends before is an error, even if a layer below let it
