@@ -66,18 +66,21 @@ class TestLease:
     async def test_a_waiting_taker_gets_it_when_released(self, pair: Any) -> None:
         """With wait=, the second taker gets the lease once the first lets go."""
         async with pair() as (one, two):
-            released = asyncio.Event()
+            holding, released = asyncio.Event(), asyncio.Event()
 
             async def hold() -> None:
                 async with one.lease("first"):
+                    holding.set()
                     await asyncio.sleep(0.5)
                     # Set before the release: the answer to the release and
                     # the second taker's create can come back in either
-                    # order on one loop (SeaweedFS answers both at once).
+                    # order on one loop.
                     released.set()
 
             holder = asyncio.ensure_future(hold())
-            await asyncio.sleep(0.1)
+            # Not a fixed sleep: SeaweedFS takes ~200 ms over the first
+            # write to a new bucket.
+            await asyncio.wait_for(holding.wait(), 20)
             started = time.monotonic()
             async with two.lease("second", wait=20) as mine:
                 assert released.is_set()
