@@ -40,6 +40,7 @@ from ._store import (
     BlobSource,
     BlobStore,
     _as_buffer,
+    chunks_of,
 )
 from .exceptions import (
     BlobNotFound,
@@ -454,7 +455,7 @@ class CachedBlobStore(BlobStore):
             return None
         if info.size <= _WHOLE_READ:
             data = await self._from_front(integrity)
-            return None if data is None else BlobBody(_slices(data), len(data))
+            return None if data is None else BlobBody(chunks_of(data), len(data))
         if not await self._check_front(integrity):
             return None
         self._counters.hits += 1
@@ -721,12 +722,6 @@ class CachedBlobStore(BlobStore):
                 # Not cacheable (too large, or the front failed): copy it out.
                 return await _write_file(path, data)
         return await self._front.link_to(wanted, path)
-
-
-async def _slices(data: bytes) -> AsyncIterator[bytes]:
-    view = memoryview(data)
-    for start in range(0, len(data), CHUNK_SIZE):
-        yield bytes(view[start : start + CHUNK_SIZE])
 
 
 async def _drain(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:

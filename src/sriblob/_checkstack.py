@@ -25,7 +25,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any, Final
 
 from ._postgres import PostgresBlobStore, _Passthrough
-from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource
+from ._store import BlobBody, BlobInfo, BlobSource, chunks_of
 from .exceptions import StoreError
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class CheckstackLayout(PostgresBlobStore):
     @contextlib.asynccontextmanager
     async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
         data = await self._whole(integrity)
-        yield BlobBody(_slices(data, 0, len(data)), len(data))
+        yield BlobBody(chunks_of(data), len(data))
 
     @contextlib.asynccontextmanager
     async def read_blob_range(
@@ -251,7 +251,7 @@ class CheckstackLayout(PostgresBlobStore):
     ) -> AsyncIterator[BlobBody]:
         data = await self._whole(integrity)
         stop = self.check_range(integrity, start, end, len(data))
-        yield BlobBody(_slices(data, start, stop), len(data))
+        yield BlobBody(chunks_of(data, start, stop), len(data))
 
     async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
         with self._translate("look a blob up"):
@@ -315,9 +315,3 @@ class CheckstackLayout(PostgresBlobStore):
             if len(rows) < _LIST_PAGE_SIZE:
                 return
             after = rows[-1][0]
-
-
-async def _slices(data: bytes, start: int, stop: int) -> AsyncIterator[bytes]:
-    view = memoryview(data)
-    for offset in range(start, stop, CHUNK_SIZE):
-        yield bytes(view[offset : min(offset + CHUNK_SIZE, stop)])

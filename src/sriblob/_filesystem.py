@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypeVar
 import attrs
 
 from ._integrity import Integrity, IntegrityHasher, coerce_integrity
+from ._lease import HOLDER_PAUSE, HOLDER_READS, Lease
 from ._lease import UNKNOWN_HOLDER as _UNKNOWN_HOLDER
-from ._lease import Lease
 from ._quota import dump_total, load_total
 from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
 from .exceptions import (
@@ -542,15 +542,24 @@ class FilesystemBlobStore(BlobStore):
 
     # -- the maintenance lease ------------------------------------------------
 
-    def _take_lease(self, lease: Lease) -> tuple[int | None, Lease | None]:
-        """Lock ``root/.lease`` (flock) for *lease*; or read who holds it."""
+    def _open_root_file(self, name: str) -> int:
+        """Open (creating) the regular file *name* in the root, never a symlink."""
         root = _open_dirs(self._root, (), create=True)
         try:
-            fd = os.open(LEASE_FILE, _LEASE_FLAGS, LEASE_MODE, dir_fd=root)
+            fd = os.open(name, _LEASE_FLAGS, LEASE_MODE, dir_fd=root)
         finally:
             os.close(root)
         try:
-            _check_regular(fd, self._root / LEASE_FILE)
+            _check_regular(fd, self._root / name)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _take_lease(self, lease: Lease) -> tuple[int | None, Lease | None]:
+        """Lock ``root/.lease`` (flock) for *lease*; or read who holds it."""
+        fd = self._open_root_file(LEASE_FILE)
+        try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -663,13 +672,8 @@ class FilesystemBlobStore(BlobStore):
         A missing or unreadable file (a crash mid-write, or a store that
         had no quota before) is recounted from the blobs under the lock.
         """
-        root = _open_dirs(self._root, (), create=True)
+        fd = self._open_root_file(USAGE_FILE)
         try:
-            fd = os.open(USAGE_FILE, _LEASE_FLAGS, LEASE_MODE, dir_fd=root)
-        finally:
-            os.close(root)
-        try:
-            _check_regular(fd, self._root / USAGE_FILE)
             fcntl.flock(fd, fcntl.LOCK_EX)
             total = load_total(os.pread(fd, 4096, 0))
             recounted = total is None
@@ -1184,19 +1188,13 @@ def _check_file(integrity: Integrity, path: Path) -> None:
     hasher.verify(integrity)
 
 
-#: Reads of a lease file whose holder is still writing it, and the pause
-#: between them, before the holder counts as unknown.
-_HOLDER_READS: Final = 20
-_HOLDER_PAUSE: Final = 0.05
-
-
 def _read_holder(fd: int) -> Lease | None:
     """Who holds the lease, waiting briefly for a holder that just took it."""
-    for _ in range(_HOLDER_READS):
+    for _ in range(HOLDER_READS):
         held = Lease.from_json(os.pread(fd, 4096, 0))
         if held is not None:
             return held
-        time.sleep(_HOLDER_PAUSE)
+        time.sleep(HOLDER_PAUSE)
     return None
 
 

@@ -28,7 +28,7 @@ from sriblob.exceptions import StoreBusy
 if TYPE_CHECKING:
     from sriblob._store import BlobStore
 
-__all__ = ["UNKNOWN_HOLDER", "Lease", "acquire"]
+__all__ = ["HOLDER_PAUSE", "HOLDER_READS", "UNKNOWN_HOLDER", "Lease", "acquire"]
 
 #: The longest wait between two tries of a busy lease.
 _MAX_DELAY: Final = 1.0
@@ -91,6 +91,12 @@ class Lease:
         except (ValueError, KeyError, TypeError):
             return None
 
+
+#: Reads of a holder's record that isn't there yet (the lock just taken, its
+#: name on the way), and the pause between them, before the holder counts
+#: as unknown: the filesystem and PostgreSQL leases wait this long.
+HOLDER_READS: Final = 20
+HOLDER_PAUSE: Final = 0.05
 
 #: The holder of a lease whose record can't be read (torn, or being written).
 UNKNOWN_HOLDER: Final = Lease(

@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
+from ._store import BlobBody, BlobInfo, BlobSource, BlobStore, chunks_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -104,12 +104,7 @@ class MemoryBlobStore(BlobStore):
         data = self._blobs.get(str(integrity))
         if data is None:
             raise self.not_found(integrity)
-
-        async def chunks() -> AsyncIterator[bytes]:
-            for start in range(0, len(data), CHUNK_SIZE):
-                yield data[start : start + CHUNK_SIZE]
-
-        yield BlobBody(chunks(), len(data))
+        yield BlobBody(chunks_of(data), len(data))
 
     @contextlib.asynccontextmanager
     async def read_blob_range(
@@ -119,13 +114,7 @@ class MemoryBlobStore(BlobStore):
         if data is None:
             raise self.not_found(integrity)
         stop = self.check_range(integrity, start, end, len(data))
-        view = data[start:stop]
-
-        async def chunks() -> AsyncIterator[bytes]:
-            for offset in range(0, len(view), CHUNK_SIZE):
-                yield view[offset : offset + CHUNK_SIZE]
-
-        yield BlobBody(chunks(), len(data))
+        yield BlobBody(chunks_of(data, start, stop), len(data))
 
     async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
         name = str(integrity)

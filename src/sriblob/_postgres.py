@@ -14,7 +14,7 @@ from ._config import (
     PostgresStoreConfig,
     describe_dsn,
 )
-from ._lease import UNKNOWN_HOLDER, Lease
+from ._lease import HOLDER_PAUSE, HOLDER_READS, UNKNOWN_HOLDER, Lease
 from ._store import CHUNK_SIZE, BlobBody, BlobInfo, BlobSource, BlobStore
 from .exceptions import (
     AccessDenied,
@@ -42,10 +42,6 @@ SCHEMA_VERSION: Final = 3
 _READ_AHEAD_BYTES: Final = 2 * 1024 * 1024
 #: Blob rows per list() page; each page is one short query.
 _LIST_PAGE_SIZE: Final = 1000
-#: Reads of a lease row not committed yet (the lock taken, the row on its
-#: way), and the pause between them, before the holder counts as unknown.
-_HOLDER_READS: Final = 20
-_HOLDER_PAUSE: Final = 0.05
 INSTALL_HINT: Final = (
     "PostgresBlobStore needs asyncpg; install it with "
     "`pip install 'sriblob[postgres]'`."
@@ -676,11 +672,11 @@ class PostgresBlobStore(BlobStore):
 
     async def _read_holder(self, conn: Any) -> Any:
         """The lease row, waiting briefly for a first holder's row to commit."""
-        for _ in range(_HOLDER_READS):
+        for _ in range(HOLDER_READS):
             row = await conn.fetchrow(self._sql.read_lease + " FOR SHARE")
             if row is not None:
                 return row
-            await asyncio.sleep(_HOLDER_PAUSE)
+            await asyncio.sleep(HOLDER_PAUSE)
         return None
 
     async def release_lease(self, lease: Lease, /) -> None:

@@ -1546,6 +1546,19 @@ def _check_bounds(start: object, end: object) -> None:
         raise ValueError(msg)
 
 
+async def chunks_of(
+    data: bytes, start: int = 0, stop: int | None = None
+) -> AsyncIterator[bytes]:
+    """Yield bytes *start* to *stop* - 1 of *data* (held whole) in chunks.
+
+    For backends that read a blob in one piece (memory, the original
+    PostgreSQL layout, a cache's small front hits).
+    """
+    end = len(data) if stop is None else stop
+    for offset in range(start, end, CHUNK_SIZE):
+        yield data[offset : min(offset + CHUNK_SIZE, end)]
+
+
 async def _sliced(
     chunks: AsyncIterator[bytes], start: int, stop: int
 ) -> AsyncIterator[bytes]:
