@@ -1392,6 +1392,14 @@ class TestPayloadHashes:
                 assert await store.get(integrity_of(data)) == data
 
 
+def _seconds_until_expired(url: str, expires_in: int) -> float:
+    """Seconds from now until the presigned *url* expires, by its X-Amz-Date."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    signed = dt.datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+    expires = signed.replace(tzinfo=dt.UTC) + dt.timedelta(seconds=expires_in)
+    return max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds())
+
+
 class TestPresignedExpiry:
     async def test_expired_url_is_refused(
         self, s3_config: S3StoreConfig, s3_target: S3Target
@@ -1403,15 +1411,20 @@ class TestPresignedExpiry:
         requests (a 500), so there an expired URL still works: the test
         asserts what each server does.
         """
+        expires_in = 3
         async with opened(s3_config) as store:
-            integrity = await store.add(b"for a second")
-            url = await store.presign(integrity, expires_in=1)
+            integrity = await store.add(b"for a few seconds")
+            url = await store.presign(integrity, expires_in=expires_in)
             fresh = await asyncio.to_thread(requests.get, url, timeout=10)
-            await asyncio.sleep(2.5)
+            # The signature's clock is X-Amz-Date, truncated to the second: the
+            # URL expires at that second plus expires_in, which may be up to a
+            # second sooner than "now plus expires_in". Sleep past it by the
+            # URL's own clock, not by a guess.
+            await asyncio.sleep(_seconds_until_expired(url, expires_in) + 1.5)
             stale = await asyncio.to_thread(requests.get, url, timeout=10)
 
-        assert fresh.status_code == 200
-        assert fresh.content == b"for a second"
+        assert fresh.status_code == 200, fresh.text
+        assert fresh.content == b"for a few seconds"
         if s3_target.checks_presigned_expiry:
             assert stale.status_code == 403
         else:

@@ -383,7 +383,9 @@ class S3BlobStore(BlobStore):
         Args:
             integrity: The blob's integrity.
             expires_in: Seconds the URL stays valid (1 to 604,800: SigV4's
-                limit of seven days).
+                limit of seven days), counted from the signing time, which
+                SigV4 truncates to the second: the URL may expire up to a
+                second sooner.
             method: ``"GET"`` or ``"HEAD"``.
 
         Raises:
