@@ -325,7 +325,10 @@ class TestTempFiles:
 
         task = asyncio.create_task(store.put(integrity_of(data), slow()))
         await started.wait()
-        await asyncio.sleep(0.05)  # let the first chunk reach the disk
+        for _ in range(500):  # let the first chunk reach the disk
+            if temp_files(tmp_path):
+                break
+            await asyncio.sleep(0.01)
         assert temp_files(tmp_path) != []
 
         task.cancel()
