@@ -1395,8 +1395,9 @@ class TestPayloadHashes:
 def _seconds_until_expired(url: str, expires_in: int) -> float:
     """Seconds from now until the presigned *url* expires, by its X-Amz-Date."""
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-    signed = dt.datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
-    expires = signed.replace(tzinfo=dt.UTC) + dt.timedelta(seconds=expires_in)
+    stamp = query["X-Amz-Date"][0] + "+0000"
+    signed = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ%z")
+    expires = signed + dt.timedelta(seconds=expires_in)
     return max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds())
 
 

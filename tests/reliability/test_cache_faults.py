@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 
 from sriblob import CachedBlobStore, FilesystemBlobStore, MemoryBlobStore, verify
 
-from ..helpers import blob, integrity_of
+from ..helpers import blob, chunked, integrity_of
 from .test_data_safety import remount_read_only, small_tmpfs
 
 pytestmark = pytest.mark.reliability
@@ -82,6 +83,31 @@ class TestFailingFront:
                 stats = await store.stats()
                 assert stats.hits >= 1
                 assert stats.front_errors >= 1
+
+    async def test_a_full_temp_directory_still_writes_to_the_back(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """No room for the copy kept for the front: the back still gets the blob.
+
+        The spool rolls over to a file on a 1 MiB tmpfs and fails there; the
+        front then fills on the first read.
+        """
+        data = blob(17 * MiB, seed=13)
+        back = MemoryBlobStore()
+        with small_tmpfs(tmp_path / "tmp", "1m") as disk:
+            monkeypatch.setattr(tempfile, "tempdir", str(disk))
+            front = FilesystemBlobStore(tmp_path / "front")
+            async with CachedBlobStore(front, back, max_bytes=64 * MiB) as store:
+                with caplog.at_level(logging.WARNING, logger="sriblob"):
+                    integrity = await store.add(chunked(data, 256 * KiB))
+                assert "can't keep a copy of a streamed write" in caplog.text
+                assert await back.get(integrity) == data
+                assert not await front.has(integrity)
+                assert await store.get(integrity) == data
+                assert await front.has(integrity)
 
 
 class TestCutFills:
