@@ -109,6 +109,87 @@ class TestMisconfiguredEnvironment:
         assert SECRET not in out
 
 
+class TestMisspeltSettings:
+    """A typo of a setting's name refuses writes instead of being ignored."""
+
+    @pytest.mark.parametrize(
+        "typo",
+        [
+            ("SRIBLOB_ROT", "SRIBLOB_ROOT"),
+            ("sriblob_root", "SRIBLOB_ROOT"),
+            ("SRIBLOB_CAHCE_DIR", "SRIBLOB_CACHE_DIR"),
+            ("SRIBLOB_MAX_TOTAL_SIZ", "SRIBLOB_MAX_TOTAL_SIZE"),
+            ("CHECKSTACK_SCRIPT_PACKAGE_S3_BUCKET", f"{S3}BUCKET"),
+            (f"{S3}BUKCET", f"{S3}BUCKET"),
+            ("SRIBLOB_POSTGRES_DNS", "SRIBLOB_POSTGRES_DSN"),
+        ],
+    )
+    def test_put_refuses_and_names_the_setting(
+        self,
+        root: Path,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        typo: tuple[str, str],
+    ) -> None:
+        """Put exits 78 naming the variable and what it likely meant; writes nothing."""
+        variable, meant = typo
+        intended = tmp_path / "intended-root"
+        monkeypatch.setenv(variable, str(intended))
+        source = tmp_path / "in.bin"
+        source.write_bytes(DATA)
+
+        assert main(["put", str(source)]) == 78
+
+        err = capsys.readouterr().err
+        [line] = [x for x in err.splitlines() if x.startswith("sriblob: error:")]
+        assert f"{variable} (did you mean {meant}?)" in line
+        assert str(intended) not in err  # a value, never shown
+        assert not root.exists()
+        assert not intended.exists()
+
+    def test_info_says_which_variable(
+        self,
+        root: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Info shows the problem on its own line; reads still fall back."""
+        monkeypatch.setenv("SRIBLOB_CACHE_MAX_BYTE", "1GB")
+        assert main(["info"]) == 0
+
+        out = capsys.readouterr().out
+        assert out.startswith("active: none: Writes are refused because environment")
+        assert (
+            "environment: misconfigured: unknown setting SRIBLOB_CACHE_MAX_BYTE "
+            "(did you mean SRIBLOB_CACHE_MAX_BYTES?)"
+        ) in out
+
+    @pytest.mark.parametrize(
+        "variable",
+        [
+            "SRIBLOB_SQLITE_PATH",
+            "SRIBLOB_TEST_S3_ENDPOINT",
+            "CHECKSTACK_DB_URL",
+            "ROOT",
+        ],
+    )
+    def test_other_variables_are_left_alone(
+        self,
+        root: Path,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        variable: str,
+    ) -> None:
+        """A plugin's or another program's variable is not taken for a typo."""
+        monkeypatch.setenv(variable, "whatever")
+        source = tmp_path / "in.bin"
+        source.write_bytes(DATA)
+
+        assert main(["put", str(source)]) == 0
+        assert root.exists()
+
+
 class TestCommands:
     """The options and messages the first trials missed."""
 

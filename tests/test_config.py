@@ -10,6 +10,7 @@ from sriblob import (
     Misconfigured,
     S3StoreConfig,
     Unconfigured,
+    load_postgres_config_from_env,
     load_s3_config_from_env,
 )
 
@@ -160,6 +161,60 @@ class TestLoader:
         )
         assert "missing bucket, access_key_id, secret_access_key" in str(result.error)
         assert "invalid endpoint, force_path_style" in str(result.error)
+
+
+class TestTypos:
+    """A misspelt variable under a backend's prefix is an error, never ignored."""
+
+    def test_a_misspelt_optional_setting_is_misconfigured(self) -> None:
+        """ENDPONT beside a full set: the store would have gone to AWS instead."""
+        env = without("ENDPOINT") | {P + "ENDPONT": "http://127.0.0.1:9000"}
+
+        result = load_s3_config_from_env(env)
+
+        assert isinstance(result, Misconfigured)
+        assert result.error.fields == ("endpoint",)
+        message = str(result.error)
+        assert f"unknown variable {P}ENDPONT (did you mean {P}ENDPOINT?)" in message
+        assert "127.0.0.1" not in message
+        assert SECRET not in message
+
+    def test_a_lone_misspelt_variable_is_not_unconfigured(self) -> None:
+        """One typo and nothing else: Misconfigured, so writes are refused."""
+        result = load_s3_config_from_env({P + "BUKCET": "packages"})
+
+        assert isinstance(result, Misconfigured)
+        assert result.error.fields == ("bucket", "access_key_id", "secret_access_key")
+        assert f"(did you mean {P}BUCKET?)" in str(result.error)
+        assert "packages" not in str(result.error)
+
+    def test_an_unknown_name_far_from_every_setting(self) -> None:
+        """No guess is offered, but the name is still refused."""
+        result = load_s3_config_from_env(FULL | {P + "SESSION_TOKEN": SECRET})
+
+        assert isinstance(result, Misconfigured)
+        assert f"unknown variable {P}SESSION_TOKEN." in str(result.error)
+        assert "did you mean" not in str(result.error)
+        assert SECRET not in str(result.error)
+
+    def test_empty_and_other_prefixes_are_ignored(self) -> None:
+        """An empty unknown variable counts as unset; other programs' are theirs."""
+        env = FULL | {P + "BUKCET": " ", "CHECKSTACK_OTHER_PLUGIN_URL": "x"}
+
+        assert isinstance(load_s3_config_from_env(env), Configured)
+
+    def test_postgres_typos_too(self) -> None:
+        """The PostgreSQL loader refuses its prefix's unknown names the same way."""
+        result = load_postgres_config_from_env(
+            {
+                "SRIBLOB_POSTGRES_DSN": "postgresql://h/db",
+                "SRIBLOB_POSTGRES_SCHEME": "x",
+            }
+        )
+
+        assert isinstance(result, Misconfigured)
+        assert result.error.fields == ("schema",)
+        assert "did you mean SRIBLOB_POSTGRES_SCHEMA?" in str(result.error)
 
 
 class TestConfig:

@@ -651,6 +651,24 @@ class TestMisconfigured:
         assert registry.active.id == "filesystem"
         assert set(registry.problems) == {"s3"}
 
+    async def test_a_misspelt_setting_refuses_writes(self, tmp_path: Path) -> None:
+        """SRIBLOB_CACHE_DRI: writes refused, the variable named, reads go on."""
+        async with default_registry({}, root=tmp_path) as registry:
+            integrity = await registry.active.add(DATA)
+        env = {"SRIBLOB_CACHE_DRI": str(tmp_path / "cache")}
+
+        async with default_registry(env, root=tmp_path) as registry:
+            with pytest.raises(ConfigurationError) as e:
+                await registry.active.add(b"more")
+            assert e.value.fields == ("SRIBLOB_CACHE_DRI",)
+            assert "did you mean SRIBLOB_CACHE_DIR?" in str(e.value)
+            assert str(tmp_path) not in str(e.value)
+            assert set(registry.problems) == {"environment"}
+            assert await registry.read_with_fallback(integrity) == (DATA, "filesystem")
+
+        kept = default_registry(env, root=tmp_path, ignore_misconfigured=True)
+        assert kept.active.id == "filesystem"
+
     def test_root_is_credited_to_the_caller(self, tmp_path: Path) -> None:
         """root= is described as given by the caller, not as SRIBLOB_ROOT."""
         registry = default_registry({}, root=tmp_path)

@@ -19,7 +19,7 @@ from .exceptions import ConfigurationError
 from .keys import KEY_PREFIX
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
 __all__ = [
     "DEFAULT_ENV_PREFIX",
@@ -551,6 +551,62 @@ _converter.register_structure_hook(bool, _structure_bool)
 _converter.register_structure_hook(int, _structure_int)
 
 
+def backend_variables() -> tuple[str, ...]:
+    """Every variable the S3 and PostgreSQL loaders read, with the default prefixes."""
+    return (
+        *(DEFAULT_ENV_PREFIX + suffix for suffix in _S3_ENV.fields),
+        *(POSTGRES_ENV_PREFIX + suffix for suffix in _POSTGRES_ENV.fields),
+    )
+
+
+def typo_distance(a: str, b: str, /, *, limit: int) -> int:
+    """The edits (insert, delete, substitute, swap two neighbours) from *a* to *b*.
+
+    Optimal string alignment distance, counted only up to *limit*: any
+    larger distance is returned as ``limit + 1``.
+    """
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            current[j] = min(
+                previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)
+            )
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                current[j] = min(current[j], before[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        before, previous = previous, current
+    return min(previous[-1], limit + 1)
+
+
+def closest(name: str, /, known: Iterable[str], *, limit: int) -> str | None:
+    """The name in *known* fewest typos away from *name*, if within *limit*."""
+    best = min(known, key=lambda k: typo_distance(name, k, limit=limit), default=None)
+    if best is None or typo_distance(name, best, limit=limit) > limit:
+        return None
+    return best
+
+
+def _unknown(
+    layout: _EnvLayout, source: Mapping[str, str], prefix: str
+) -> dict[str, str | None]:
+    """Set variables under *prefix* that aren't *layout*'s: name -> likely meant."""
+    unknown: dict[str, str | None] = {}
+    for variable, value in source.items():
+        if not variable.startswith(prefix) or not value.strip():
+            continue
+        suffix = variable[len(prefix) :]
+        if suffix in layout.fields:
+            continue
+        meant = closest(suffix, layout.fields, limit=max(2, len(suffix) // 3))
+        unknown[variable] = None if meant is None else prefix + meant
+    return dict(sorted(unknown.items()))
+
+
 def _load(
     cls: type[_C], layout: _EnvLayout, env: Mapping[str, str] | None, prefix: str
 ) -> Unconfigured | Configured[_C] | Misconfigured:
@@ -561,7 +617,8 @@ def _load(
         for suffix, name in layout.fields.items()
         if (value := source.get(prefix + suffix, "")).strip()
     }
-    if not raw:
+    unknown = _unknown(layout, source, prefix)
+    if not raw and not unknown:
         return Unconfigured()
     values: dict[str, Any] = {}
     problems: dict[str, str] = {}
@@ -579,13 +636,16 @@ def _load(
             problems[name] = "invalid"
             continue
         values[name] = value
-    if problems:
-        return Misconfigured(_describe(layout, problems, prefix))
+    if problems or unknown:
+        return Misconfigured(_describe(layout, problems, prefix, unknown))
     return Configured(cls(**values))
 
 
 def _describe(
-    layout: _EnvLayout, problems: dict[str, str], prefix: str
+    layout: _EnvLayout,
+    problems: dict[str, str],
+    prefix: str,
+    unknown: dict[str, str | None],
 ) -> ConfigurationError:
     missing = [name for name, kind in problems.items() if kind == "missing"]
     invalid = [name for name, kind in problems.items() if kind == "invalid"]
@@ -594,14 +654,22 @@ def _describe(
         parts.append("missing " + ", ".join(missing))
     if invalid:
         parts.append("invalid " + ", ".join(invalid))
+    for variable, meant in unknown.items():
+        guess = "" if meant is None else f" (did you mean {meant}?)"
+        parts.append(f"unknown variable {variable}{guess}")
     env_names = {v: k for k, v in layout.fields.items()}
-    variables = ", ".join(prefix + env_names[name] for name in problems)
+    to_fix = [prefix + env_names[name] for name in problems]
+    to_fix += [variable for variable in unknown if variable not in to_fix]
     msg = (
         f"{layout.what} is partly configured: {'; '.join(parts)}. "
-        f"Set or fix {variables}, or unset all {prefix}* variables to use "
-        "another backend."
+        f"Set or fix {', '.join(to_fix)}, or unset all {prefix}* variables to "
+        "use another backend."
     )
-    return ConfigurationError(msg, fields=tuple(problems))
+    fields = list(problems)
+    for meant in unknown.values():
+        if meant is not None and layout.fields[meant[len(prefix) :]] not in fields:
+            fields.append(layout.fields[meant[len(prefix) :]])
+    return ConfigurationError(msg, fields=tuple(fields))
 
 
 def load_s3_config_from_env(
@@ -620,7 +688,8 @@ def load_s3_config_from_env(
     Returns:
         :class:`Unconfigured` when none is set, :class:`Configured` when the
         set is complete and valid, :class:`Misconfigured` otherwise: a partial
-        configuration is an error, never a silent fallback.
+        configuration is an error, never a silent fallback. A set variable
+        under *prefix* that isn't one of these (a typo) is Misconfigured too.
 
     .. versionadded:: 0.1.0
     """

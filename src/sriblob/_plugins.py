@@ -26,8 +26,11 @@ from ._config import (
     Configured,
     Misconfigured,
     Unconfigured,
+    backend_variables,
+    closest,
     load_postgres_config_from_env,
     load_s3_config_from_env,
+    typo_distance,
 )
 from ._quota import check_levels
 from .exceptions import ConfigurationError
@@ -44,6 +47,7 @@ __all__ = [
     "QUOTA_VARIABLES",
     "ROOT_ORIGIN",
     "StorePlugin",
+    "check_spelling",
     "load_cache_settings",
     "load_quota_levels",
     "register_filesystem",
@@ -160,6 +164,72 @@ def load_cache_settings(env: Mapping[str, str]) -> tuple[str, int] | None:
     if count is None:
         raise _bad_counts([CACHE_MAX_BYTES])
     return directory, count
+
+
+#: The settings of the default registry that no backend's loader reads.
+GLOBAL_VARIABLES: Final = (
+    "SRIBLOB_ROOT",
+    CACHE_DIR,
+    CACHE_MAX_BYTES,
+    *(variable for variable, _ in QUOTA_VARIABLES),
+)
+#: Prefixes whose every name is sriblob's: the backends' loaders refuse
+#: unknown names under theirs, and this one is the cache's.
+_CACHE_PREFIX: Final = "SRIBLOB_CACHE_"
+
+
+def check_spelling(env: Mapping[str, str]) -> ConfigurationError | None:
+    """An error naming every set variable that looks like a typo of a setting.
+
+    sriblob would ignore such a variable, and with it what it was meant to
+    set (a root, a cap, a backend). A name is taken for a typo when it is
+    under ``SRIBLOB_CACHE_`` (every name there is sriblob's), or is a known
+    setting in another case, or is one edit (two under ``SRIBLOB_``) away
+    from one. The S3 and PostgreSQL prefixes are checked by their loaders.
+    Other variables (other programs', other plugins') are left alone.
+    """
+    known = (*GLOBAL_VARIABLES, *backend_variables())
+    found: dict[str, str | None] = {}
+    for name, value in env.items():
+        if not value.strip() or name in known:
+            continue
+        if name.startswith((DEFAULT_ENV_PREFIX, POSTGRES_ENV_PREFIX)):
+            continue
+        meant = _meant(name.upper(), known)
+        if meant is not None or name.startswith(_CACHE_PREFIX):
+            found[name] = meant
+    if not found:
+        return None
+    names = ", ".join(
+        name if meant is None else f"{name} (did you mean {meant}?)"
+        for name, meant in sorted(found.items())
+    )
+    msg = (
+        f"unknown setting {names}: sriblob reads no such variable, so what it "
+        "was meant to set would be ignored. Rename or unset it."
+    )
+    return ConfigurationError(msg, fields=tuple(sorted(found)))
+
+
+def _meant(name: str, known: tuple[str, ...]) -> str | None:
+    """The setting *name* (upper-cased) is likely a typo of, or None."""
+    if name in known:
+        return name
+    if name.startswith(_CACHE_PREFIX):
+        return closest(name, (CACHE_DIR, CACHE_MAX_BYTES), limit=len(name) // 3)
+    limit = 2 if name.startswith("SRIBLOB_") else 1
+    near = [
+        k
+        for k in known
+        if abs(len(k) - len(name)) <= limit
+        and (k[:4] == name[:4] or k[-4:] == name[-4:])
+    ]
+    best = closest(name, near, limit=limit)
+    return (
+        best
+        if best is not None and typo_distance(name, best, limit=limit) <= limit
+        else None
+    )
 
 
 def _levels(

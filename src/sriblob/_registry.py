@@ -548,8 +548,11 @@ def default_registry(
     through :attr:`~BlobStoreRegistry.active` raises
     :class:`~sriblob.ConfigurationError` naming the backend and its fields,
     so a typo in a deployment's environment never sends blobs to another
-    store. Reads with fallback go on over the stores that are registered,
-    and a warning says so.
+    store. So does a variable whose name looks like a typo of a setting's
+    (``SRIBLOB_ROT``, ``CHECKSTACK_SCRIPT_PACKAGE_S3_BUCKET``; see the
+    configuration guide), recorded under ``"environment"``. Reads with
+    fallback go on over the stores that are registered, and a warning says
+    so.
 
     Args:
         env: The environment to read settings from; :data:`os.environ` by
@@ -582,6 +585,7 @@ def default_registry(
             logger.exception("Store plugin %r (%s) failed", point.name, point.value)
             registry.set_status(point.name, f"plugin failed: {type(exc).__name__}")
     _add_caches(registry, settings)
+    _check_spelling(registry, settings)
     if registry.problems and not ignore_misconfigured:
         registry.refuse_writes()
         logger.warning(
@@ -595,6 +599,18 @@ def default_registry(
             registry.activate(id, reason=reason)
             break
     return registry
+
+
+def _check_spelling(registry: BlobStoreRegistry, settings: Mapping[str, str]) -> None:
+    """Record a variable that looks like a typo of a setting as a problem."""
+    from ._plugins import check_spelling  # noqa: PLC0415 -- import cost
+
+    error = check_spelling(settings)
+    if error is None:
+        return
+    logger.error("environment: %s", error)
+    registry.set_problem("environment", error)
+    registry.set_status("environment", f"misconfigured: {error}")
 
 
 def _add_caches(registry: BlobStoreRegistry, settings: Mapping[str, str]) -> None:

@@ -185,7 +185,9 @@ class ConfigurationError(SriblobError, ValueError):
 
     Attributes:
         fields: The config field names that are missing or invalid, in the
-            order the config class declares them. Never their values.
+            order the config class declares them (then the fields of
+            misspelt variables); for a misspelt variable that no loader
+            reads, the variable's name. Never their values.
     """
 
     def __init__(self, message: str, *, fields: tuple[str, ...] = ()) -> None:
