@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -280,6 +282,39 @@ class TestRepair:
             assert counted.reads == 2
             assert (await store.stats()).repairs == 1
             assert store.front.path_of(integrity).read_bytes() == data  # refilled
+
+
+class TestDurability:
+    """The filesystem store syncs what it stores; a front syncs only its files."""
+
+    async def test_a_front_fill_syncs_the_file_not_the_names(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A stored blob syncs its file, directories and rename; a fill its file.
+
+        So a fill is whole or absent after a power loss, never torn.
+        """
+        synced: list[str] = []
+        real_fsync = os.fsync
+
+        def spy(fd: int) -> None:
+            synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", spy)
+        data = blob(10 * KiB, seed=16)
+        async with FilesystemBlobStore(tmp_path / "store", max_total_size=MiB) as store:
+            await store.add(data)
+        assert "file" in synced
+        assert synced.count("dir") >= 3  # blobs/xx, blobs/xx/yy, the rename
+        synced.clear()
+
+        back = MemoryBlobStore()
+        integrity = await back.add(data)
+        async with cached(back, tmp_path) as (store, _):
+            assert await store.get(integrity) == data
+            assert await store.front.has(integrity)
+        assert synced == ["file"]
 
 
 class TestWrites:

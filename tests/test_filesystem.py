@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -347,10 +347,10 @@ class TestTempFiles:
         created: list[Path] = []
         real_create = _TempFile.create
 
-        def slow_create(root: Path, dirs: tuple[str, ...]) -> _TempFile:
+        def slow_create(root: Path, dirs: tuple[str, ...], **options: Any) -> _TempFile:
             entered.set()
             gate.wait(10)
-            temp = real_create(root, dirs)
+            temp = real_create(root, dirs, **options)
             created.append(root.joinpath(*dirs, temp.name))
             return temp
 

@@ -203,6 +203,9 @@ class CachedBlobStore(BlobStore):
         self._back = back
         self._max_bytes = max_bytes
         front._quota = Quota(front.id, max_bytes, None)  # noqa: SLF001 -- the cap
+        # A fill is whole or absent after a power loss, and absent is only a
+        # miss: the front needn't sync its renames and new directories.
+        front._sync_names = False  # noqa: SLF001
         self._fills: dict[Integrity, asyncio.Future[bool]] = {}
         self._counters = _Counters()
         self._stripes: dict[int, tuple[int, int]] = {}  # stripe: (fd, fills)

@@ -122,13 +122,16 @@ class _Location:
     path: Path
 
 
-def _open_dirs(root: Path, dirs: tuple[str, ...], *, create: bool) -> int:
+def _open_dirs(
+    root: Path, dirs: tuple[str, ...], *, create: bool, sync: bool = True
+) -> int:
     """Open ``root/dirs...`` and return its descriptor; the caller closes it.
 
     The root may itself be a symlink (that is the user's choice); nothing
     below it is followed: a symlinked directory raises :class:`_NotABlob`.
     Missing directories raise ``FileNotFoundError``, or are created (mode
-    :data:`DIR_MODE`, each new entry synced) when *create* is true.
+    :data:`DIR_MODE`, each new entry synced unless *sync* is false) when
+    *create* is true.
     """
     try:
         try:
@@ -143,7 +146,9 @@ def _open_dirs(root: Path, dirs: tuple[str, ...], *, create: bool) -> int:
         raise _NotABlob(msg, backend="filesystem") from None
     try:
         for index, part in enumerate(dirs):
-            child = _open_child(fd, part, root, dirs[: index + 1], create=create)
+            child = _open_child(
+                fd, part, root, dirs[: index + 1], create=create, sync=sync
+            )
             os.close(fd)
             fd = child
     except BaseException:
@@ -165,7 +170,13 @@ def _make_root(root: Path) -> None:
 
 
 def _open_child(
-    parent: int, part: str, root: Path, shown: tuple[str, ...], *, create: bool
+    parent: int,
+    part: str,
+    root: Path,
+    shown: tuple[str, ...],
+    *,
+    create: bool,
+    sync: bool,
 ) -> int:
     flags = _DIR_FLAGS | os.O_NOFOLLOW
     try:
@@ -182,7 +193,8 @@ def _open_child(
     except FileExistsError:
         pass  # a concurrent writer made it
     else:
-        os.fsync(parent)
+        if sync:
+            os.fsync(parent)
     try:
         return os.open(part, flags, dir_fd=parent)
     except OSError as exc:
@@ -247,13 +259,17 @@ class _TempFile:
     the hashing, and the ``fsync`` at commit only has the tail left to do.
     """
 
-    def __init__(self, root: Path, dirs: tuple[str, ...], directory: int) -> None:
+    def __init__(
+        self, root: Path, dirs: tuple[str, ...], directory: int, *, sync_names: bool
+    ) -> None:
         self._root = root
         self._dirs = dirs
         self._directory = directory
+        self._sync_names = sync_names
         self._lock = threading.Lock()
         self._finished = False
         self._unflushed = 0
+        self._synced = False  # fsynced since the last write
         while True:
             self.name = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
             try:
@@ -263,10 +279,18 @@ class _TempFile:
             break
 
     @classmethod
-    def create(cls, root: Path, dirs: tuple[str, ...]) -> _TempFile:
-        directory = _open_dirs(root, dirs, create=True)
+    def create(
+        cls, root: Path, dirs: tuple[str, ...], *, sync_names: bool = True
+    ) -> _TempFile:
+        """A new temp file in ``root/dirs``, created if missing.
+
+        With *sync_names* false, new directories and the final rename are
+        not synced: after a power loss the blob is whole or absent, and may
+        be absent (a cache's front, which can fetch it again).
+        """
+        directory = _open_dirs(root, dirs, create=True, sync=sync_names)
         try:
-            return cls(root, dirs, directory)
+            return cls(root, dirs, directory, sync_names=sync_names)
         except BaseException:
             os.close(directory)
             raise
@@ -281,6 +305,7 @@ class _TempFile:
         view = memoryview(data).cast("B")
         with self._lock:
             self._check_open()
+            self._synced = False
             while view:
                 written = os.pwrite(self._fd, view, offset)
                 view = view[written:]
@@ -294,34 +319,74 @@ class _TempFile:
         """Flush the file to disk (so a commit under a lock has little left)."""
         with self._lock:
             self._check_open()
-            _fdatasync(self._fd)
+            os.fsync(self._fd)
             self._unflushed = 0
+            self._synced = True
 
     def commit(self, final: _Location) -> None:
         """Sync and rename the file to *final*, then sync its directory."""
+        self.sync_directory(self.rename(final))
+
+    def size_beside(self, final: _Location) -> int | None:
+        """The size of the file at *final* (0 if none), if it is beside this one.
+
+        None when *final* is in another directory (ask the store).
+        """
+        if final.dirs != self._dirs:
+            return None
         with self._lock:
             self._check_open()
-            os.fsync(self._fd)
+            try:
+                found = os.stat(
+                    final.name, dir_fd=self._directory, follow_symlinks=False
+                )
+            except FileNotFoundError:
+                return 0
+        return found.st_size if stat.S_ISREG(found.st_mode) else 0
+
+    def sync_directory(self, fd: int) -> None:
+        """Sync the directory *fd* that :meth:`rename` returned; close it."""
+        try:
+            if self._sync_names:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rename(self, final: _Location) -> int:
+        """Sync and rename the file to *final*; return its directory, unsynced.
+
+        The caller must pass the descriptor to :meth:`sync_directory` before
+        the blob counts as stored: a store with a quota renames under its
+        usage lock and syncs the directory after, so the lock isn't held
+        across a second journal commit.
+        """
+        with self._lock:
+            self._check_open()
+            if not self._synced:
+                os.fsync(self._fd)
             self._close_file()
             if final.dirs == self._dirs:
                 target = os.dup(self._directory)
             else:
-                target = _open_dirs(self._root, final.dirs, create=True)
+                target = _open_dirs(
+                    self._root, final.dirs, create=True, sync=self._sync_names
+                )
             try:
-                try:
-                    os.rename(
-                        self.name,
-                        final.name,
-                        src_dir_fd=self._directory,
-                        dst_dir_fd=target,
-                    )
-                except IsADirectoryError:
-                    raise _not_a_file(final.path, stat.S_IFDIR) from None
-                self._finished = True
-                self._close_directory()
-                os.fsync(target)
-            finally:
+                os.rename(
+                    self.name,
+                    final.name,
+                    src_dir_fd=self._directory,
+                    dst_dir_fd=target,
+                )
+            except IsADirectoryError:
                 os.close(target)
+                raise _not_a_file(final.path, stat.S_IFDIR) from None
+            except BaseException:
+                os.close(target)
+                raise
+            self._finished = True
+            self._close_directory()
+            return target
 
     def discard(self) -> None:
         """Close and remove the file, unless it was committed."""
@@ -473,6 +538,8 @@ class FilesystemBlobStore(BlobStore):
             warn_total_size=warn_total_size,
         )
         self._root = Path(root)
+        #: False for a cache's front: renames and new directories unsynced.
+        self._sync_names = True
         self._blobs = self._root / "blobs"
         self._lease_fds: dict[str, int] = {}
 
@@ -682,9 +749,12 @@ class FilesystemBlobStore(BlobStore):
             usage = _Total(total)
             yield usage
             if recounted or usage.total != total:
+                # Over the old bytes, then cut to length: no blocks freed and
+                # allocated again. A crash between leaves JSON that doesn't
+                # parse, which is recounted.
                 data = dump_total(usage.total)
-                os.ftruncate(fd, 0)
                 os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
         finally:
             os.close(fd)  # closing drops the flock
 
@@ -772,7 +842,7 @@ class FilesystemBlobStore(BlobStore):
             os.close(directory)
 
     def _write_whole(self, location: _Location, data: Buffer) -> int | None:
-        temp = _TempFile.create(self._root, location.dirs)
+        temp = _TempFile.create(self._root, location.dirs, sync_names=self._sync_names)
         try:
             temp.write(data)
             return self._commit_sync(temp, location, memoryview(data).nbytes)
@@ -792,13 +862,22 @@ class FilesystemBlobStore(BlobStore):
             temp.commit(location)
             return None
         temp.sync()
-        with self._usage() as usage:
-            delta = size - self._size_at(location)
-            if delta > 0 and not self.fits(usage.total, delta):
-                raise self.quota_exceeded(usage.total, delta)
-            temp.commit(location)
-            usage.total += delta
-            return usage.total
+        directory = None
+        try:
+            with self._usage() as usage:
+                stored = temp.size_beside(location)
+                if stored is None:
+                    stored = self._size_at(location)
+                delta = size - stored
+                if delta > 0 and not self.fits(usage.total, delta):
+                    raise self.quota_exceeded(usage.total, delta)
+                directory = temp.rename(location)
+                usage.total += delta
+                total = usage.total
+        finally:
+            if directory is not None:
+                temp.sync_directory(directory)
+        return total
 
     async def _stream_to_temp(
         self, source: BlobSource, dirs: tuple[str, ...], path: Path
@@ -811,7 +890,9 @@ class FilesystemBlobStore(BlobStore):
         """
         with self._translating("write", path):
             temp = await _acquire(
-                functools.partial(_TempFile.create, self._root, dirs),
+                functools.partial(
+                    _TempFile.create, self._root, dirs, sync_names=self._sync_names
+                ),
                 _TempFile.discard,
             )
         loop = asyncio.get_running_loop()
