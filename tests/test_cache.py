@@ -197,6 +197,35 @@ class TestReadThrough:
 class TestBound:
     """The front never holds more than max_bytes; recency decides what goes."""
 
+    async def test_a_fill_another_cache_outdated_still_lands(
+        self, tmp_path: Path
+    ) -> None:
+        """Two caches on one front: one fills it up behind the other's back.
+
+        The other's idea of the front's total is then too low; its next
+        fill is refused by the commit, evicts with the real total and lands.
+        """
+        back = MemoryBlobStore()
+        blobs = [blob(100 * KiB, seed=30 + n) for n in range(4)]
+        names = [await back.add(data) for data in blobs]
+        front = tmp_path / "front"
+        async with (
+            CachedBlobStore(
+                FilesystemBlobStore(front), back, max_bytes=300 * KiB
+            ) as one,
+            CachedBlobStore(
+                FilesystemBlobStore(front), back, max_bytes=300 * KiB
+            ) as two,
+        ):
+            assert await two.get(names[0]) == blobs[0]
+            assert await one.get(names[1]) == blobs[1]
+            assert await one.get(names[2]) == blobs[2]  # the front is full
+            assert await two.get(names[3]) == blobs[3]
+
+            assert await two.front.has(names[3])
+            assert (await two.stats()).fills == 2
+            assert sum(path.stat().st_size for path in _front_files(two)) <= 300 * KiB
+
     async def test_a_mixed_workload_stays_under_the_cap(self, tmp_path: Path) -> None:
         """1,000 reads over 300 blobs, the cap a third of their total."""
         rng = random.Random(7)

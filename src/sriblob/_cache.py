@@ -209,6 +209,8 @@ class CachedBlobStore(BlobStore):
         self._fills: dict[Integrity, asyncio.Future[bool]] = {}
         self._counters = _Counters()
         self._stripes: dict[int, tuple[int, int]] = {}  # stripe: (fd, fills)
+        #: The front's total when this object last read or changed it.
+        self._front_total: int | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
     @property
@@ -300,11 +302,21 @@ class CachedBlobStore(BlobStore):
             await self._touch(integrity)
         return data
 
-    async def _make_room(self, size: int) -> bool:
-        """Evict least recently used front blobs until *size* more fit."""
+    async def _make_room(self, size: int, *, fresh: bool = False) -> bool:
+        """Evict least recently used front blobs until *size* more fit.
+
+        The front's total as this object last saw it saves reading it again
+        while there is room; it misses other processes' fills, so a fill it
+        lets through may still be refused by the commit (which counts under
+        the lock), and is then tried again with *fresh*.
+        """
         if size > self._max_bytes:
             return False
+        known = self._front_total
+        if not fresh and known is not None and known + size <= self._max_bytes:
+            return True
         usage = await self._front.usage()
+        self._front_total = usage.total
         if usage.total + size <= self._max_bytes:
             return True
         target = max(0, self._max_bytes - size - int(self._max_bytes * _SLACK))
@@ -322,14 +334,28 @@ class CachedBlobStore(BlobStore):
                 total -= blob_size
                 self._counters.evictions += 1
                 logger.debug("cache backend=%s evicted integrity=%s", self.id, name)
+        self._front_total = total
         return total + size <= self._max_bytes
 
     async def _fill(self, integrity: Integrity, data: Data, size: int) -> bool:
-        """Put *data* into the front; False (logged) if it can't be cached."""
+        """Put *data* into the front; False (logged) if it can't be cached.
+
+        ``replace=True``: a fill follows a miss under the blob's fill lock,
+        so there is no stored copy to keep, and the front skips looking.
+        """
         try:
             if not await self._make_room(size):
                 return False
-            await self._front.put(integrity, data)
+            try:
+                await self._front.put(integrity, data, replace=True)
+            except QuotaExceeded:
+                # Other processes filled the front since this one looked.
+                self._front_total = None
+                if not _reiterable(data) or not await self._make_room(size, fresh=True):
+                    raise
+                await self._front.put(integrity, data, replace=True)
+            if self._front_total is not None:
+                self._front_total += size
         except QuotaExceeded:
             logger.debug(
                 "cache backend=%s: no room for integrity=%s (other processes "
@@ -838,6 +864,11 @@ class _SpoolChunks:
             if not chunk:
                 return
             yield chunk
+
+
+def _reiterable(data: Data) -> bool:
+    """Whether *data* can be put again after a refused put (not a stream)."""
+    return _as_buffer(data) is not None or isinstance(data, _SpoolChunks)
 
 
 async def _write_file(path: str | os.PathLike[str], data: bytes) -> str:

@@ -950,7 +950,8 @@ class FilesystemBlobStore(BlobStore):
         known = source.expected
         if known is not None:
             location = self._locate(known)
-            if await self._kept(location, source):
+            # With replace, no stored copy stands: skip looking at it.
+            if not source.replace and await self._kept(location, source):
                 return
             view = await _small_buffer(source)
             if view is not None:
