@@ -36,13 +36,19 @@ def acquired_connections(store: S3BlobStore) -> int:
     return sum(len(session.connector._acquired) for session in http._sessions.values())
 
 
+#: The proxy's own tasks on this loop: its handlers, and the tasks asyncio's
+#: server runs to accept a connection before handing it to them (a range the
+#: store cancelled may have connected just before).
+_PROXY_TASKS = ("FaultProxy.", "BaseSelectorEventLoop._accept_connection")
+
+
 def other_tasks() -> set[asyncio.Task[Any]]:
     """Tasks of this loop besides the running one and the proxy's."""
     return {
         task
         for task in asyncio.all_tasks()
         if task is not asyncio.current_task()
-        and not getattr(task.get_coro(), "__qualname__", "").startswith("FaultProxy.")
+        and not getattr(task.get_coro(), "__qualname__", "").startswith(_PROXY_TASKS)
     }
 
 
