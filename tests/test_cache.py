@@ -332,8 +332,8 @@ class TestDurability:
 
         monkeypatch.setattr(os, "fsync", spy)
         data = blob(10 * KiB, seed=16)
-        async with FilesystemBlobStore(tmp_path / "store", max_total_size=MiB) as store:
-            await store.add(data)
+        async with FilesystemBlobStore(tmp_path / "store", max_total_size=MiB) as plain:
+            await plain.add(data)
         assert "file" in synced
         assert synced.count("dir") >= 3  # blobs/xx, blobs/xx/yy, the rename
         synced.clear()

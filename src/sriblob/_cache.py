@@ -10,9 +10,10 @@ is caught, dropped and read again from the back.
 The bound is the front's own running total (``<front root>/.usage``, changed
 under ``flock`` in the same step as each rename or unlink): the cache gives
 the front a quota of ``max_bytes``, so however many processes share it the
-front never holds more. Recency is each file's mtime, renewed by every hit
-(``os.utime``), so every process sharing the front sees it; eviction
-removes the least recently used files until the new blob fits.
+front never holds more. Recency is each file's mtime, renewed by every read
+(``os.utime`` on the open descriptor), so every process sharing the front
+sees it; eviction removes the least recently used files until the new blob
+fits.
 """
 
 from __future__ import annotations
@@ -206,6 +207,9 @@ class CachedBlobStore(BlobStore):
         # A fill is whole or absent after a power loss, and absent is only a
         # miss: the front needn't sync its renames and new directories.
         front._sync_names = False  # noqa: SLF001
+        # Every read renews the file's mtime, its recency (in the read's own
+        # worker-thread call, on the open descriptor).
+        front._touch_reads = True  # noqa: SLF001
         self._fills: dict[Integrity, asyncio.Future[bool]] = {}
         self._counters = _Counters()
         self._stripes: dict[int, tuple[int, int]] = {}  # stripe: (fd, fills)
@@ -281,12 +285,6 @@ class CachedBlobStore(BlobStore):
         with contextlib.suppress(SriblobError, OSError):
             await self._front.delete(integrity)
 
-    async def _touch(self, integrity: Integrity) -> None:
-        """Renew the front file's mtime: its recency, seen by every process."""
-        path = self._front.path_of(integrity)
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread(os.utime, path, follow_symlinks=False)
-
     async def _from_front(self, integrity: Integrity) -> bytes | None:
         """The verified front copy, or None (absent, corrupt or failing)."""
         try:
@@ -299,7 +297,6 @@ class CachedBlobStore(BlobStore):
             return None
         if data is not None:
             self._counters.hits += 1
-            await self._touch(integrity)
         return data
 
     async def _make_room(self, size: int, *, fresh: bool = False) -> bool:
@@ -490,7 +487,6 @@ class CachedBlobStore(BlobStore):
         if not await self._check_front(integrity):
             return None
         self._counters.hits += 1
-        await self._touch(integrity)
         return BlobBody(self._stream_front(integrity), info.size)
 
     async def _check_front(self, integrity: Integrity) -> bool:

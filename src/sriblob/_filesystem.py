@@ -540,6 +540,8 @@ class FilesystemBlobStore(BlobStore):
         self._root = Path(root)
         #: False for a cache's front: renames and new directories unsynced.
         self._sync_names = True
+        #: True for a cache's front: every read renews the mtime (recency).
+        self._touch_reads = False
         self._blobs = self._root / "blobs"
         self._lease_fds: dict[str, int] = {}
 
@@ -992,6 +994,9 @@ class FilesystemBlobStore(BlobStore):
         finally:
             os.close(directory)
         file = io.FileIO(fd, "rb", closefd=True)
+        if self._touch_reads:
+            with contextlib.suppress(OSError):  # read-only, or not the owner's
+                os.utime(fd)
         return file, os.fstat(fd).st_size
 
     def _read_whole(self, location: _Location) -> bytes | None:
