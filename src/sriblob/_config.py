@@ -585,16 +585,18 @@ def typo_distance(a: str, b: str, /, *, limit: int) -> int:
 
 def closest(name: str, /, known: Iterable[str], *, limit: int) -> str | None:
     """The name in *known* fewest typos away from *name*, if within *limit*."""
-    best = min(known, key=lambda k: typo_distance(name, k, limit=limit), default=None)
-    if best is None or typo_distance(name, best, limit=limit) > limit:
-        return None
-    return best
+    scored = ((typo_distance(name, k, limit=limit), k) for k in known)
+    distance, best = min(scored, key=lambda pair: pair[0], default=(limit + 1, None))
+    return best if distance <= limit else None
 
 
 def _unknown(
     layout: _EnvLayout, source: Mapping[str, str], prefix: str
 ) -> dict[str, str | None]:
-    """Set variables under *prefix* that aren't *layout*'s: name -> likely meant."""
+    """Set variables under *prefix* that aren't *layout*'s, each to a guess.
+
+    The guess is the suffix of *layout*'s the variable likely meant, or None.
+    """
     unknown: dict[str, str | None] = {}
     for variable, value in source.items():
         if not variable.startswith(prefix) or not value.strip():
@@ -602,8 +604,9 @@ def _unknown(
         suffix = variable[len(prefix) :]
         if suffix in layout.fields:
             continue
-        meant = closest(suffix, layout.fields, limit=max(2, len(suffix) // 3))
-        unknown[variable] = None if meant is None else prefix + meant
+        unknown[variable] = closest(
+            suffix, layout.fields, limit=max(2, len(suffix) // 3)
+        )
     return dict(sorted(unknown.items()))
 
 
@@ -655,7 +658,7 @@ def _describe(
     if invalid:
         parts.append("invalid " + ", ".join(invalid))
     for variable, meant in unknown.items():
-        guess = "" if meant is None else f" (did you mean {meant}?)"
+        guess = "" if meant is None else f" (did you mean {prefix}{meant}?)"
         parts.append(f"unknown variable {variable}{guess}")
     env_names = {v: k for k, v in layout.fields.items()}
     to_fix = [prefix + env_names[name] for name in problems]
@@ -667,8 +670,8 @@ def _describe(
     )
     fields = list(problems)
     for meant in unknown.values():
-        if meant is not None and layout.fields[meant[len(prefix) :]] not in fields:
-            fields.append(layout.fields[meant[len(prefix) :]])
+        if meant is not None and layout.fields[meant] not in fields:
+            fields.append(layout.fields[meant])
     return ConfigurationError(msg, fields=tuple(fields))
 
 

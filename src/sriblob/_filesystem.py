@@ -203,6 +203,15 @@ def _open_child(
         raise
 
 
+def _file_size(directory: int, name: str) -> int:
+    """The size of the regular file *name* in *directory*; 0 if there is none."""
+    try:
+        found = os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0
+    return found.st_size if stat.S_ISREG(found.st_mode) else 0
+
+
 def _not_a_directory(path: Path) -> _NotABlob:
     msg = (
         f"{path} is a symlink or not a directory; the filesystem store never "
@@ -336,13 +345,7 @@ class _TempFile:
             return None
         with self._lock:
             self._check_open()
-            try:
-                found = os.stat(
-                    final.name, dir_fd=self._directory, follow_symlinks=False
-                )
-            except FileNotFoundError:
-                return 0
-        return found.st_size if stat.S_ISREG(found.st_mode) else 0
+            return _file_size(self._directory, final.name)
 
     def sync_directory(self, fd: int) -> None:
         """Sync the directory *fd* that :meth:`rename` returned; close it."""
@@ -777,12 +780,9 @@ class FilesystemBlobStore(BlobStore):
         except (FileNotFoundError, _NotABlob):
             return 0
         try:
-            result = os.stat(location.name, dir_fd=directory, follow_symlinks=False)
-        except FileNotFoundError:
-            return 0
+            return _file_size(directory, location.name)
         finally:
             os.close(directory)
-        return result.st_size if stat.S_ISREG(result.st_mode) else 0
 
     def _adjust_sync(self, delta: int) -> int:
         if delta == 0:

@@ -30,7 +30,6 @@ from ._config import (
     closest,
     load_postgres_config_from_env,
     load_s3_config_from_env,
-    typo_distance,
 )
 from ._quota import check_levels
 from .exceptions import ConfigurationError
@@ -224,12 +223,7 @@ def _meant(name: str, known: tuple[str, ...]) -> str | None:
         if abs(len(k) - len(name)) <= limit
         and (k[:4] == name[:4] or k[-4:] == name[-4:])
     ]
-    best = closest(name, near, limit=limit)
-    return (
-        best
-        if best is not None and typo_distance(name, best, limit=limit) <= limit
-        else None
-    )
+    return closest(name, near, limit=limit)
 
 
 def _levels(
