@@ -31,6 +31,7 @@ from .helpers import (
     Backend,
     S3Target,
     drain_closing_transports,
+    interruptible_children,
     s3_leftovers,
 )
 from .postgres_server import (  # noqa: F401 -- fixtures
@@ -247,3 +248,10 @@ def _pair(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
                 await drop_schema(dsn, schema)
 
     return make
+
+
+@pytest.fixture(name="sigint_reaches_children")
+def _sigint_reaches_children() -> Iterator[None]:
+    """Children started by the test take SIGINT however the suite was started."""
+    with interruptible_children():
+        yield

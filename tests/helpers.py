@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -26,6 +27,8 @@ from sriblob.testing import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mypy_boto3_s3 import S3Client
 
 __all__ = [
@@ -216,3 +219,21 @@ def _closing_transports(
         if isinstance(transport, asyncio.WriteTransport) and transport.is_closing():
             found.append(transport)
     return found
+
+
+@contextlib.contextmanager
+def interruptible_children() -> Iterator[None]:
+    """Let children started meanwhile take SIGINT, as a foreground command does.
+
+    A suite started from a background job of a shell without job control
+    inherits SIGINT ignored, and every child inherits that: a Ctrl-C test
+    would send a signal no user's terminal could. This process catches it
+    meanwhile instead (Python's own handler), which a child's exec resets
+    to the default. Not ``preexec_fn``, which is unsafe beside the test
+    servers' threads.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

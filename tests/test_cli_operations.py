@@ -525,6 +525,7 @@ class TestSubprocess:
         assert listed(target) == set(blobs)
 
     @pytest.mark.s3
+    @pytest.mark.usefixtures("sigint_reaches_children")
     def test_ctrl_c_during_migrate(
         self, tmp_path: Path, s3_config: S3StoreConfig, s3_admin: S3Client
     ) -> None:

@@ -933,6 +933,7 @@ class TestShellSignals:
         [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
         ids=["SIGTERM", "SIGINT"],
     )
+    @pytest.mark.usefixtures("sigint_reaches_children")
     async def test_signal_while_the_blob_downloads(
         self,
         *,
@@ -974,6 +975,7 @@ class TestShellSignals:
         assert "Traceback" not in stderr.decode()
         assert list(out.iterdir()) == []
 
+    @pytest.mark.usefixtures("sigint_reaches_children")
     def test_ctrl_c_at_start_up(self, tmp_path: Path) -> None:
         """Ctrl-C at 20 moments of a command's start-up never prints a traceback."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(S3_ENV)}
