@@ -17,6 +17,7 @@ pytest.register_assert_rewrite("sriblob.testing")
 
 from sriblob import (
     BlobStore,
+    CachedBlobStore,
     FilesystemBlobStore,
     Integrity,
     MemoryBlobStore,
@@ -49,14 +50,26 @@ if TYPE_CHECKING:
 
 #: Every backend the contract suite runs against; each needs a fixture
 #: named ``<kind>_backend`` returning a :class:`Backend`.
-BACKENDS = ["memory", "filesystem", "postgres", "s3"]
+BACKENDS = ["memory", "filesystem", "postgres", "s3", "cached_filesystem", "cached_s3"]
+#: The contract suite's backends that need the S3 server.
+S3_BACKENDS = frozenset({"s3", "cached_s3"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--soak-seconds``: how long the reliability suite's cache soak runs."""
+    parser.addoption(
+        "--soak-seconds",
+        type=float,
+        default=45.0,
+        help="seconds of load in the cache soak test (default: 45)",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark contract tests of the S3 backend ``s3``, so ``-m "not s3"`` skips them."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("backend") == "s3":
+        if callspec is not None and callspec.params.get("backend") in S3_BACKENDS:
             item.add_marker(pytest.mark.s3)
 
 
@@ -178,6 +191,50 @@ def _filesystem_backend(tmp_path: Path) -> Backend:
         return sorted(str(path) for path in store.root.rglob(".tmp-*"))
 
     return Backend("filesystem", make, corrupt, leftovers)
+
+
+def cached_backend(name: str, front: Path, back: Backend) -> Backend:
+    """*back* behind a cache whose front is at *front*, for the contract suite.
+
+    ``corrupt`` damages the copy in the back (the store of record) and the
+    one in the front, if it holds one: a read must then fail, not serve the
+    front's good copy of bytes the back has lost.
+    """
+
+    @contextlib.asynccontextmanager
+    async def make(**options: Any) -> AsyncIterator[BlobStore]:
+        async with (
+            back.make(**options) as behind,
+            CachedBlobStore(
+                FilesystemBlobStore(front), behind, max_bytes=64 * 1024 * 1024
+            ) as store,
+        ):
+            yield store
+
+    async def corrupt(store: BlobStore, integrity: Integrity, data: bytes) -> None:
+        assert isinstance(store, CachedBlobStore)
+        await back.corrupt(store.back, integrity, data)
+        path = store.front.path_of(integrity)
+        if path.exists():
+            path.chmod(0o644)
+            path.write_bytes(data)
+
+    async def leftovers(store: BlobStore) -> list[str]:
+        assert isinstance(store, CachedBlobStore)
+        temps = sorted(str(path) for path in front.rglob(".tmp-*"))
+        return temps + await back.leftovers(store.back)
+
+    return Backend(name, make, corrupt, leftovers)
+
+
+@pytest.fixture(name="cached_filesystem_backend")
+def _cached_filesystem_backend(tmp_path: Path, filesystem_backend: Backend) -> Backend:
+    return cached_backend("cached_filesystem", tmp_path / "front", filesystem_backend)
+
+
+@pytest.fixture(name="cached_s3_backend")
+def _cached_s3_backend(tmp_path: Path, s3_backend: Backend) -> Backend:
+    return cached_backend("cached_s3", tmp_path / "front", s3_backend)
 
 
 @pytest.fixture(name="backend", params=BACKENDS)

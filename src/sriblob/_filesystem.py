@@ -13,6 +13,7 @@ import functools
 import io
 import itertools
 import os
+import re
 import secrets
 import stat
 import threading
@@ -59,6 +60,8 @@ STALE_TEMP_AGE: Final = 3600.0
 #: How many directory entries one worker-thread call of a listing reads.
 _LIST_BATCH: Final = 256
 _HEX_PAIR: Final = frozenset(f"{n:02x}" for n in range(256))
+#: A cache fill's temp file: ``.tmp-<token>-<bytes it reserved>``.
+_RESERVED_TEMP: Final = re.compile(r"\.tmp-[0-9a-f]{16}-([0-9]{1,20})")
 #: While a blob streams in, its temp file is flushed to disk every this many
 #: bytes, so the disk works while the rest is hashed (see ``_TempFile``).
 FLUSH_INTERVAL: Final = 8 * 1024 * 1024
@@ -120,6 +123,25 @@ class _Location:
     dirs: tuple[str, ...]
     name: str
     path: Path
+
+
+def locate(root: Path, integrity: Integrity) -> _Location:
+    """Where the store rooted at *root* keeps *integrity*'s blob."""
+    digest = integrity.digest.hex()
+    dirs = ("blobs", digest[:2], digest[2:4])
+    name = integrity_to_key(str(integrity), prefix="")
+    return _Location(dirs, name, root.joinpath(*dirs, name))
+
+
+def reserved_size(name: str) -> int | None:
+    """The bytes a cache fill reserved for the temp file *name*, if it is one.
+
+    A fill's temp file is named ``.tmp-<token>-<bytes>``; only the cache
+    that reserved them may remove it (and give them back), so listings leave
+    such files alone however old they are.
+    """
+    match = _RESERVED_TEMP.fullmatch(name)
+    return None if match is None else int(match[1])
 
 
 def _open_dirs(
@@ -269,7 +291,13 @@ class _TempFile:
     """
 
     def __init__(
-        self, root: Path, dirs: tuple[str, ...], directory: int, *, sync_names: bool
+        self,
+        root: Path,
+        dirs: tuple[str, ...],
+        directory: int,
+        *,
+        sync_names: bool,
+        tag: str = "",
     ) -> None:
         self._root = root
         self._dirs = dirs
@@ -280,7 +308,7 @@ class _TempFile:
         self._unflushed = 0
         self._synced = False  # fsynced since the last write
         while True:
-            self.name = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+            self.name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{tag}"
             try:
                 self._fd = os.open(self.name, _TEMP_FLAGS, FILE_MODE, dir_fd=directory)
             except FileExistsError:  # pragma: no cover -- 64 random bits collided
@@ -289,17 +317,23 @@ class _TempFile:
 
     @classmethod
     def create(
-        cls, root: Path, dirs: tuple[str, ...], *, sync_names: bool = True
+        cls,
+        root: Path,
+        dirs: tuple[str, ...],
+        *,
+        sync_names: bool = True,
+        tag: str = "",
     ) -> _TempFile:
         """A new temp file in ``root/dirs``, created if missing.
 
         With *sync_names* false, new directories and the final rename are
         not synced: after a power loss the blob is whole or absent, and may
-        be absent (a cache's front, which can fetch it again).
+        be absent (a cache's front, which can fetch it again). *tag* ends
+        the file's name (a cache fill's reservation, see :func:`reserved_size`).
         """
         directory = _open_dirs(root, dirs, create=True, sync=sync_names)
         try:
-            return cls(root, dirs, directory, sync_names=sync_names)
+            return cls(root, dirs, directory, sync_names=sync_names, tag=tag)
         except BaseException:
             os.close(directory)
             raise
@@ -565,10 +599,7 @@ class FilesystemBlobStore(BlobStore):
         return self._locate(coerce_integrity(integrity)).path
 
     def _locate(self, integrity: Integrity) -> _Location:
-        digest = integrity.digest.hex()
-        dirs = ("blobs", digest[:2], digest[2:4])
-        name = integrity_to_key(str(integrity), prefix="")
-        return _Location(dirs, name, self._root.joinpath(*dirs, name))
+        return locate(self._root, integrity)
 
     # -- errors ---------------------------------------------------------------
 
@@ -614,23 +645,9 @@ class FilesystemBlobStore(BlobStore):
 
     # -- the maintenance lease ------------------------------------------------
 
-    def _open_root_file(self, name: str) -> int:
-        """Open (creating) the regular file *name* in the root, never a symlink."""
-        root = _open_dirs(self._root, (), create=True)
-        try:
-            fd = os.open(name, _LEASE_FLAGS, LEASE_MODE, dir_fd=root)
-        finally:
-            os.close(root)
-        try:
-            _check_regular(fd, self._root / name)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
     def _take_lease(self, lease: Lease) -> tuple[int | None, Lease | None]:
         """Lock ``root/.lease`` (flock) for *lease*; or read who holds it."""
-        fd = self._open_root_file(LEASE_FILE)
+        fd = open_root_file(self._root, LEASE_FILE)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -739,29 +756,9 @@ class FilesystemBlobStore(BlobStore):
 
     @contextlib.contextmanager
     def _usage(self) -> Iterator[_Total]:
-        """Hold ``root/.usage`` locked (flock); yield the total, written back after.
-
-        A missing or unreadable file (a crash mid-write, or a store that
-        had no quota before) is recounted from the blobs under the lock.
-        """
-        fd = self._open_root_file(USAGE_FILE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            total = load_total(os.pread(fd, 4096, 0))
-            recounted = total is None
-            if total is None:
-                total = self._count_sync()
-            usage = _Total(total)
+        """Hold ``root/.usage`` locked; yield the total, written back after."""
+        with locked_total(self._root, self._count_sync) as usage:
             yield usage
-            if recounted or usage.total != total:
-                # Over the old bytes, then cut to length: no blocks freed and
-                # allocated again. A crash between leaves JSON that doesn't
-                # parse, which is recounted.
-                data = dump_total(usage.total)
-                os.pwrite(fd, data, 0)
-                os.ftruncate(fd, len(data))
-        finally:
-            os.close(fd)  # closing drops the flock
 
     def _count_sync(self) -> int:
         total = 0
@@ -1275,6 +1272,48 @@ def _check_file(integrity: Integrity, path: Path) -> None:
     hasher.verify(integrity)
 
 
+@contextlib.contextmanager
+def locked_total(root: Path, recount: Callable[[], int]) -> Iterator[_Total]:
+    """Hold ``root/.usage`` locked (flock); yield the total, written back after.
+
+    A missing or unreadable file (a crash mid-write, or a store that had no
+    quota before) is counted again with *recount*, under the lock.
+    """
+    fd = open_root_file(root, USAGE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        total = load_total(os.pread(fd, 4096, 0))
+        recounted = total is None
+        if total is None:
+            total = recount()
+        usage = _Total(total)
+        yield usage
+        if recounted or usage.total != total:
+            # Over the old bytes, then cut to length: no blocks freed and
+            # allocated again. A crash between leaves JSON that doesn't
+            # parse, which is recounted.
+            data = dump_total(usage.total)
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def open_root_file(root: Path, name: str) -> int:
+    """Open (creating) the regular file *name* in *root*, never a symlink."""
+    directory = _open_dirs(root, (), create=True)
+    try:
+        fd = os.open(name, _LEASE_FLAGS, LEASE_MODE, dir_fd=directory)
+    finally:
+        os.close(directory)
+    try:
+        _check_regular(fd, root / name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _read_holder(fd: int) -> Lease | None:
     """Who holds the lease, waiting briefly for a holder that just took it."""
     for _ in range(HOLDER_READS):
@@ -1359,7 +1398,13 @@ def _scan(directory: int) -> Iterator[os.DirEntry[str]]:
 
 
 def _reap(directory: int, entry: os.DirEntry[str]) -> None:
-    """Remove a temp file a crashed writer left, once it is old enough."""
+    """Remove a temp file a crashed writer left, once it is old enough.
+
+    A cache fill's temp file is its cache's to reap (it holds a reservation
+    in the front's total), never a listing's.
+    """
+    if reserved_size(entry.name) is not None:
+        return
     with contextlib.suppress(OSError):
         if not entry.is_file(follow_symlinks=False):
             return

@@ -568,8 +568,11 @@ class _Migration:
         verify, has the same sha512 as the source's bytes (*reference*).
         """
         algorithm = integrity.algorithm if reference is None else "sha512"
+        # The store of record's copy: a cache's front copy proves nothing
+        # about what its back holds.
+        record = self._target._store_of_record()  # noqa: SLF001 -- in the package
         try:
-            digest = await _read_digest(self._target, integrity, algorithm)
+            digest = await _read_digest(record, integrity, algorithm)
         except IntegrityMismatch:
             return False
         if digest is None:
@@ -705,8 +708,11 @@ class _Verification:
     async def check(self, item: tuple[str, Integrity]) -> None:
         name, integrity = item
         size = 0
+        # The store of record's copy (a cache's back): that is the one a
+        # deletion or a migration relies on.
+        record = self._store._store_of_record()  # noqa: SLF001 -- in the package
         try:
-            async with self._store.open(integrity) as reader:
+            async with record.open(integrity) as reader:
                 async for chunk in reader:
                     size += len(chunk)
         except IntegrityMismatch:

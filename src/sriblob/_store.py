@@ -676,6 +676,10 @@ class BlobStore(abc.ABC):
     def _repr_details(self) -> str:
         return ""
 
+    def _store_of_record(self) -> BlobStore:
+        """The store whose answers decide what exists (a cache's back)."""
+        return self
+
     def _left_open(self) -> str | None:
         """Say what a store collected while open leaks, or None: nothing."""
         return None

@@ -176,6 +176,8 @@ class BlobApp:
                 send, store, integrity, span=span, size=info.size, common=common
             )
 
+    # -- the body: its length and its bytes from one opened reader --------------
+
     def _integrity(self, scope: Scope) -> Integrity:
         """The integrity the path names (raw path: `%2F` stays a slash in it)."""
         raw = scope.get("raw_path") or scope["path"].encode()
@@ -224,16 +226,26 @@ class BlobApp:
         size: int,
         common: list[tuple[bytes, bytes]],
     ) -> None:
+        """Send the blob, its Content-Length from the reader that streams it.
+
+        *size* (the stat's) is used only when the reader doesn't know its
+        own. The last chunk waits until the blob verified and the byte count
+        matched: otherwise the connection ends short, and no client takes
+        the body for the blob.
+        """
         async with _opened(store, integrity) as reader:
-            await _start(send, 200, size, common)
-            # The last chunk waits until the blob verified: corrupt bytes end
-            # the connection short, and no client takes them for the blob.
+            length = size if reader.size is None else reader.size
+            await _start(send, 200, length, common)
             held: bytes | None = None
+            sent = 0
             try:
                 async for chunk in reader:
                     if held is not None:
                         await send(_body(held, more=True))
                     held = chunk
+                    sent += len(chunk)
+                    _check_length(sent, length, integrity, store, final=False)
+                _check_length(sent, length, integrity, store, final=True)
             except IntegrityMismatch:
                 logger.error(  # noqa: TRY400 -- one line; the cause is in it
                     "serve integrity=%s store=%s: the stored bytes are corrupt; "
@@ -254,15 +266,60 @@ class BlobApp:
         size: int,
         common: list[tuple[bytes, bytes]],
     ) -> None:
+        """Send one range; the reader must agree with the stat on the blob's size.
+
+        A range is computed from the blob's size, so a reader that knows
+        another size (a damaged copy somewhere) is refused before any byte.
+        The last chunk waits until the byte count matched.
+        """
         start, stop = span
-        content_range = f"bytes {start}-{stop - 1}/{size}".encode()
         async with _opened(store, integrity, start, stop) as reader:
+            if reader.size is not None and reader.size != size:
+                logger.error(
+                    "serve integrity=%s store=%s: the store's copy has %d bytes, "
+                    "its stat says %d; not served",
+                    integrity,
+                    store.id,
+                    reader.size,
+                    size,
+                )
+                raise _Reply(502, "The store failed; try again later.")
+            length = stop - start
+            content_range = f"bytes {start}-{stop - 1}/{size}".encode()
             await _start(
-                send, 206, stop - start, [*common, (b"content-range", content_range)]
+                send, 206, length, [*common, (b"content-range", content_range)]
             )
+            held: bytes | None = None
+            sent = 0
             async for chunk in reader:
-                await send(_body(chunk, more=True))
-            await send(_body(b"", more=False))
+                if held is not None:
+                    await send(_body(held, more=True))
+                held = chunk
+                sent += len(chunk)
+                _check_length(sent, length, integrity, store, final=False)
+            _check_length(sent, length, integrity, store, final=True)
+            await send(_body(held or b"", more=False))
+
+
+class _ShortBodyError(StoreError):
+    """The store streamed another number of bytes than the response announced."""
+
+
+def _check_length(
+    sent: int, length: int, integrity: Integrity, store: BlobStore, *, final: bool
+) -> None:
+    """Abort a response whose body came out longer, or (at the end) shorter."""
+    if sent > length or (final and sent != length):
+        logger.error(
+            "serve integrity=%s store=%s: the store streamed %s bytes where %d "
+            "were announced; the connection is aborted",
+            integrity,
+            store.id,
+            sent if final else f"more than {length}",
+            length,
+        )
+        msg = f"{store.id!r} streamed {sent} bytes of {integrity}, not {length}."
+        raise _ShortBodyError(msg, backend=store.id)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

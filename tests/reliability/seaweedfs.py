@@ -295,3 +295,78 @@ def seaweedfs_cluster(root: Path) -> Iterator[Cluster]:
     finally:
         os.chdir(previous)
         cluster.stop()
+
+
+@contextlib.contextmanager
+def seaweedfs_mini(root: Path) -> Iterator[Cluster]:
+    """Start one ``weed mini`` (master, volume, filer, S3) under *root*, on loopback.
+
+    The same server compat/seaweedfs.sh starts, for tests that need one
+    SeaweedFS and no node to kill. Stopped afterwards, also when a test fails.
+    """
+    weed = weed_binary()
+    root.mkdir(parents=True, exist_ok=True)
+    ports = _free_ports(10)
+    access = f"sriblob{secrets.token_hex(4)}"
+    secret = secrets.token_hex(20)
+    config = root / "s3.json"
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "sriblob",
+                        "credentials": [{"accessKey": access, "secretKey": secret}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    (root / "data").mkdir(exist_ok=True)
+    endpoint = f"http://127.0.0.1:{ports[6]}"
+    node = Node(
+        "mini",
+        [
+            weed,
+            "mini",
+            f"-dir={root / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports[0]}",
+            f"-master.port.grpc={ports[1]}",
+            f"-volume.port={ports[2]}",
+            f"-volume.port.grpc={ports[3]}",
+            f"-filer.port={ports[4]}",
+            f"-filer.port.grpc={ports[5]}",
+            f"-s3.port={ports[6]}",
+            f"-s3.port.grpc={ports[7]}",
+            "-admin.ui=false",
+            f"-admin.port={ports[8]}",
+            f"-admin.port.grpc={ports[9]}",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={config}",
+            "-s3.domainName=localhost",
+        ],
+        root / "weed.log",
+        endpoint,
+    )
+    server = Cluster(
+        root,
+        {"mini": node},
+        endpoint,
+        access,
+        secret,
+        f"http://127.0.0.1:{ports[0]}",
+    )
+    previous = Path.cwd()
+    os.chdir(root)  # weed leaves files in its working directory
+    try:
+        node.start()
+        node.wait_up()
+        yield server
+    finally:
+        os.chdir(previous)
+        server.stop()

@@ -1,0 +1,575 @@
+"""The cache's front: local copies, each trusted only as far as it was verified.
+
+The front is a directory in the filesystem store's layout
+(``blobs/<aa>/<bb>/<key>``), so a :class:`~sriblob.FilesystemBlobStore` on
+the same root sees the same blobs. What only a cache needs lives here:
+
+- **One descriptor per read.** A copy is opened once and every pass over it
+  (the check, the stream, a range) reads that descriptor, so another process
+  evicting the file meanwhile changes nothing for this reader.
+- **What this process verified.** Each copy read whole and verified here (or
+  written here by a verified fill) is remembered by its file's identity
+  (device, inode, size, ctime). A byte range is served from a copy only
+  while its file still has that identity: a copy changed since, or never
+  verified by this process, isn't trusted for a range.
+- **Reservations.** A fill reserves its blob's size in the front's running
+  total (``.usage``) before it writes a byte, so a fill in progress counts
+  against the cap like the blob it will become. Its temp file is named
+  ``.tmp-<token>-<bytes>``; once no process holds the fill lock of its
+  stripe, its writer is gone, and the next scan removes it and gives the
+  bytes back.
+- **Stripes.** Fill locks are 256 lock files in ``.fill-locks/``, one per
+  first byte of the digest (the ``<aa>`` directory). Fills in one process
+  share a stripe's ``flock``, so only other processes' fills are kept out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import fcntl
+import functools
+import io
+import os
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from sriblob._filesystem import (
+    _acquire,
+    _discard,
+    _Location,
+    _open_blob,
+    _open_dirs,
+    _TempFile,
+    _Total,
+    locate,
+    locked_total,
+    reserved_size,
+)
+from sriblob._integrity import IntegrityHasher
+from sriblob._quota import Quota
+from sriblob._store import CHUNK_SIZE, THREAD_HASH_THRESHOLD, _as_buffer, hash_buffer
+from sriblob.exceptions import IntegrityMismatch
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, AsyncIterator, Iterator
+
+    from sriblob._compat import Buffer
+    from sriblob._integrity import Integrity
+
+__all__ = ["Front", "FrontFile", "Identity"]
+
+#: How many verified copies a process remembers.
+_REMEMBERED: Final = 65536
+_LOCK_DIR: Final = ".fill-locks"
+_STRIPES: Final = 256
+_LOCK_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_FANOUT: Final = frozenset(f"{n:02x}" for n in range(256))
+
+
+@attrs.frozen
+class Identity:
+    """What says a file is the one a process read: any write changes it."""
+
+    device: int
+    inode: int
+    size: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, found: os.stat_result) -> Identity:
+        """The identity of a stat result."""
+        return cls(found.st_dev, found.st_ino, found.st_size, found.st_ctime_ns)
+
+
+@attrs.frozen
+class Entry:
+    """A blob file in the front, for eviction."""
+
+    used: float  # mtime: renewed by every read
+    size: int
+    location: _Location
+
+
+class FrontFile:
+    """One opened front copy: every pass reads this descriptor.
+
+    Attributes:
+        size: The file's size when it was opened.
+        before: Its identity as opened, before this read renewed its recency.
+        after: Its identity once renewed (what a later read will see).
+        data: The whole file, when it was read at once (then the descriptor
+            is already closed), else None.
+        unchanged: With *data*: whether the file kept its identity while it
+            was read (so the bytes are the file's, whole).
+    """
+
+    def __init__(
+        self,
+        file: io.FileIO,
+        before: Identity,
+        after: Identity,
+        data: bytes | None = None,
+        *,
+        unchanged: bool = False,
+    ) -> None:
+        self._file = file
+        self.size = before.size
+        self.before = before
+        self.after = after
+        self.data = data
+        self.unchanged = unchanged
+
+    async def check(self, integrity: Integrity) -> bool:
+        """Hash the whole file (one worker-thread call); whether it is the blob."""
+        return await asyncio.to_thread(self._check_sync, integrity)
+
+    def _check_sync(self, integrity: Integrity) -> bool:
+        hasher = IntegrityHasher(integrity.algorithm)
+        offset = 0
+        while chunk := os.pread(self._file.fileno(), CHUNK_SIZE, offset):
+            hasher.update(chunk)
+            offset += len(chunk)
+        return offset == self.size and hasher.integrity() == integrity
+
+    async def chunks(self, start: int, stop: int) -> AsyncIterator[bytes]:
+        """Yield bytes *start* to *stop* - 1 (a short file ends the stream early)."""
+        position = start
+        while position < stop:
+            count = min(CHUNK_SIZE, stop - position)
+            chunk = await asyncio.to_thread(
+                os.pread, self._file.fileno(), count, position
+            )
+            if not chunk:
+                return
+            position += len(chunk)
+            yield chunk
+
+    async def close(self) -> None:
+        """Close the descriptor (shielded: a cancelled reader still closes it)."""
+        if not self._file.closed:
+            await asyncio.shield(asyncio.to_thread(self._file.close))
+
+
+class Front:
+    """The front's files, running total, fill locks and verified copies.
+
+    Blocking calls run in worker threads; the fill locks are taken without
+    blocking, on the event loop.
+    """
+
+    def __init__(self, root: Path, *, max_bytes: int, id: str) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self._quota = Quota(id, max_bytes, None)
+        #: The running total as this object last read or changed it.
+        self.total: int | None = None
+        self._verified: collections.OrderedDict[str, Identity] = (
+            collections.OrderedDict()
+        )
+        self._stripes: dict[int, tuple[int, int]] = {}  # stripe: (fd, holders)
+
+    def close(self) -> None:
+        """Drop the fill locks this object holds."""
+        for fd, _ in self._stripes.values():
+            os.close(fd)
+        self._stripes.clear()
+
+    # -- what this process verified ---------------------------------------------
+
+    def trusted(self, integrity: Integrity, file: FrontFile) -> bool:
+        """Whether *file* is a copy this process verified whole, unchanged since.
+
+        A trusted file stays trusted under its renewed identity.
+        """
+        name = str(integrity)
+        if self._verified.get(name) != file.before:
+            return False
+        self.trust(integrity, file.after)
+        return True
+
+    def trust(self, integrity: Integrity, identity: Identity) -> None:
+        """Remember that the file with *identity* holds the blob, verified."""
+        name = str(integrity)
+        self._verified[name] = identity
+        self._verified.move_to_end(name)
+        while len(self._verified) > _REMEMBERED:
+            self._verified.popitem(last=False)
+
+    def distrust(self, integrity: Integrity) -> None:
+        """Forget the blob's verified copy (it was dropped or found damaged)."""
+        self._verified.pop(str(integrity), None)
+
+    # -- reading ----------------------------------------------------------------
+
+    async def open(
+        self, integrity: Integrity, *, read_up_to: int | None = 0
+    ) -> FrontFile | None:
+        """Open the blob's copy and renew its recency; None when there is none.
+
+        A copy of at most *read_up_to* bytes (None: any size) is read whole
+        in the same worker-thread call (:attr:`FrontFile.data`), unverified.
+
+        Raises:
+            OSError: The front failed (a full or read-only disk, say).
+            StoreError: Something other than a blob file is at its name.
+        """
+        location = locate(self.root, integrity)
+        return await _acquire(
+            functools.partial(self._open_sync, location, read_up_to),
+            _close_front_file,
+        )
+
+    def _open_sync(
+        self, location: _Location, read_up_to: int | None
+    ) -> FrontFile | None:
+        try:
+            directory = _open_dirs(self.root, location.dirs, create=False)
+        except FileNotFoundError:
+            return None
+        try:
+            fd = _open_blob(directory, location)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(directory)
+        file = io.FileIO(fd, "rb", closefd=True)
+        try:
+            before = Identity.of(os.fstat(fd))
+            with contextlib.suppress(OSError):  # read-only, or not the owner's
+                os.utime(fd)  # recency, seen by every process sharing the front
+            after = Identity.of(os.fstat(fd))
+            if read_up_to is not None and after.size > read_up_to:
+                return FrontFile(file, before, after)
+            with file:
+                data = file.readall()
+                end = Identity.of(os.fstat(fd))
+        except BaseException:
+            file.close()
+            raise
+        unchanged = end == after and len(data) == end.size
+        return FrontFile(file, before, after, data, unchanged=unchanged)
+
+    # -- the running total ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _usage(self) -> Iterator[_Total]:
+        with locked_total(self.root, self._count_sync) as usage:
+            yield usage
+            self.total = usage.total
+
+    async def usage(self) -> int:
+        """The front's running total: its blobs and the fills in progress."""
+        return await asyncio.to_thread(self._usage_sync)
+
+    def _usage_sync(self) -> int:
+        try:
+            with self._usage() as usage:
+                return usage.total
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            return self._count_sync()  # a read-only front: count instead
+
+    def _count_sync(self) -> int:
+        """Count what the total should hold: blob files and reservations."""
+        total = 0
+        for _, _, entry in self._walk():
+            reserved = reserved_size(entry.name)
+            if reserved is not None:
+                total += reserved
+            elif _is_blob_file(entry):
+                total += entry.stat(follow_symlinks=False).st_size
+        return total
+
+    def _reserve_sync(self, size: int) -> None:
+        with self._usage() as usage:
+            if not self._quota.fits(usage.total, size):
+                raise self._quota.exceeded(usage.total, size)
+            usage.total += size
+
+    def _release_sync(self, size: int) -> None:
+        with self._usage() as usage:
+            usage.total = max(0, usage.total - size)
+
+    # -- filling ----------------------------------------------------------------
+
+    async def fill(
+        self, integrity: Integrity, data: Buffer | AsyncIterable[Buffer], size: int
+    ) -> None:
+        """Copy the blob into the front, verified, within the cap.
+
+        *size* bytes are reserved first; the copy is hashed as it is written
+        and renamed into place only if it is the blob, of *size* bytes. The
+        caller holds the blob's fill lock.
+
+        Raises:
+            QuotaExceeded: The front has no room for *size* more bytes now
+                (nothing was read from *data*).
+            IntegrityMismatch: *data* isn't the blob; nothing was stored.
+        """
+        await asyncio.to_thread(self._reserve_sync, size)
+        try:
+            identity = await self._write(integrity, data, size)
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(self._release_sync, size))
+            raise
+        self.trust(integrity, identity)
+
+    async def _write(
+        self, integrity: Integrity, data: Buffer | AsyncIterable[Buffer], size: int
+    ) -> Identity:
+        location = locate(self.root, integrity)
+        temp = await _acquire(
+            functools.partial(
+                _TempFile.create,
+                self.root,
+                location.dirs,
+                sync_names=False,
+                tag=f"-{size}",
+            ),
+            _TempFile.discard,
+        )
+        try:
+            await _write_hashed(temp, integrity, data, size)
+            return await asyncio.to_thread(self._commit_sync, temp, location)
+        except BaseException:
+            await _discard(temp)
+            raise
+
+    def _commit_sync(self, temp: _TempFile, location: _Location) -> Identity:
+        """Rename the temp file into place: its reservation becomes the blob."""
+        temp.sync()  # outside the lock: the commit holds it only for the rename
+        directory = None
+        try:
+            with self._usage() as usage:
+                replaced = temp.size_beside(location) or 0
+                directory = temp.rename(location)
+                usage.total = max(0, usage.total - replaced)
+            found = os.stat(location.name, dir_fd=directory, follow_symlinks=False)
+        finally:
+            if directory is not None:
+                temp.sync_directory(directory)
+        return Identity.of(found)
+
+    # -- evicting ---------------------------------------------------------------
+
+    async def evict(self, location: _Location) -> int:
+        """Remove the blob file at *location*; the bytes freed (0 if none)."""
+        return await asyncio.to_thread(self._evict_sync, location)
+
+    async def drop(self, integrity: Integrity) -> int:
+        """Remove the blob's copy (damaged, or its blob deleted); the bytes freed."""
+        self.distrust(integrity)
+        return await self.evict(locate(self.root, integrity))
+
+    def _evict_sync(self, location: _Location) -> int:
+        with self._usage() as usage:
+            try:
+                directory = _open_dirs(self.root, location.dirs, create=False)
+            except FileNotFoundError:
+                return 0
+            try:
+                try:
+                    found = os.stat(
+                        location.name, dir_fd=directory, follow_symlinks=False
+                    )
+                except FileNotFoundError:
+                    return 0
+                if stat.S_ISDIR(found.st_mode):
+                    return 0
+                os.unlink(location.name, dir_fd=directory)
+            finally:
+                os.close(directory)
+            size = found.st_size if stat.S_ISREG(found.st_mode) else 0
+            usage.total = max(0, usage.total - size)
+            return size
+
+    async def scan(self) -> list[Entry]:
+        """List the blob files, reaping the temp files of fills whose writer is gone."""
+        return await asyncio.to_thread(self._scan_sync)
+
+    def _scan_sync(self) -> list[Entry]:
+        entries: list[Entry] = []
+        abandoned: dict[int, list[tuple[str, int]]] = {}
+        for first, second, entry in self._walk():
+            reserved = reserved_size(entry.name)
+            if reserved is not None:
+                abandoned.setdefault(int(first, 16), []).append((entry.path, reserved))
+            elif _is_blob_file(entry):
+                found = entry.stat(follow_symlinks=False)
+                dirs = ("blobs", first, second)
+                location = _Location(
+                    dirs, entry.name, self.root.joinpath(*dirs, entry.name)
+                )
+                entries.append(Entry(found.st_mtime, found.st_size, location))
+        self._reap_sync(abandoned)
+        return entries
+
+    def _reap_sync(self, abandoned: dict[int, list[tuple[str, int]]]) -> None:
+        """Remove the temp files of stripes no fill holds, and free their bytes."""
+        freed = 0
+        for stripe, temps in abandoned.items():
+            fd = self._lock_if_free(stripe)
+            if fd is None or fd < 0:
+                continue  # a writer (in some process) may still be filling
+            try:
+                for path, reserved in temps:
+                    with contextlib.suppress(FileNotFoundError):
+                        Path(path).unlink()
+                        freed += reserved
+            finally:
+                os.close(fd)
+        if freed:
+            self._release_sync(freed)
+
+    def _walk(self) -> Iterator[tuple[str, str, os.DirEntry[str]]]:
+        """Yield every entry of the front's leaf directories, with their fan-out."""
+        top = self.root / "blobs"
+        for first in _subdirs(top):
+            for second in _subdirs(top / first):
+                with (
+                    contextlib.suppress(FileNotFoundError),
+                    os.scandir(top / first / second) as found,
+                ):
+                    for entry in found:
+                        yield first, second, entry
+
+    # -- fill locks -------------------------------------------------------------
+
+    def take_stripe(self, integrity: Integrity) -> int | None:
+        """Take this blob's fill lock: its stripe, or None if another process has it.
+
+        -1 when no lock can be had (a read-only front): the fill will fail.
+        """
+        stripe = integrity.digest[0]
+        held = self._stripes.get(stripe)
+        if held is not None:
+            self._stripes[stripe] = (held[0], held[1] + 1)
+            return stripe
+        fd = self._lock_if_free(stripe)
+        if fd is None:
+            return None
+        if fd < 0:
+            return -1
+        self._stripes[stripe] = (fd, 1)
+        return stripe
+
+    def drop_stripe(self, stripe: int) -> None:
+        """Give back a fill lock :meth:`take_stripe` gave."""
+        held = self._stripes.get(stripe)
+        if held is None:
+            return
+        fd, count = held
+        if count > 1:
+            self._stripes[stripe] = (fd, count - 1)
+            return
+        del self._stripes[stripe]
+        os.close(fd)  # closing drops the flock
+
+    def _lock_if_free(self, stripe: int) -> int | None:
+        """Lock *stripe* for this process alone; None if someone holds it.
+
+        A stripe this object holds counts as taken (its fills are live).
+        Returns -1 when the lock file can't be opened.
+        """
+        if stripe in self._stripes:
+            return None
+        directory = self.root / _LOCK_DIR
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(directory / f"{stripe:02x}", _LOCK_FLAGS, 0o644)
+        except OSError:
+            return -1
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+
+def _subdirs(path: Path) -> list[str]:
+    """The fan-out directories (two hex digits) in *path*, never a symlink."""
+    try:
+        with os.scandir(path) as found:
+            return [
+                entry.name
+                for entry in found
+                if entry.name in _FANOUT and entry.is_dir(follow_symlinks=False)
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _is_blob_file(entry: os.DirEntry[str]) -> bool:
+    """Whether *entry* is a regular file with a blob's name (hex, never a dot).
+
+    Temp files and anything else planted in the front (a symlink, a decoy)
+    are neither counted nor evicted as blobs.
+    """
+    return not entry.name.startswith(".") and entry.is_file(follow_symlinks=False)
+
+
+def _close_front_file(opened: FrontFile | None) -> None:
+    if opened is not None:
+        opened._file.close()  # noqa: SLF001 -- its own file
+
+
+async def _write_hashed(
+    temp: _TempFile,
+    integrity: Integrity,
+    data: Buffer | AsyncIterable[Buffer],
+    size: int,
+) -> None:
+    """Write *data* to *temp* while hashing it; raise unless it is the blob.
+
+    The blob must also have the *size* its fill reserved.
+    """
+    written = await _write_chunks(temp, integrity, data)
+    if written != size:
+        msg = (
+            f"The cache's fill of {integrity} got {written} bytes, not {size}; "
+            "nothing was cached."
+        )
+        raise IntegrityMismatch(msg, expected=str(integrity), actual="")
+
+
+async def _write_chunks(
+    temp: _TempFile, integrity: Integrity, data: Buffer | AsyncIterable[Buffer]
+) -> int:
+    """Write *data* to *temp*, hashing it; the bytes written, if it is the blob."""
+    view = _as_buffer(data)
+    if view is not None:
+        if not view.readonly:
+            view = memoryview(bytes(view))  # what is hashed is what is written
+        hasher = await hash_buffer(view, integrity.algorithm)
+        hasher.verify(integrity)
+        await asyncio.to_thread(temp.write, view)
+        return view.nbytes
+    hasher = IntegrityHasher(integrity.algorithm)
+    offset = 0
+    async for chunk in data:  # type: ignore[union-attr]
+        piece = memoryview(chunk)
+        if not piece.readonly:
+            piece = memoryview(bytes(piece))
+        if piece.nbytes >= THREAD_HASH_THRESHOLD:
+            await asyncio.to_thread(_hash_and_write, hasher, temp, piece, offset)
+        else:
+            hasher.update(piece)
+            await asyncio.to_thread(temp.write, piece, offset)
+        offset += piece.nbytes
+    hasher.verify(integrity)
+    return offset
+
+
+def _hash_and_write(
+    hasher: IntegrityHasher, temp: _TempFile, piece: memoryview, offset: int
+) -> None:
+    hasher.update(piece)
+    temp.write(piece, offset)
