@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,11 +29,92 @@ nox.options.sessions = ["tests", "reliability", "example", "lint", "typecheck", 
 PYTHONS = ["3.11", "3.12", "3.13"]
 
 
+def _runs(command: str) -> bool:
+    """Whether *command* is on PATH and starts.
+
+    A pyenv shim of a version that isn't selected is on PATH, but fails.
+    """
+    path = shutil.which(command)
+    if path is None:
+        return False
+    try:
+        done = subprocess.run(  # noqa: S603 -- an interpreter on PATH
+            [path, "-c", ""], capture_output=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _pyenv_root() -> Path | None:
+    """Pyenv's root ($PYENV_ROOT, else what `pyenv root` says), if pyenv is here."""
+    root = os.environ.get("PYENV_ROOT", "")
+    if not root and shutil.which("pyenv"):
+        done = subprocess.run(
+            ["pyenv", "root"],  # noqa: S607 -- pyenv from PATH, as the user runs it
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        root = done.stdout.strip()
+    return Path(root) if root else None
+
+
+def _pyenv_versions(root: Path, versions: list[str]) -> dict[str, str]:
+    """The newest pyenv build of each of *versions*: ``{"3.12": "3.12.1"}``."""
+    newest: dict[str, tuple[int, str]] = {}
+    with contextlib.suppress(OSError):
+        for entry in (root / "versions").iterdir():
+            match = re.fullmatch(r"(3\.\d+)\.(\d+)", entry.name)
+            if match is None or match[1] not in versions:
+                continue
+            if not (entry / "bin" / f"python{match[1]}").is_file():
+                continue
+            patch = int(match[2])
+            if match[1] not in newest or patch > newest[match[1]][0]:
+                newest[match[1]] = (patch, entry.name)
+    return {minor: name for minor, (_, name) in newest.items()}
+
+
+def _use_pyenv(root: Path, builds: list[str]) -> None:
+    """Let this nox run (and only it) start pyenv's *builds* by name.
+
+    pyenv's shims start only the versions selected (``pyenv global``,
+    ``pyenv local``, ``PYENV_VERSION``): select the selected ones and
+    *builds*, in that order, so that ``python3`` stays what it was.
+    """
+    selected = os.environ.get("PYENV_VERSION", "")
+    if not selected and shutil.which("pyenv"):
+        done = subprocess.run(
+            ["pyenv", "version-name"],  # noqa: S607 -- as the user runs it
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        selected = done.stdout.strip() if done.returncode == 0 else ""
+    names = [v for v in selected.split(":") if v]
+    names += [b for b in builds if b not in names]
+    os.environ["PYENV_VERSION"] = ":".join(names)
+    os.environ["PYENV_ROOT"] = str(root)
+    shims = str(root / "shims")
+    if shims not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + shims
+
+
 def _available(versions: list[str]) -> list[str]:
-    """Keep the interpreters this machine has (all of them under CI)."""
+    """The interpreters of *versions* this machine has (all of them under CI).
+
+    One counts when ``pythonX.Y`` starts, or when pyenv has it installed,
+    selected or not (``pyenv install 3.12`` is enough: no ``pyenv global``).
+    """
     if CI:
-        return versions
-    found = [v for v in versions if shutil.which(f"python{v}")]
+        return versions  # .ci/run selects them; a missing one fails the run
+    root = _pyenv_root()
+    builds = {} if root is None else _pyenv_versions(root, versions)
+    missing = [v for v in versions if not _runs(f"python{v}")]
+    if root is not None and any(v in builds for v in missing):
+        _use_pyenv(root, [builds[v] for v in versions if v in builds])
+    found = [v for v in versions if v in builds or v not in missing]
     return found or versions[:1]
 
 

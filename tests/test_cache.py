@@ -559,15 +559,13 @@ class TestEnvironment:
             assert main(["info"]) == 0
             out = capsys.readouterr().out
             assert "cache: " in out
-            assert "at most 1000000 bytes per store, in front of postgres" in out
+            assert "at most 1 MB per store, in front of postgres" in out
             assert main(["cache", "stats"]) == 0
-            assert "cache postgres: 1 blobs, 5000 of 1000000 bytes" in (
-                capsys.readouterr().out
-            )
+            assert "cache postgres: 1 blobs, 5 kB of 1 MB" in (capsys.readouterr().out)
             assert main(["cache", "prune", "--max-bytes", "0"]) == 0
             out = capsys.readouterr().out
             assert "evicted 1" in out
-            assert "0 blobs, 0 of 1000000 bytes" in out
+            assert "0 blobs, 0 B of 1 MB" in out
         finally:
             asyncio.run(drop_schema(postgres_dsn, schema))
 

@@ -160,7 +160,7 @@ class TestMigrate:
         )
 
         out = capsys.readouterr().out
-        assert "copied 2 (200 bytes)" in out
+        assert "copied 2 (200 B)" in out
         assert "deleted from source 2" in out
         assert listed(source) == set()
         assert listed(root) == set(blobs)
@@ -300,7 +300,7 @@ class TestVerify:
         assert main(["verify"]) == 0
 
         assert capsys.readouterr().out == (
-            "verify filesystem: 3 intact (300 bytes), 0 corrupt, 0 failed, 0 deleted\n"
+            "verify filesystem: 3 intact (300 B), 0 corrupt, 0 failed, 0 deleted\n"
         )
 
     def test_corrupt_file(self, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -368,7 +368,7 @@ class TestGc:
         out = capsys.readouterr().out
         garbage = sorted(blobs)[2:]
         assert [f"would delete {i}" for i in garbage] == out.splitlines()[:2]
-        assert "would free 200 bytes from 2 blobs; kept 2 listed" in out
+        assert "would free 200 B from 2 blobs; kept 2 listed" in out
         assert "pass --yes to delete" in out
         assert listed(root) == set(blobs)
 

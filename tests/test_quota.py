@@ -300,8 +300,8 @@ class TestEnvironment:
         assert main(["info"]) == 0
         out = capsys.readouterr().out
         assert (
-            "usage filesystem: 5000 bytes, 62.5% of max_total_size 8000; "
-            "warn_total_size 4000 (reached)"
+            "usage filesystem: 5 kB, 62.5% of max_total_size 8 kB; "
+            "warn_total_size 4 kB (reached)"
         ) in out
 
     def test_the_cli_refuses_writes_with_a_bad_level(

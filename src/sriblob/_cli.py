@@ -50,6 +50,42 @@ EXIT_BUSY: Final = 75  # EX_TEMPFAIL: another process holds the lease
 EXIT_CONFIG: Final = 78
 EXIT_INTERRUPTED: Final = 130
 EXIT_TERMINATED: Final = 143
+#: Every exit status and what it means: ``sriblob --help`` lists them, and
+#: so does the command-line reference (docs/cli.md; a test compares them).
+EXIT_STATUSES: Final = (
+    (0, "success"),
+    (
+        EXIT_FAILED,
+        (
+            "a missing blob, a failing store, a put --integrity whose bytes "
+            "don't match, or a migrate or verify that found a failed or "
+            "corrupt blob"
+        ),
+    ),
+    (
+        EXIT_USAGE,
+        (
+            "a usage error: a malformed integrity or size, an input file "
+            "that can't be read, an unknown store id, -o naming a directory"
+        ),
+    ),
+    (
+        EXIT_BUSY,
+        (
+            "another process holds the store's maintenance lease (gc --yes, "
+            "migrate, verify --delete-corrupt); --lease-timeout waits for it"
+        ),
+    ),
+    (
+        EXIT_CONFIG,
+        (
+            "a backend is misconfigured, and the command would write or "
+            "needs the active store"
+        ),
+    ),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    (EXIT_TERMINATED, "terminated (SIGTERM)"),
+)
 
 
 class _CommandError(Exception):
@@ -58,6 +94,33 @@ class _CommandError(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class _Repeats(logging.Filter):
+    """Hold back log records that repeat what the command prints itself.
+
+    The command says in one line what is misconfigured, and prints each
+    blob a migrate or verify failed on; the stores' log records saying the
+    same are dropped (``-v`` shows them). While the registry is being built
+    its records are held, since what it found is known only afterwards.
+    """
+
+    #: The operations' per-blob records the command prints itself.
+    PER_BLOB: Final = ("migrate failed ", "verify corrupt ", "verify failed ")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] | None = None
+        self.problems: tuple[str, ...] = ()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.held is not None:
+            self.held.append(record)
+            return False
+        if isinstance(record.msg, str) and record.msg.startswith(self.PER_BLOB):
+            return False
+        message = record.getMessage()
+        return not any(problem in message for problem in self.problems)
 
 
 class _OneLine(logging.Formatter):
@@ -107,9 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sriblob",
         description="Store and fetch blobs named by their Subresource Integrity.",
-        epilog="Exit status: 0 success; 1 a missing blob, a store error or a "
-        "failed blob; 2 a usage error; 78 a misconfigured backend (for "
-        "commands that write); 130 interrupted; 143 terminated.",
+        epilog=_exit_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     parser.add_argument(
@@ -163,7 +225,8 @@ def _parser() -> argparse.ArgumentParser:
         help="list the active store's blobs",
         description="List the integrity of every blob. Objects whose names "
         "are not canonical integrities (another tool's files) are counted on "
-        "stderr, not listed.",
+        "stderr, not listed. While a backend is misconfigured no store is "
+        "active: name one with --store.",
     )
     _store_option(ls, "list")
     info = commands.add_parser(
@@ -184,8 +247,8 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the blobs over HTTP (GET/HEAD /blobs/INTEGRITY)",
         description="Serve the blobs of the active store (or --store ID) over "
         "HTTP with sriblob.asgi.BlobApp under uvicorn, until Ctrl-C. Reads "
-        "fall back over every registered store. Needs the serve extra: "
-        "pip install 'sriblob[serve]'.",
+        "fall back over every registered store. Needs uvicorn: python -m pip "
+        "install uvicorn, or install sriblob with its serve extra.",
     )
     serve.add_argument(
         "--host",
@@ -207,15 +270,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _non_negative_int(text: str) -> int:
+def _exit_table() -> str:
+    """The exit statuses as ``sriblob --help`` ends with them: one a row."""
+    import textwrap  # noqa: PLC0415 -- only for --help
+
+    rows = ["exit status:"]
+    for code, meaning in EXIT_STATUSES:
+        rows += textwrap.wrap(
+            meaning,
+            width=78,
+            initial_indent=f"  {code:<5}",
+            subsequent_indent=" " * 7,
+            break_on_hyphens=False,
+        )
+    return "\n".join(rows)
+
+
+def _size_argument(text: str) -> int:
+    from ._sizes import parse_size  # noqa: PLC0415 -- lazy
+
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        msg = f"expected an integer >= 0, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -356,12 +433,17 @@ def _add_operation_parsers(
         "the least recently used blobs until each front holds at most "
         "--max-bytes (default: its cap; 0 empties it).",
     )
-    cache.add_argument("action", choices=["stats", "prune"])
+    cache.add_argument(
+        "action",
+        choices=["stats", "prune"],
+        help="stats shows each front's blobs and bytes; prune evicts",
+    )
     cache.add_argument(
         "--max-bytes",
-        type=_non_negative_int,
-        metavar="N",
-        help="prune down to N bytes (default: the cap)",
+        type=_size_argument,
+        metavar="SIZE",
+        help="prune down to SIZE: bytes, or with a unit such as 500MB or 1GiB "
+        "(default: the cap)",
     )
 
 
@@ -386,8 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage error (a malformed integrity, a missing input file, an unknown
         store id), 75 when another process holds the store's maintenance
         lease (``gc --yes``, ``migrate``, ``verify --delete-corrupt``), 78
-        when a backend is misconfigured and the command would write, 130
-        when interrupted (Ctrl-C), 143 when terminated (SIGTERM).
+        when a backend is misconfigured and the command would write or
+        needs the active store (``ls``, ``verify``, ``gc`` without
+        ``--store``), 130 when interrupted (Ctrl-C), 143 when terminated
+        (SIGTERM). :data:`EXIT_STATUSES` lists them.
 
     .. versionadded:: 0.1.0
     """
@@ -414,12 +498,15 @@ def _main(argv: Sequence[str] | None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine("sriblob: %(levelname)s: %(message)s"))
     handler.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    repeats = None if args.verbose else _Repeats()
+    if repeats is not None:
+        handler.addFilter(repeats)
     previous_level = logger.level
     logger.addHandler(handler)
     if args.verbose:
         logger.setLevel(logging.DEBUG)
     try:
-        return asyncio.run(_run(args))
+        return asyncio.run(_run(args, handler, repeats))
     except _CommandError as failure:
         return _fail(str(failure), failure.code)
     except InvalidIntegrity as exc:
@@ -448,11 +535,11 @@ def _note(text: str) -> None:
     print(f"sriblob: {text}", file=sys.stderr)  # noqa: T201 -- the CLI's output
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(
+    args: argparse.Namespace, handler: logging.Handler, repeats: _Repeats | None
+) -> int:
     import asyncio  # noqa: PLC0415 -- see the module's imports
     import signal  # noqa: PLC0415 -- see the module's imports
-
-    from ._registry import default_registry  # noqa: PLC0415 -- lazy
 
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -467,7 +554,8 @@ async def _run(args: argparse.Namespace) -> int:
 
     loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
-        async with default_registry(root=args.root) as registry:
+        async with _registry(args, handler, repeats) as registry:
+            _check_configuration(registry, args)
             command = _COMMANDS[args.command]
             return await command(registry, args)
     except asyncio.CancelledError:
@@ -476,6 +564,82 @@ async def _run(args: argparse.Namespace) -> int:
         raise
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _registry(
+    args: argparse.Namespace, handler: logging.Handler, repeats: _Repeats | None
+) -> BlobStoreRegistry:
+    """The default registry; what its plugins logged, less what the command says."""
+    from ._registry import default_registry  # noqa: PLC0415 -- lazy
+
+    if repeats is None:  # -v: every record, as it comes
+        return default_registry(root=args.root)
+    repeats.held = []
+    try:
+        registry = default_registry(root=args.root)
+    finally:
+        held, repeats.held = repeats.held, None
+    repeats.problems = tuple(str(error) for error in registry.problems.values())
+    for record in held:
+        if record.levelno >= handler.level:
+            handler.handle(record)
+    return registry
+
+
+def _problems(registry: BlobStoreRegistry) -> str:
+    """What is misconfigured and what to do, each problem once."""
+    texts = dict.fromkeys(str(error) for error in registry.problems.values())
+    return " ".join(text if text.endswith(".") else text + "." for text in texts)
+
+
+def _uses_active_store(args: argparse.Namespace) -> bool:
+    """Whether the command writes, or works on the active store (no --store)."""
+    match args.command:
+        case "put" | "rm" | "migrate":
+            return True
+        case "gc":
+            return bool(args.yes) or args.store is None
+        case "verify":
+            return bool(args.delete_corrupt) or args.store is None
+        case "ls":
+            return args.store is None
+    return False
+
+
+def _check_configuration(registry: BlobStoreRegistry, args: argparse.Namespace) -> None:
+    """Refuse in one line, or warn in one line, when a backend is misconfigured.
+
+    Commands that write, or that would work on the active store, exit 78:
+    there is no active store, and another one must not silently stand in.
+    Reads go on over the stores that are configured, with one warning
+    (``info`` shows the problem itself).
+    """
+    if not registry.writes_refused:
+        return
+    if _uses_active_store(args):
+        raise _refusal(registry, args)
+    if args.command != "info":
+        readers = ", ".join(registry.ids()) or "none"
+        problems = _problems(registry)
+        _note(f"warning: reads fall back to {readers}, because {problems}")
+
+
+def _refusal(registry: BlobStoreRegistry, args: argparse.Namespace) -> _CommandError:
+    """The one-line error of a command that can't run beside a misconfiguration."""
+    problems = _problems(registry)
+    writes = args.command in ("put", "rm", "migrate") or (
+        (args.command == "gc" and args.yes)
+        or (args.command == "verify" and args.delete_corrupt)
+    )
+    if writes:
+        return _CommandError(f"writes are refused: {problems}", EXIT_CONFIG)
+    ids = ", ".join(registry.ids()) or "none"
+    verb = {"ls": "list", "verify": "check", "gc": "collect"}[args.command]
+    msg = (
+        f"no store is active: {problems} Until then, --store ID picks a store "
+        f"to {verb} from those configured: {ids}."
+    )
+    return _CommandError(msg, EXIT_CONFIG)
 
 
 # -- one blob ---------------------------------------------------------------------
@@ -510,7 +674,8 @@ def _writable_store(registry: BlobStoreRegistry, id: str | None) -> BlobStore:
     beside a broken configuration, whichever store it names.
     """
     if registry.writes_refused:
-        _ = registry.active  # raises the ConfigurationError naming the backend
+        msg = f"writes are refused: {_problems(registry)}"
+        raise _CommandError(msg, EXIT_CONFIG)
     return _store(registry, id)
 
 
@@ -607,6 +772,7 @@ async def _info_command(registry: BlobStoreRegistry, args: argparse.Namespace) -
 
 async def _usage_line(store: BlobStore) -> str:
     """One line: the store's running total against its quota levels."""
+    from ._sizes import format_size  # noqa: PLC0415 -- lazy
     from .exceptions import StoreError  # noqa: PLC0415 -- lazy
 
     if store.max_total_size is None and store.warn_total_size is None:
@@ -620,11 +786,13 @@ async def _usage_line(store: BlobStore) -> str:
         share = (
             100 * usage.total / usage.max_total_size if usage.max_total_size else 100
         )
-        levels.append(f"{share:.1f}% of max_total_size {usage.max_total_size}")
+        levels.append(
+            f"{share:.1f}% of max_total_size {format_size(usage.max_total_size)}"
+        )
     if usage.warn_total_size is not None:
         state = "reached" if usage.over_warning else "below"
-        levels.append(f"warn_total_size {usage.warn_total_size} ({state})")
-    return f"usage {store.id}: {usage.total} bytes, {'; '.join(levels)}"
+        levels.append(f"warn_total_size {format_size(usage.warn_total_size)} ({state})")
+    return f"usage {store.id}: {format_size(usage.total)}, {'; '.join(levels)}"
 
 
 def _nowhere(registry: BlobStoreRegistry, integrity: str | Integrity) -> _CommandError:
@@ -914,6 +1082,7 @@ async def _migrate_command(
 ) -> int:
     from ._filesystem import FilesystemBlobStore  # noqa: PLC0415 -- lazy
     from ._operations import migrate  # noqa: PLC0415 -- lazy
+    from ._sizes import format_size  # noqa: PLC0415 -- lazy
 
     target = _writable_store(registry, args.target)
     async with contextlib.AsyncExitStack() as stack:
@@ -948,7 +1117,7 @@ async def _migrate_command(
         repaired = f", repaired {report.repaired}" if report.repaired else ""
         _out(
             f"migrate {source.id} -> {target.id}: copied {report.copied} "
-            f"({report.bytes_copied} bytes), skipped {report.skipped}, "
+            f"({format_size(report.bytes_copied)}), skipped {report.skipped}, "
             f"failed {len(report.failed)}, deleted from source {report.deleted}"
             f"{repaired}"
         )
@@ -958,21 +1127,41 @@ async def _migrate_command(
 
 async def _cache_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
     from ._cache import CachedBlobStore  # noqa: PLC0415 -- lazy
+    from ._sizes import format_size  # noqa: PLC0415 -- lazy
 
     caches = [s for s in registry.stores() if isinstance(s, CachedBlobStore)]
     if not caches:
-        msg = "no store is cached: set SRIBLOB_CACHE_DIR (see sriblob info)"
-        raise _CommandError(msg, EXIT_USAGE)
+        raise _CommandError(
+            f"no store is cached: {_why_uncached(registry)}", EXIT_USAGE
+        )
     for store in caches:
         if args.action == "prune":
             evicted = await store.prune(max_bytes=args.max_bytes)
             _out(f"cache {store.id}: evicted {evicted}")
         stats = await store.stats()
         _out(
-            f"cache {store.id}: {stats.blobs} blobs, {stats.bytes} of "
-            f"{stats.max_bytes} bytes in {shown(str(store.front.root))}"
+            f"cache {store.id}: {stats.blobs} blobs, {format_size(stats.bytes)} of "
+            f"{format_size(stats.max_bytes)} in {shown(str(store.front.root))}"
         )
     return 0
+
+
+def _why_uncached(registry: BlobStoreRegistry) -> str:
+    """Why the default registry wrapped no store in a cache, and what to do."""
+    from ._plugins import CACHE_DIR, load_cache_settings  # noqa: PLC0415 -- lazy
+    from .exceptions import ConfigurationError  # noqa: PLC0415 -- lazy
+
+    try:
+        settings = load_cache_settings(os.environ)
+    except ConfigurationError as exc:
+        return str(exc)
+    if settings is None:
+        return f"{CACHE_DIR} is not set; set it to cache the remote stores"
+    local = ", ".join(registry.ids()) or "none"
+    return (
+        f"{CACHE_DIR} is set, but there is no remote store to cache: only S3 "
+        f"and PostgreSQL stores are cached, and the stores here are local ({local})"
+    )
 
 
 def _layout_store(layout: str) -> BlobStore:
@@ -998,6 +1187,7 @@ def _layout_store(layout: str) -> BlobStore:
 
 async def _verify_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
     from ._operations import verify  # noqa: PLC0415 -- lazy
+    from ._sizes import format_size  # noqa: PLC0415 -- lazy
 
     if args.delete_corrupt:
         store = _writable_store(registry, args.store)
@@ -1022,8 +1212,9 @@ async def _verify_command(registry: BlobStoreRegistry, args: argparse.Namespace)
         for failure in report.failed:
             _out(f"failed {failure.integrity}: {failure.reason}")
         _out(
-            f"verify {store.id}: {report.checked} intact ({report.bytes_checked} "
-            f"bytes), {len(report.corrupt)} corrupt, {len(report.failed)} failed, "
+            f"verify {store.id}: {report.checked} intact "
+            f"({format_size(report.bytes_checked)}), {len(report.corrupt)} "
+            f"corrupt, {len(report.failed)} failed, "
             f"{report.deleted} deleted"
         )
         _report_foreign(report.foreign)
@@ -1060,6 +1251,7 @@ async def _gc_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> 
     import datetime as dt  # noqa: PLC0415 -- lazy
 
     from ._operations import collect_garbage  # noqa: PLC0415 -- lazy
+    from ._sizes import format_size  # noqa: PLC0415 -- lazy
 
     dry_run = not args.yes
     store = (
@@ -1088,7 +1280,7 @@ async def _gc_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> 
     for integrity in report.deleted:
         _out(f"{verb} {integrity}")
     _out(
-        f"gc {store.id}: {word} {report.bytes_freed} bytes from "
+        f"gc {store.id}: {word} {format_size(report.bytes_freed)} from "
         f"{len(report.deleted)} blobs; kept {report.kept} listed, spared "
         f"{report.spared_fresh} stored within the last {args.grace:g} s"
     )
@@ -1104,7 +1296,10 @@ async def _serve_command(registry: BlobStoreRegistry, args: argparse.Namespace) 
     try:
         import uvicorn  # noqa: PLC0415 -- optional: the serve extra
     except ImportError:
-        msg = "sriblob serve needs uvicorn: pip install 'sriblob[serve]'"
+        msg = (
+            "sriblob serve needs uvicorn: python -m pip install uvicorn (or "
+            "install sriblob with its serve extra)"
+        )
         raise _CommandError(msg, EXIT_FAILED) from None
     from .asgi import BlobApp  # noqa: PLC0415 -- lazy
 

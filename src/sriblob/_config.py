@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 import attrs
 import cattrs
 
+from ._sizes import parse_size, size_requirement
 from .exceptions import ConfigurationError
 from .keys import KEY_PREFIX
 
@@ -52,6 +53,12 @@ def _problem(attribute: attrs.Attribute[Any], requirement: str) -> Configuration
     label = attribute.metadata.get("label", "S3")
     msg = f"Invalid {label} configuration: {attribute.name} {requirement}."
     return ConfigurationError(msg, fields=(attribute.name,))
+
+
+def _requirement(error: ConfigurationError, attribute: attrs.Attribute[Any]) -> str:
+    """What :func:`_problem` said *attribute* must be (``must be ...``)."""
+    _, _, requirement = str(error).partition(f" configuration: {attribute.name} ")
+    return requirement.removesuffix(".") or "is invalid"
 
 
 def _non_empty(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -97,6 +104,34 @@ def _in_range(
             raise _problem(attribute, f"must be {what} from {low:g} to {high:g}")
 
     return check
+
+
+def _size(
+    low: int, high: int
+) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """Check a byte count from *low* to *high* (the converter made it an int)."""
+
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not low <= value <= high
+        ):
+            raise _problem(attribute, "must be " + size_requirement(low, high))
+
+    return check
+
+
+def _whole_bytes(value: float | str) -> int:
+    """A size field's value as an int (``6MiB``, ``5.5 * MiB``), where it is one.
+
+    Anything else is left as it is, for the field's validator to refuse
+    with the field's name.
+    """
+    try:
+        return parse_size(value)
+    except ValueError:
+        return value  # type: ignore[return-value]  # the validator refuses it
 
 
 def _optional_in_range(
@@ -156,7 +191,10 @@ def _checksum_mode(_: object, attribute: attrs.Attribute[Any], value: object) ->
 class S3StoreConfig:
     """Everything :class:`~sriblob.S3BlobStore` needs to reach a bucket.
 
-    The credentials never appear in ``repr()`` or ``str()``.
+    The credentials never appear in ``repr()`` or ``str()``. The sizes
+    (*part_size*, *multipart_threshold*, *read_part_size*,
+    *min_transfer_rate*) take an int, a float that is a whole number
+    (``5.5 * 1024 * 1024``) or a string with a unit (``"8MiB"``, ``"16MB"``).
 
     Args:
         bucket: The bucket name.
@@ -247,10 +285,15 @@ class S3StoreConfig:
     key_prefix: str = attrs.field(default=KEY_PREFIX, validator=_key_prefix)
     part_size: int = attrs.field(
         default=6 * MiB,
-        validator=_in_range(MIN_PART_SIZE, MAX_PART_SIZE, integer=True),
+        converter=_whole_bytes,
+        validator=_size(MIN_PART_SIZE, MAX_PART_SIZE),
+        metadata={"size": True},
     )
     multipart_threshold: int = attrs.field(
-        default=16 * MiB, validator=_in_range(0, MAX_PART_SIZE, integer=True)
+        default=16 * MiB,
+        converter=_whole_bytes,
+        validator=_size(0, MAX_PART_SIZE),
+        metadata={"size": True},
     )
     max_concurrency: int = attrs.field(
         default=8, validator=_in_range(1, 256, integer=True)
@@ -260,7 +303,9 @@ class S3StoreConfig:
     )
     read_part_size: int = attrs.field(
         default=4 * MiB,
-        validator=_in_range(64 * 1024, MAX_PART_SIZE, integer=True),
+        converter=_whole_bytes,
+        validator=_size(64 * 1024, MAX_PART_SIZE),
+        metadata={"size": True},
     )
     list_page_size: int = attrs.field(
         default=1000, validator=_in_range(1, 1000, integer=True)
@@ -272,7 +317,10 @@ class S3StoreConfig:
     )
     pool_timeout: float = attrs.field(default=30.0, validator=_in_range(0.001, 3600))
     min_transfer_rate: int = attrs.field(
-        default=32 * 1024, validator=_in_range(1, 2**40, integer=True)
+        default=32 * 1024,
+        converter=_whole_bytes,
+        validator=_size(1, 2**40),
+        metadata={"size": True},
     )
     operation_timeout: float | None = attrs.field(
         default=None, validator=_optional_in_range(0.001, 7 * 24 * 3600)
@@ -290,6 +338,7 @@ attrs.resolve_types(S3StoreConfig)
 # -- PostgreSQL ------------------------------------------------------------------
 
 _SCHEMES: Final = ("postgres", "postgresql")
+_SCHEME: Final = re.compile(r"[a-z][a-z0-9+.-]{0,19}", re.IGNORECASE)
 #: PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
 MAX_IDENTIFIER: Final = 63
 #: The longest table-name suffix the PostgreSQL store appends to the prefix.
@@ -311,7 +360,7 @@ def _split_dsn(dsn: str) -> tuple[str, str | None, str]:
     return scheme, (userinfo if at else None), location
 
 
-def dsn_problem(dsn: object) -> str | None:
+def dsn_problem(dsn: object) -> str | None:  # noqa: PLR0911 -- one answer a problem
     """Return what is wrong with a PostgreSQL DSN, or None if it looks usable.
 
     The answer never contains the DSN itself, which may hold a password.
@@ -321,8 +370,12 @@ def dsn_problem(dsn: object) -> str | None:
     if not dsn.strip():
         return "it is empty"
     scheme, userinfo, _ = _split_dsn(dsn)
-    if "://" not in dsn or scheme not in _SCHEMES:
-        return "it must be a URL starting with postgresql:// or postgres://"
+    if "://" not in dsn:
+        return "it must be a URL such as postgresql://user:password@host:5432/database"
+    if scheme not in _SCHEMES:
+        # A scheme is no secret; anything else before :// may be one.
+        shown = f" (not {scheme}://)" if _SCHEME.fullmatch(scheme) else ""
+        return f"it must start with postgresql:// or postgres://{shown}"
     if userinfo is not None and any(c in userinfo for c in "/?#"):
         # A URL parser (asyncpg's among them) would end the host part at the
         # first of these and read the password as a host, port or path.
@@ -332,10 +385,13 @@ def dsn_problem(dsn: object) -> str | None:
         )
     try:
         parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return "its host is not valid (an IPv6 address goes in [brackets])"
+    try:
         if "," not in parts.netloc:  # several hosts carry their own ports
             parts.port  # noqa: B018 -- raises ValueError for a bad port
     except ValueError:
-        return "it is not a valid URL (check the host and port)"
+        return "its port must be a number from 0 to 65535"
     return None
 
 
@@ -404,7 +460,8 @@ class PostgresStoreConfig:
         schema: The schema holding the tables; created if missing.
         table_prefix: Prefix of the table names, so several stores can share
             a schema; may be empty.
-        chunk_size: Bytes per chunk row (1 to 64 MiB).
+        chunk_size: Bytes per chunk row (1 to 64 MiB): an int, a whole
+            float or a string with a unit (``"1MiB"``).
         max_connections: The size of the pool made from *dsn*.
         acquire_timeout: Seconds a call waits for a free connection.
         layout: ``"sriblob"`` (the store's own tables), or ``"checkstack"``:
@@ -426,7 +483,10 @@ class PostgresStoreConfig:
         metadata=_PG,
     )
     chunk_size: int = attrs.field(
-        default=MiB, validator=_in_range(1, MAX_CHUNK_SIZE, integer=True), metadata=_PG
+        default=MiB,
+        converter=_whole_bytes,
+        validator=_size(1, MAX_CHUNK_SIZE),
+        metadata={**_PG, "size": True},
     )
     max_connections: int = attrs.field(
         default=10, validator=_in_range(1, 10_000, integer=True), metadata=_PG
@@ -535,15 +595,18 @@ def _structure_bool(value: object, _: type) -> bool:
         return True
     if text in _FALSE:
         return False
-    msg = "expected true/false/1/0/yes/no"
+    msg = "must be true, false, 1, 0, yes or no (any case)"
     raise ValueError(msg)
 
 
 def _structure_int(value: object, _: type) -> int:
+    msg = "must be an integer"
     if isinstance(value, bool) or not isinstance(value, int | str):
-        msg = "expected an integer"
         raise TypeError(msg)
-    return int(value)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(msg) from None  # int()'s message shows the value
 
 
 _converter = cattrs.Converter()
@@ -610,38 +673,57 @@ def _unknown(
     return dict(sorted(unknown.items()))
 
 
+#: What :func:`_load` records for a required field that is not set.
+_MISSING: Final = "missing"
+
+
 def _load(
     cls: type[_C], layout: _EnvLayout, env: Mapping[str, str] | None, prefix: str
 ) -> Unconfigured | Configured[_C] | Misconfigured:
     """Read *layout*'s variables and build *cls*, or say what is wrong."""
     source = os.environ if env is None else env
     raw = {
-        name: value
+        name: text
         for suffix, name in layout.fields.items()
-        if (value := source.get(prefix + suffix, "")).strip()
+        if (text := source.get(prefix + suffix, "")).strip()
     }
     unknown = _unknown(layout, source, prefix)
     if not raw and not unknown:
         return Unconfigured()
     values: dict[str, Any] = {}
-    problems: dict[str, str] = {}
+    value: Any
+    problems: dict[str, str] = {}  # field -> _MISSING, or what it must be
     for attribute in attrs.fields(cls):  # type: ignore[arg-type]
         name = attribute.name
         if name not in raw:
             if name in layout.required:
-                problems[name] = "missing"
+                problems[name] = _MISSING
             continue
         try:
-            value = _converter.structure(raw[name], attribute.type)
+            if attribute.metadata.get("size"):
+                value = _whole_bytes(raw[name])
+            else:
+                value = _converter.structure(raw[name], attribute.type)
             if attribute.validator is not None:
                 attribute.validator(None, attribute, value)
-        except (ValueError, TypeError, ConfigurationError, cattrs.BaseValidationError):
-            problems[name] = "invalid"
+        except ConfigurationError as exc:
+            problems[name] = _requirement(exc, attribute)
+            continue
+        except (ValueError, TypeError, cattrs.BaseValidationError) as exc:
+            # Our structure hooks say "must be ..." and never show the value.
+            text = str(exc)
+            problems[name] = text if text.startswith("must be") else "is invalid"
             continue
         values[name] = value
     if problems or unknown:
         return Misconfigured(_describe(layout, problems, prefix, unknown))
     return Configured(cls(**values))
+
+
+def _names(variables: list[str]) -> str:
+    """``A``, ``A and B``, ``A, B and C``."""
+    *rest, last = variables
+    return f"{', '.join(rest)} and {last}" if rest else last
 
 
 def _describe(
@@ -650,23 +732,39 @@ def _describe(
     prefix: str,
     unknown: dict[str, str | None],
 ) -> ConfigurationError:
-    missing = [name for name, kind in problems.items() if kind == "missing"]
-    invalid = [name for name, kind in problems.items() if kind == "invalid"]
-    parts = []
-    if missing:
-        parts.append("missing " + ", ".join(missing))
-    if invalid:
-        parts.append("invalid " + ", ".join(invalid))
+    """One message: each variable that is wrong, how, and what to do about it.
+
+    A misspelt variable is named with the setting it likely meant (which is
+    then not also called missing); missing ones are to be set; invalid ones
+    say what they must be. Never a value.
+    """
+    env_names = {field: prefix + suffix for suffix, field in layout.fields.items()}
+    meant_fields = {layout.fields[m] for m in unknown.values() if m is not None}
+    clauses = []
     for variable, meant in unknown.items():
-        guess = "" if meant is None else f" (did you mean {prefix}{meant}?)"
-        parts.append(f"unknown variable {variable}{guess}")
-    env_names = {v: k for k, v in layout.fields.items()}
-    to_fix = [prefix + env_names[name] for name in problems]
-    to_fix += [variable for variable in unknown if variable not in to_fix]
+        if meant is None:
+            clauses.append(f"unknown variable {variable}: unset it")
+        else:
+            clauses.append(
+                f"unknown variable {variable} (did you mean {prefix}{meant}?): "
+                "rename or unset it"
+            )
+    missing = [
+        env_names[field]
+        for field, problem in problems.items()
+        if problem == _MISSING and field not in meant_fields
+    ]
+    if missing:
+        verb, pronoun = ("is", "it") if len(missing) == 1 else ("are", "them")
+        clauses.append(f"{_names(missing)} {verb} not set: set {pronoun}")
+    clauses += [
+        f"{env_names[field]} {problem}"
+        for field, problem in problems.items()
+        if problem != _MISSING
+    ]
     msg = (
-        f"{layout.what} is partly configured: {'; '.join(parts)}. "
-        f"Set or fix {', '.join(to_fix)}, or unset all {prefix}* variables to "
-        "use another backend."
+        f"{layout.what} is misconfigured: {'; '.join(clauses)}. Or unset every "
+        f"{prefix}* variable to use another store."
     )
     fields = list(problems)
     for meant in unknown.values():

@@ -17,7 +17,6 @@ imported only when their configuration is complete.
 from __future__ import annotations
 
 import importlib
-import re
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._config import (
@@ -32,6 +31,7 @@ from ._config import (
     load_s3_config_from_env,
 )
 from ._quota import check_levels
+from ._sizes import parse_size, size_requirement
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -67,31 +67,18 @@ QUOTA_VARIABLES: Final = (
     ("SRIBLOB_MAX_TOTAL_SIZE", "max_total_size"),
     ("SRIBLOB_WARN_TOTAL_SIZE", "warn_total_size"),
 )
-_UNITS: Final = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-_BYTE_COUNT: Final = re.compile(r"(\d+)\s*([a-z]*)")
 
 
 def _byte_count(text: str) -> int | None:
     """*text* as a byte count (``300MB``, ``286 MiB``); None if it isn't one."""
-    match = _BYTE_COUNT.fullmatch(text.strip().lower())
-    if match is None or match.group(2) not in _UNITS:
+    try:
+        return parse_size(text)
+    except ValueError:
         return None
-    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 def _bad_counts(bad: list[str]) -> ConfigurationError:
-    msg = f"{' and '.join(bad)} must be a byte count such as 300000000, 300MB or 286MiB"
+    msg = f"{' and '.join(bad)} must be {size_requirement()}"
     return ConfigurationError(msg, fields=tuple(bad))
 
 

@@ -9,6 +9,7 @@ import os
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 from ._integrity import candidates
+from ._sizes import format_size
 from .exceptions import BlobNotFound, ConfigurationError, StoreClosed, UnknownBackend
 
 if TYPE_CHECKING:
@@ -219,8 +220,13 @@ class BlobStoreRegistry:
         """
         if self._refused is not None:
             readers = ", ".join(self._stores) or "none"
+            names = ", ".join(sorted(self._problems)) or "a backend"
             lines = [
-                f"active: none: {self._refused}",
+                # What is wrong is on the misconfigured backend's own line.
+                (
+                    f"active: none: Writes are refused because {names} is "
+                    f"misconfigured (see the {names} line below)"
+                ),
                 f"reads fall back to: {readers}",
             ]
         elif self._active is None:
@@ -642,5 +648,5 @@ def _add_caches(registry: BlobStoreRegistry, settings: Mapping[str, str]) -> Non
     where = ", ".join(wrapped) or "nothing (every store is local)"
     registry.set_status(
         "cache",
-        f"{directory}, at most {max_bytes} bytes per store, in front of {where}",
+        f"{directory}, at most {format_size(max_bytes)} per store, in front of {where}",
     )

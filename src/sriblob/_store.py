@@ -706,7 +706,7 @@ class BlobStore(abc.ABC):
         )
         return (
             f"<{type(self).__name__} id={self._id!r}"
-            f"{' ' + details if details else ''} verify={self._verify}{limit}>"
+            f"{' ' + details if details else ''} verify={self.verify}{limit}>"
         )
 
     # -- lifecycle -----------------------------------------------------------
