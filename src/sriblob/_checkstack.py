@@ -95,7 +95,7 @@ class CheckstackLayout(PostgresBlobStore):
 
     async def _migrate(self) -> None:
         """Check the table is there; never create or change it."""
-        async with self._connection("find the table") as conn:
+        async with self._connection("find the table", prepare=False) as conn:
             missing = await conn.fetchval("SELECT to_regclass($1) IS NULL", _TABLE)
         if missing:
             msg = (
