@@ -702,12 +702,12 @@ class TestFuzz:
     ) -> None:
         """Through uvicorn over a raw socket: no 5xx, only the blob or its range."""
         method, raw_path, headers = request
-        request = method.encode() + b" " + (raw_path or b"/") + b" HTTP/1.1\r\n"
-        request += b"host: 127.0.0.1\r\nconnection: close\r\n"
+        message = method.encode() + b" " + (raw_path or b"/") + b" HTTP/1.1\r\n"
+        message += b"host: 127.0.0.1\r\nconnection: close\r\n"
         for name, value in headers.items():
-            request += name + b": " + value + b"\r\n"
+            message += name + b": " + value + b"\r\n"
         with socket.create_connection(("127.0.0.1", fuzz_server), timeout=30) as sock:
-            sock.sendall(request + b"\r\n")
+            sock.sendall(message + b"\r\n")
             answer = b""
             with contextlib.suppress(ConnectionError):
                 while chunk := sock.recv(65536):

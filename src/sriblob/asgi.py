@@ -285,7 +285,7 @@ def _app_path(scope: Scope) -> bytes:
     root: str = scope.get("root_path") or ""
     if root and (path == root or path.startswith(root.rstrip("/") + "/")):
         path = path[len(root.rstrip("/")) :]
-    raw = scope.get("raw_path")
+    raw: bytes | None = scope.get("raw_path")
     if raw:
         raw = raw.split(b"?", 1)[0]
         quoted_root = urllib.parse.quote(root.rstrip("/")).encode("ascii")
