@@ -836,7 +836,14 @@ class PostgresBlobStore(BlobStore):
                     stored = await conn.fetchval(sql.lock_existing, integrity)
                     replaced = 0
                     if stored is not None:
-                        if source.keeps(stored):
+                        # A put (integrity known) checked the stored copy
+                        # already, or lost a race to a verified writer. An
+                        # add() of a store that verifies replaces it: its
+                        # rows are written either way (a rollback leaves as
+                        # many dead rows as the replaced copy), and this
+                        # spares reading the stored copy back.
+                        keep = source.expected is not None or not self.verify
+                        if keep and source.keeps(stored):
                             raise _LostRace  # noqa: TRY301 -- rolls the chunks back
                         # The cascade removes the replaced copy's chunks.
                         await conn.execute(sql.delete, integrity)
@@ -867,7 +874,14 @@ class PostgresBlobStore(BlobStore):
         known = source.expected
         if known is not None and not source.replace:
             size = await self._renew(known)
-            if size is not None and source.keeps(size):
+            # A copy of the right size stands once it verified: reading it
+            # costs less than writing it again (WAL, TOAST, dead rows for
+            # vacuum), and the data isn't read at all then.
+            if (
+                size is not None
+                and source.keeps(size)
+                and await self._stored_copy_intact(known)
+            ):
                 return
         if not await self._insert(source):
             await self._renew(source.integrity)
