@@ -25,6 +25,7 @@ from sriblob import (
     BlobStoreRegistry,
     Integrity,
     MemoryBlobStore,
+    PostgresBlobStore,
     PresignUnsupported,
     S3BlobStore,
     S3StoreConfig,
@@ -743,6 +744,28 @@ def _fuzz_server(fuzz_app: BlobApp) -> Iterator[int]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class TestStoreDown:
+    async def test_a_down_postgres_is_read_past(self, memory: MemoryBlobStore) -> None:
+        """With PostgreSQL unreachable, the blob comes from the next store, else 503."""
+        registry = BlobStoreRegistry()
+        registry.register(
+            PostgresBlobStore("postgresql://app:pw@127.0.0.1:1/app", connect_timeout=1)
+        )
+        registry.register(memory)
+        async with (
+            registry,
+            serving(BlobApp(registry)) as base,
+            httpx.AsyncClient() as client,
+        ):
+            found = await client.get(url_of(base, INTEGRITY))
+            absent = await client.get(url_of(base, integrity_of(b"nowhere")))
+
+        assert found.status_code == 200
+        assert found.content == DATA
+        assert absent.status_code == 503
+        assert "pw" not in absent.text
 
 
 class TestMisuse:
