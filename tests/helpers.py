@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -38,6 +39,7 @@ __all__ = [
     "CountingSource",
     "MakeStore",
     "S3Target",
+    "blackhole",
     "blob",
     "chunked",
     "collect",
@@ -237,3 +239,18 @@ def interruptible_children() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[int]:
+    """Listen on a loopback port that never accepts nor answers; yield the port.
+
+    The kernel completes each TCP handshake (up to the backlog), so a client
+    connects and then waits for an answer that never comes: a server that
+    hangs, or a firewall that drops the replies.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        port: int = sock.getsockname()[1]
+        yield port

@@ -5,19 +5,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import socket
+import threading
 import urllib.parse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import fastapi
 import httpx
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from sriblob import (
     BlobStore,
     BlobStoreRegistry,
     Integrity,
     MemoryBlobStore,
+    PostgresBlobStore,
     PresignUnsupported,
     S3BlobStore,
     S3StoreConfig,
@@ -28,7 +36,7 @@ from sriblob.keys import integrity_to_key
 from .helpers import Backend, blob, integrity_of
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 
 DATA = blob(3 * 1024 * 1024 + 11, seed=81)
 INTEGRITY = integrity_of(DATA)
@@ -43,11 +51,17 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: BlobApp) -> AsyncIterator[str]:
+async def serving(app: Any, *, root_path: str = "") -> AsyncIterator[str]:
     """Run *app* under uvicorn on a free loopback port; yield its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            root_path=root_path,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:  # uvicorn has no event for it
@@ -333,6 +347,425 @@ class TestRegistry:
 
         assert response.status_code == 200
         assert response.content == DATA
+
+
+def stripping_mount(app: Any, mount: str) -> Callable[..., Any]:
+    """Mount *app* at *mount* the way Starlette before 0.33 did.
+
+    Those versions took the mount point off ``path`` (and added it to
+    ``root_path``) but left ``raw_path`` whole; Starlette 0.33 and later
+    keep ``path`` whole, as the ASGI spec says.
+    """
+
+    async def mounted(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(mount + "/"):
+            scope = {
+                **scope,
+                "root_path": scope.get("root_path", "") + mount,
+                "path": scope["path"][len(mount) :],
+            }
+        await app(scope, receive, send)
+
+    return mounted
+
+
+class TestMounted:
+    """Item 1: mounted in a framework, the app serves under the mount point."""
+
+    async def test_fastapi_mount(self, memory: MemoryBlobStore) -> None:
+        """The docs' FastAPI sample serves the blob under /packages, by either name."""
+        registry = BlobStoreRegistry()
+        registry.register(memory)
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: fastapi.FastAPI) -> AsyncIterator[None]:
+            async with registry:
+                yield
+
+        app = fastapi.FastAPI(lifespan=lifespan)
+        app.mount("/packages", BlobApp(registry, prefix=""))
+        async with serving(app) as base, httpx.AsyncClient() as client:
+            encoded = await client.get(
+                f"{base}/packages/{urllib.parse.quote(INTEGRITY, safe='')}"
+            )
+            hex_key = await client.get(
+                f"{base}/packages/{integrity_to_key(INTEGRITY, prefix='')}"
+            )
+            ranged = await client.get(
+                f"{base}/packages/{urllib.parse.quote(INTEGRITY, safe='')}",
+                headers={"Range": "bytes=5-9"},
+            )
+            outside = await client.get(f"{base}/packages/")
+
+        assert encoded.status_code == 200
+        assert encoded.content == DATA
+        assert hex_key.content == DATA
+        assert ranged.status_code == 206
+        assert ranged.content == DATA[5:10]
+        assert outside.status_code == 404
+
+    @pytest.mark.parametrize("prefix", ["", "/blobs"])
+    async def test_starlette_mount(self, memory: MemoryBlobStore, prefix: str) -> None:
+        """Under Starlette's Mount the app's own prefix follows the mount point."""
+        app = Starlette(routes=[Mount("/packages", app=BlobApp(memory, prefix=prefix))])
+        name = urllib.parse.quote(INTEGRITY, safe="")
+        async with serving(app) as base, httpx.AsyncClient() as client:
+            response = await client.get(f"{base}/packages{prefix}/{name}")
+            head = await client.head(f"{base}/packages{prefix}/{name}")
+
+        assert response.status_code == 200
+        assert response.content == DATA
+        assert head.headers["etag"] == f'"{INTEGRITY}"'
+
+    async def test_mount_that_strips_the_path(self, memory: MemoryBlobStore) -> None:
+        """A mount that takes its point off `path` (old Starlette) serves too."""
+        app = stripping_mount(BlobApp(memory, prefix=""), "/packages")
+        async with serving(app) as base, httpx.AsyncClient() as client:
+            response = await client.get(
+                f"{base}/packages/{urllib.parse.quote(INTEGRITY, safe='')}"
+            )
+
+        assert response.status_code == 200
+        assert response.content == DATA
+
+    async def test_server_root_path(self, memory: MemoryBlobStore) -> None:
+        """A server root path (uvicorn --root-path) leaves the prefix where it was."""
+        async with (
+            serving(BlobApp(memory), root_path="/mirror") as base,
+            httpx.AsyncClient() as client,
+        ):
+            response = await client.get(url_of(base, INTEGRITY))
+
+        assert response.status_code == 200
+        assert response.content == DATA
+
+
+class TestHostile:
+    """Item 5: odd requests get a 4xx or the blob, never a 500."""
+
+    @pytest.mark.parametrize(
+        ("header", "status", "expected"),
+        [
+            ("bytes=" + "9" * 5000 + "-", 416, b""),
+            ("bytes=0-" + "9" * 5000, 206, DATA),
+            ("bytes=-" + "9" * 5000, 206, DATA),
+            ("bytes=" + "0" * 4999 + "7-" + "0" * 4998 + "10", 206, DATA[7:11]),
+        ],
+        ids=["huge-start", "huge-end", "huge-suffix", "zero-padded"],
+    )
+    async def test_range_numbers_of_5000_digits(
+        self, base: str, header: str, status: int, expected: bytes
+    ) -> None:
+        """Range numbers past int()'s digit limit answer 416 or the bytes asked."""
+        async with httpx.AsyncClient() as client:
+            response = await client.get(
+                url_of(base, INTEGRITY), headers={"Range": header}
+            )
+
+        assert response.status_code == status
+        if status == 416:
+            assert response.headers["content-range"] == f"bytes */{len(DATA)}"
+        else:
+            assert response.content == expected
+
+    @pytest.mark.parametrize("pad", ["%20", "%09", "%0A", "%0D", "%0B%0C", "+"])
+    @pytest.mark.parametrize("where", ["before", "after"])
+    async def test_padded_names_are_400(self, base: str, pad: str, where: str) -> None:
+        """A name padded with encoded whitespace isn't the canonical name: 400."""
+        name = urllib.parse.quote(INTEGRITY, safe="")
+        padded = pad + name if where == "before" else name + pad
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{base}/blobs/{padded}")
+
+        assert response.status_code == 400
+        assert b"canonical" in response.content or b"Invalid" in response.content
+
+
+#: A small blob for the fuzzers: each example is cheap to serve and check.
+FUZZ_DATA = blob(5000, seed=82)
+FUZZ_INTEGRITY = integrity_of(FUZZ_DATA)
+_FUZZ_NAME = urllib.parse.quote(FUZZ_INTEGRITY, safe="")
+_FUZZ_KEY = integrity_to_key(FUZZ_INTEGRITY, prefix="")
+
+# Mostly requests that reach the parser's later steps (a known prefix, a
+# name near the blob's, GET or HEAD), and some of anything.
+_canonical = st.sampled_from([_FUZZ_NAME, _FUZZ_KEY, FUZZ_INTEGRITY])
+_names = st.one_of(
+    _canonical,
+    st.builds(
+        lambda pad, before: (pad + _FUZZ_NAME) if before else (_FUZZ_NAME + pad),
+        st.sampled_from(["%20", "%09", "%0A", "%00", "%2F", "/", "..", "%25", "?a"]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda name, at, text: name[:at] + text + name[at:],
+        st.sampled_from([_FUZZ_NAME, _FUZZ_KEY]),
+        st.integers(0, len(_FUZZ_KEY)),
+        st.text(
+            alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+            max_size=5,
+        ),
+    ),
+    st.text(
+        alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+        max_size=300,
+    ),
+    st.builds(lambda n: "A" * n, st.integers(0, 3000)),
+)
+_paths = st.builds(
+    lambda prefix, name: (prefix + name).encode("latin-1", "replace"),
+    st.sampled_from(
+        ["/blobs/"] * 6 + ["/blobs", "/", "/other/", "/blobs//", "/blobs/%2E%2E/"]
+    ),
+    _names,
+)
+_digits = st.one_of(
+    st.just(""),
+    st.integers(0, 20_000).map(str),
+    st.builds(lambda n, d: d * n, st.integers(1, 30), st.sampled_from("019")),
+    # Past int()'s limit of 4,300 digits.
+    st.builds(lambda n, d: d * n, st.integers(4200, 6000), st.sampled_from("019")),
+)
+_ranges = st.one_of(
+    st.builds(lambda a, b: f"bytes={a}-{b}".encode(), _digits, _digits),
+    st.builds(
+        lambda a, b, c, d: f"bytes={a}-{b},{c}-{d}".encode(),
+        _digits,
+        _digits,
+        _digits,
+        _digits,
+    ),
+    st.binary(max_size=200),
+)
+_tags = st.one_of(
+    st.sampled_from(
+        [
+            f'"{FUZZ_INTEGRITY}"'.encode(),
+            f'W/"{FUZZ_INTEGRITY}"'.encode(),
+            b"*",
+            b'"other"',
+            b"",
+        ]
+    ),
+    st.binary(max_size=200),
+    st.builds(lambda n: b'"x", ' * n, st.integers(0, 20_000)),
+)
+_headers = st.fixed_dictionaries(
+    {},
+    optional={
+        b"range": _ranges,
+        b"if-none-match": _tags,
+        b"if-range": _tags,
+        b"x-padding": st.builds(lambda n: b"p" * n, st.integers(0, 100_000)),
+    },
+)
+_methods = st.one_of(
+    st.sampled_from(["GET", "HEAD", "POST", "get"]),
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=12),
+)
+#: (method, raw path, headers): half of them a GET or HEAD of the blob's own
+#: name, so the header parsers see every kind of header.
+_requests = st.one_of(
+    st.tuples(
+        st.sampled_from(["GET", "HEAD"]),
+        _canonical.map(lambda name: f"/blobs/{name}".encode()),
+        _headers,
+    ),
+    st.tuples(_methods, _paths, _headers),
+)
+
+
+#: The paths that name the fuzz blob: its encoded integrity, its hex key, and
+#: the integrity as is (a raw '/' inside the name stays part of it).
+_SERVED_PATHS = {
+    f"/blobs/{name}".encode() for name in (_FUZZ_NAME, _FUZZ_KEY, FUZZ_INTEGRITY)
+}
+
+
+def check_answer(
+    status: int,
+    headers: dict[bytes, bytes],
+    body: bytes,
+    *,
+    method: str,
+    raw_path: bytes,
+) -> None:
+    """A fuzzed request's answer: no 5xx, and a body that is the blob or its range.
+
+    Only a canonical name of the blob is answered 200, 206 or 304.
+    """
+    assert status < 500, (status, body[:200])
+    if status in (200, 206, 304):
+        assert raw_path.split(b"?", 1)[0] in _SERVED_PATHS, (status, raw_path[:100])
+    if (
+        status == 200
+        and method == "GET"
+        and headers.get(b"content-type", b"").startswith(b"application/octet-stream")
+    ):
+        assert body == FUZZ_DATA
+    elif status == 206:
+        match = re.fullmatch(rb"bytes (\d+)-(\d+)/(\d+)", headers[b"content-range"])
+        assert match is not None
+        start, last, size = (int(number) for number in match.groups())
+        assert size == len(FUZZ_DATA)
+        assert body == FUZZ_DATA[start : last + 1]
+        assert body
+    else:
+        # Errors, 304s, HEAD: a short text or nothing, never bytes of the blob.
+        assert len(body) < 2048
+        assert FUZZ_DATA[:64] not in body
+
+
+async def call_app(
+    app: BlobApp, method: str, raw_path: bytes, headers: dict[bytes, bytes]
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """Send one request through the ASGI interface; return status, headers, body."""
+    target = raw_path.split(b"?", 1)[0]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": urllib.parse.unquote(target.decode("latin-1")),
+        "raw_path": raw_path,
+        "query_string": b"",
+        "root_path": "",
+        "headers": list(headers.items()),
+    }
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = sent[0]
+    assert start["type"] == "http.response.start"
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert sent[-1].get("more_body", False) is False
+    return start["status"], dict(start["headers"]), body
+
+
+@pytest.fixture(name="fuzz_app", scope="module")
+def _fuzz_app() -> BlobApp:
+    store = MemoryBlobStore()
+    asyncio.run(store.put(FUZZ_INTEGRITY, FUZZ_DATA))
+    return BlobApp(store)
+
+
+class TestFuzz:
+    """Item 5: fuzzed paths, methods, Range and If-* headers never make a 5xx."""
+
+    @settings(
+        max_examples=400,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(request=_requests)
+    @example(request=("GET", f"/blobs/%20{_FUZZ_NAME}".encode(), {}))
+    @example(
+        request=(
+            "GET",
+            f"/blobs/{_FUZZ_NAME}".encode(),
+            {b"range": b"bytes=" + b"9" * 5000 + b"-"},
+        )
+    )
+    def test_the_app(
+        self, fuzz_app: BlobApp, request: tuple[str, bytes, dict[bytes, bytes]]
+    ) -> None:
+        """Through ASGI: no exception, no 5xx, and only the blob or its range."""
+        method, raw_path, headers = request
+        status, answer, body = asyncio.run(
+            call_app(fuzz_app, method, raw_path, headers)
+        )
+
+        check_answer(status, answer, body, method=method, raw_path=raw_path)
+
+    @settings(
+        max_examples=100,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(request=_requests)
+    @example(request=("GET", f"/blobs/{_FUZZ_NAME}%0A".encode(), {}))
+    @example(
+        request=(
+            "GET",
+            f"/blobs/{_FUZZ_NAME}".encode(),
+            {b"range": b"bytes=0-" + b"1" * 5000},
+        )
+    )
+    def test_over_http(
+        self, fuzz_server: int, request: tuple[str, bytes, dict[bytes, bytes]]
+    ) -> None:
+        """Through uvicorn over a raw socket: no 5xx, only the blob or its range."""
+        method, raw_path, headers = request
+        message = method.encode() + b" " + (raw_path or b"/") + b" HTTP/1.1\r\n"
+        message += b"host: 127.0.0.1\r\nconnection: close\r\n"
+        for name, value in headers.items():
+            message += name + b": " + value + b"\r\n"
+        with socket.create_connection(("127.0.0.1", fuzz_server), timeout=30) as sock:
+            sock.sendall(message + b"\r\n")
+            answer = b""
+            with contextlib.suppress(ConnectionError):
+                while chunk := sock.recv(65536):
+                    answer += chunk
+        if not answer:
+            return  # the server closed the connection: refused, not served
+        head, _, body = answer.partition(b"\r\n\r\n")
+        status_line, *lines = head.split(b"\r\n")
+        status = int(status_line.split()[1])
+        fields = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(b":") for line in lines)
+        }
+        if b"content-length" in fields:
+            body = body[: int(fields[b"content-length"])]
+        check_answer(status, fields, body, method=method, raw_path=raw_path)
+
+
+@pytest.fixture(name="fuzz_server", scope="module")
+def _fuzz_server(fuzz_app: BlobApp) -> Iterator[int]:
+    """Serve the fuzz blob with uvicorn in a thread of its own; yield its port."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(fuzz_app, host="127.0.0.1", port=port, log_level="critical")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        threading.Event().wait(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+class TestStoreDown:
+    async def test_a_down_postgres_is_read_past(self, memory: MemoryBlobStore) -> None:
+        """With PostgreSQL unreachable, the blob comes from the next store, else 503."""
+        registry = BlobStoreRegistry()
+        registry.register(
+            PostgresBlobStore("postgresql://app:pw@127.0.0.1:1/app", connect_timeout=1)
+        )
+        registry.register(memory)
+        async with (
+            registry,
+            serving(BlobApp(registry)) as base,
+            httpx.AsyncClient() as client,
+        ):
+            found = await client.get(url_of(base, INTEGRITY))
+            absent = await client.get(url_of(base, integrity_of(b"nowhere")))
+
+        assert found.status_code == 200
+        assert found.content == DATA
+        assert absent.status_code == 503
+        assert "pw" not in absent.text
 
 
 class TestMisuse:

@@ -19,6 +19,7 @@ import pytest
 from sriblob import (
     AccessDenied,
     BlobStoreRegistry,
+    FilesystemBlobStore,
     PostgresBlobStore,
     StoreClosed,
     StoreError,
@@ -27,11 +28,11 @@ from sriblob import (
 from sriblob._plugins import register_postgres
 from sriblob._postgres import SCHEMA_VERSION
 
-from .helpers import blob, chunked, collect, integrity_of
+from .helpers import blackhole, blob, chunked, collect, integrity_of
 from .postgres_server import drop_schema, fresh_schema
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
 MiB = 1024 * 1024
 SECRET = "hunter2-secret"
@@ -603,10 +604,11 @@ class TestErrors:
 
     async def test_unreachable_server(self) -> None:
         """A server that can't be reached is StoreUnavailable, without the password."""
-        store = PostgresBlobStore(f"postgresql://u:{SECRET}@127.0.0.1:1/db")
-
-        with pytest.raises(StoreUnavailable) as excinfo:
-            await store.__aenter__()
+        async with PostgresBlobStore(
+            f"postgresql://u:{SECRET}@127.0.0.1:1/db"
+        ) as store:
+            with pytest.raises(StoreUnavailable) as excinfo:
+                await store.has(integrity_of(b"x"))
 
         assert SECRET not in str(excinfo.value)
         assert excinfo.value.endpoint == "127.0.0.1:1/db"
@@ -631,6 +633,166 @@ class TestErrors:
         finally:
             await admin.execute(f'DROP ROLE "{role}"')
             await admin.close()
+
+
+@contextlib.contextmanager
+def down_server(kind: str) -> Iterator[str]:
+    """A DSN of a server that is down: refusing connections, or never answering."""
+    if kind == "refused":
+        yield f"postgresql://app:{SECRET}@127.0.0.1:1/app"
+        return
+    with blackhole() as port:
+        yield f"postgresql://app:{SECRET}@127.0.0.1:{port}/app"
+
+
+class Forwarder:
+    """Forwards 127.0.0.1:*port* to *upstream* once started, until closed."""
+
+    def __init__(self, port: int, upstream: tuple[str, int]) -> None:
+        self.port = port
+        self.upstream = upstream
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        """Listen on the port: a server that was down is up."""
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def aclose(self) -> None:
+        """Stop listening and end every forwarded connection."""
+        if self.server is not None:
+            self.server.close()
+        for writer in self.writers:
+            writer.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self.writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer)
+        )
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+
+class TestServerDown:
+    """Item 2: a down server fails each call quickly, and hides no other store."""
+
+    @pytest.mark.parametrize("kind", ["refused", "blackholed"])
+    async def test_the_store_opens_and_each_call_says_so(self, kind: str) -> None:
+        """A down server doesn't stop `async with`; calls raise StoreUnavailable."""
+        with down_server(kind) as dsn:
+            async with asyncio.timeout(60):  # a hang fails instead of blocking
+                async with PostgresBlobStore(dsn, connect_timeout=0.5) as store:
+                    with pytest.raises(StoreUnavailable) as has:
+                        await store.has(integrity_of(b"x"))
+                    with pytest.raises(StoreUnavailable) as put:
+                        await store.put(integrity_of(b"x"), b"x")
+
+        for error in (has.value, put.value):
+            assert "PostgreSQL is unavailable to connect" in str(error)
+            assert SECRET not in str(error)
+        if kind == "blackholed":
+            assert "no answer within 0.5 s (connect_timeout)" in str(has.value)
+
+    async def test_calls_right_after_a_timeout_fail_at_once(self) -> None:
+        """After a connection timed out, the next calls don't wait again."""
+        connections = 0
+
+        writers: list[asyncio.StreamWriter] = []
+
+        async def silent(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            nonlocal connections
+            connections += 1
+            writers.append(writer)
+            await reader.read()  # until the client gives up
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        dsn = f"postgresql://app:{SECRET}@127.0.0.1:{port}/app"
+        try:
+            async with PostgresBlobStore(dsn, connect_timeout=2) as store:
+                results = await asyncio.gather(
+                    *(store.has(integrity_of(b"x")) for _ in range(5)),
+                    return_exceptions=True,
+                )
+        finally:
+            server.close()
+            for writer in writers:
+                writer.close()
+            await server.wait_closed()
+
+        assert all(isinstance(result, StoreUnavailable) for result in results)
+        # One attempt when the store opened: the calls queued behind it, or
+        # coming right after it, got its answer.
+        assert connections == 1
+
+    @pytest.mark.parametrize("kind", ["refused", "blackholed"])
+    async def test_a_registry_reads_past_it(self, kind: str, tmp_path: Any) -> None:
+        """Reads with fallback find a blob on disk; writes to the down store fail."""
+        data = blob(10_000, seed=31)
+        integrity = await FilesystemBlobStore(tmp_path).add(data)
+        other = blob(100, seed=32)
+        with down_server(kind) as dsn:
+            registry = BlobStoreRegistry()
+            registry.register(PostgresBlobStore(dsn, connect_timeout=0.5))
+            registry.register(FilesystemBlobStore(tmp_path))
+            async with asyncio.timeout(60), registry:
+                assert await registry.has_with_fallback(integrity) == "filesystem"
+                stat = await registry.stat_with_fallback(integrity)
+                read = await registry.read_with_fallback(integrity)
+                async with registry.open_with_fallback(integrity) as reader:
+                    streamed = b"".join([chunk async for chunk in reader])
+                with pytest.raises(StoreUnavailable):
+                    await registry.active.add(other)
+
+        assert stat is not None
+        assert stat[0].size == len(data)
+        assert read == (data, "filesystem")
+        assert streamed == data
+        assert await FilesystemBlobStore(tmp_path).has(integrity_of(other)) is False
+
+    @pytest.mark.postgres
+    async def test_connects_once_the_server_is_up(
+        self, postgres_dsn: str, schema: str
+    ) -> None:
+        """A store opened while the server was down works once it is up."""
+        parts = urllib.parse.urlsplit(postgres_dsn)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        with blackhole() as port:
+            pass  # a port nothing listens on now
+        dsn = parts._replace(
+            netloc=parts.netloc.rpartition("@")[0]
+            + "@" * ("@" in parts.netloc)
+            + f"127.0.0.1:{port}"
+        ).geturl()
+        data = blob(5000, seed=33)
+        server = Forwarder(port, (parts.hostname, parts.port))
+        try:
+            async with PostgresBlobStore(
+                dsn, schema=schema, connect_timeout=2
+            ) as store:
+                with pytest.raises(StoreUnavailable):
+                    await store.put(integrity_of(data), data)
+                await server.start()
+                store._unreachable = None  # no need to wait out the hold-off
+                await store.put(integrity_of(data), data)
+                assert await store.get(integrity_of(data)) == data
+        finally:
+            await server.aclose()
 
 
 class TestPlugin:

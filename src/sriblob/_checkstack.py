@@ -95,7 +95,7 @@ class CheckstackLayout(PostgresBlobStore):
 
     async def _migrate(self) -> None:
         """Check the table is there; never create or change it."""
-        async with self._connection("find the table") as conn:
+        async with self._connection("find the table", prepare=False) as conn:
             missing = await conn.fetchval("SELECT to_regclass($1) IS NULL", _TABLE)
         if missing:
             msg = (
@@ -141,7 +141,13 @@ class CheckstackLayout(PostgresBlobStore):
         known = source.expected
         if known is not None and not source.replace:
             size = await self._renew_row(known)
-            if size is not None and source.keeps(size):
+            # As in the store's own layout: a copy of the right size stands
+            # once it verified (reading it costs less than rewriting it).
+            if (
+                size is not None
+                and source.keeps(size)
+                and await self._stored_copy_intact(known)
+            ):
                 return
         view = await source.buffer()
         if view is not None:
@@ -163,10 +169,17 @@ class CheckstackLayout(PostgresBlobStore):
         self, conn: Any, source: BlobSource, text: str, size: int
     ) -> None:
         name = str(source.integrity)
-        stored = await conn.fetchval(
-            f"SELECT size_bytes FROM {_TABLE} WHERE integrity = $1 FOR UPDATE", name
+        # The server compares the stored row with the verified bytes: a
+        # damaged row (same size, other bytes) is replaced, unread.
+        row = await conn.fetchrow(
+            f"SELECT size_bytes, data = $2 AS same FROM {_TABLE}"
+            " WHERE integrity = $1 FOR UPDATE",
+            name,
+            text,
         )
-        if stored is not None and source.keeps(stored):
+        stored = None if row is None else row["size_bytes"]
+        intact = row is not None and (row["same"] or not self.verify)
+        if stored is not None and intact and source.keeps(stored):
             await conn.execute(
                 f"UPDATE {_TABLE} SET created_at = clock_timestamp()::timestamp"
                 " WHERE integrity = $1",

@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 # asyncio, json, signal and tempfile are imported where they are used: the
 # less runs before main() can catch a Ctrl-C, the fewer tracebacks.
 if TYPE_CHECKING:
+    import socket
     from collections.abc import (
         AsyncIterator,
         Awaitable,
@@ -160,6 +161,11 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+#: The variable ``sriblob url`` takes its base URL from.
+_BASE_URL: Final = "SRIBLOB_BASE_URL"
+#: The TCP ports there are.
+_MAX_PORT: Final = 65535
+
 _INTEGRITY_HELP: Final = (
     "the blob's Subresource Integrity, e.g. sha512-<base64> (several hashes "
     "separated by spaces are accepted; the strongest is used)"
@@ -248,7 +254,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve the blobs of the active store (or --store ID) over "
         "HTTP with sriblob.asgi.BlobApp under uvicorn, until Ctrl-C. Reads "
         "fall back over every registered store. Needs uvicorn: python -m pip "
-        "install uvicorn, or install sriblob with its serve extra.",
+        "install uvicorn, or install sriblob with its serve extra. Exit status "
+        "2 for a port outside 1-65535, 1 when it can't listen (the port is in "
+        "use, say).",
     )
     serve.add_argument(
         "--host",
@@ -267,6 +275,23 @@ def _parser() -> argparse.ArgumentParser:
         help="answer GET with a redirect to a presigned URL where the store can (S3)",
     )
     _store_option(serve, "serve")
+    url = commands.add_parser(
+        "url",
+        help="print the URL sriblob serve serves a blob at",
+        description="Print where sriblob serve (or sriblob.asgi.BlobApp) serves "
+        "the blob: PREFIX/INTEGRITY, URL-encoded, or the full URL with "
+        "--base-url. Reads no store: the blob needn't be stored yet.",
+    )
+    url.add_argument("integrity", metavar="INTEGRITY", help=_INTEGRITY_HELP)
+    url.add_argument(
+        "--prefix", default="/blobs", help="the serve prefix (default: /blobs)"
+    )
+    url.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the server's root URL, such as http://127.0.0.1:8080 (default: "
+        f"${_BASE_URL}; without either, the path alone is printed)",
+    )
     return parser
 
 
@@ -552,6 +577,9 @@ async def _run(
         terminated = True
         task.cancel()
 
+    local = _LOCAL_COMMANDS.get(args.command)
+    if local is not None:
+        return local(args)
     loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
         async with _registry(args, handler, repeats) as registry:
@@ -1303,6 +1331,9 @@ async def _serve_command(registry: BlobStoreRegistry, args: argparse.Namespace) 
         raise _CommandError(msg, EXIT_FAILED) from None
     from .asgi import BlobApp  # noqa: PLC0415 -- lazy
 
+    if args.port > _MAX_PORT:
+        msg = f"--port {args.port} is not a TCP port: give one from 1 to {_MAX_PORT}"
+        raise _CommandError(msg, EXIT_USAGE)
     source: BlobStore | BlobStoreRegistry = (
         registry if args.store is None else _store(registry, args.store)
     )
@@ -1310,6 +1341,10 @@ async def _serve_command(registry: BlobStoreRegistry, args: argparse.Namespace) 
         app = BlobApp(source, prefix=args.prefix, redirect=args.redirect)
     except ValueError as exc:
         raise _CommandError(str(exc), EXIT_USAGE) from None
+    sockets = _listen(args.host, args.port)
+    base = _base_url(args.host, args.port)
+    what = "the registry's stores" if args.store is None else f"store {args.store}"
+    _note(f"serving {what} at {base}{args.prefix}/ (base URL {base})")
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -1333,8 +1368,88 @@ async def _serve_command(registry: BlobStoreRegistry, args: argparse.Namespace) 
 
     # uvicorn handles SIGTERM itself now (a graceful stop), not _run().
     asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
-    await Server(config).serve()
+    try:
+        await Server(config).serve(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Bind every address *host* has on *port*, or fail on one line.
+
+    Binding here, before uvicorn starts, turns a port in use (or a host
+    that doesn't resolve) into one line and exit status 1, where uvicorn
+    would log it and exit 3.
+    """
+    import socket  # noqa: PLC0415 -- see the module's imports
+
+    try:
+        infos = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        msg = f"can't listen on {shown(host)}:{port}: {exc.strerror or exc}"
+        raise _CommandError(msg, EXIT_FAILED) from None
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(
+            (info[0], info[1], info[2], "", info[4]) for info in infos
+        ):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        msg = f"can't listen on {shown(host)}:{port}: {exc.strerror or exc}"
+        raise _CommandError(msg, EXIT_FAILED) from None
+    return bound
+
+
+def _base_url(host: str, port: int) -> str:
+    """The URL of a server's root on *host* and *port*."""
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"http://{shown_host}:{port}"
+
+
+def _url_command(args: argparse.Namespace) -> int:
+    import urllib.parse  # noqa: PLC0415 -- lazy
+
+    from ._integrity import candidates  # noqa: PLC0415 -- lazy
+
+    integrity = candidates(args.integrity)[0]
+    prefix = args.prefix
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        msg = f"--prefix must be '' or start with '/' and not end with one: {prefix!r}"
+        raise _CommandError(msg, EXIT_USAGE)
+    path = f"{prefix}/{urllib.parse.quote(str(integrity), safe='')}"
+    base = args.base_url
+    if base is None:
+        base = os.environ.get(_BASE_URL, "").strip() or None
+    if base is None:
+        _out(path)
+        return 0
+    parts = urllib.parse.urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        origin = "--base-url" if args.base_url is not None else _BASE_URL
+        msg = (
+            f"{origin} must be an http:// or https:// URL such as "
+            f"http://127.0.0.1:8080, not {shown(base)!r}"
+        )
+        raise _CommandError(msg, EXIT_USAGE)
+    _out(base.rstrip("/") + path)
+    return 0
+
+
+#: Commands that open no store.
+_LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "url": _url_command,
+}
 
 
 _COMMANDS: dict[

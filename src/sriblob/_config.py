@@ -464,6 +464,8 @@ class PostgresStoreConfig:
             float or a string with a unit (``"1MiB"``).
         max_connections: The size of the pool made from *dsn*.
         acquire_timeout: Seconds a call waits for a free connection.
+        connect_timeout: Seconds a new connection may take to be made and
+            answered (an unreachable or silent server fails within it).
         layout: ``"sriblob"`` (the store's own tables), or ``"checkstack"``:
             the original TypeScript system's table
             ``"plugin_script-packages-store-postgres".script_package_blob_data``
@@ -494,6 +496,9 @@ class PostgresStoreConfig:
     acquire_timeout: float = attrs.field(
         default=30.0, validator=_in_range(0.001, 3600), metadata=_PG
     )
+    connect_timeout: float = attrs.field(
+        default=5.0, validator=_in_range(0.001, 3600), metadata=_PG
+    )
     layout: str = attrs.field(default="sriblob", validator=_layout, metadata=_PG)
 
     def __repr__(self) -> str:
@@ -502,7 +507,8 @@ class PostgresStoreConfig:
             f"PostgresStoreConfig(dsn={where}, schema={self.schema!r}, "
             f"table_prefix={self.table_prefix!r}, chunk_size={self.chunk_size}, "
             f"max_connections={self.max_connections}, "
-            f"acquire_timeout={self.acquire_timeout!r}, layout={self.layout!r})"
+            f"acquire_timeout={self.acquire_timeout!r}, "
+            f"connect_timeout={self.connect_timeout!r}, layout={self.layout!r})"
         )
 
 
@@ -579,6 +585,7 @@ _POSTGRES_ENV: Final = _EnvLayout(
         "TABLE_PREFIX": "table_prefix",
         "CHUNK_SIZE": "chunk_size",
         "MAX_CONNECTIONS": "max_connections",
+        "CONNECT_TIMEOUT": "connect_timeout",
         "LAYOUT": "layout",
     },
     ("dsn",),

@@ -949,8 +949,15 @@ class FilesystemBlobStore(BlobStore):
         known = source.expected
         if known is not None:
             location = self._locate(known)
-            # With replace, no stored copy stands: skip looking at it.
-            if not source.replace and await self._kept(location, source):
+            # With replace, no stored copy stands: skip looking at it. A copy
+            # of the right size stands once it verified: reading and hashing
+            # it costs less than writing and syncing the bytes again (and
+            # the data isn't read at all then).
+            if (
+                not source.replace
+                and await self._kept(location, source)
+                and await self._stored_copy_intact(known)
+            ):
                 return
             view = await _small_buffer(source)
             if view is not None:
@@ -967,7 +974,11 @@ class FilesystemBlobStore(BlobStore):
         temp = await self._stream_to_temp(source, ("blobs",), self._blobs)
         location = self._locate(source.integrity)
         try:
-            kept = await self._kept(location, source)
+            # As for put(): a stored copy stands once it verified, so the
+            # file (and any hard link link_to made to it) stays the same.
+            kept = await self._kept(location, source) and (
+                await self._stored_copy_intact(source.integrity)
+            )
         except BaseException:
             await _discard(temp)
             raise

@@ -62,8 +62,14 @@ class MemoryBlobStore(BlobStore):
         self._stored_at.clear()
 
     async def write_blob(self, source: BlobSource, /) -> None:
+        # A stored copy of the right size stands only once it verified: a
+        # hash of bytes in memory, and the data isn't read at all then.
         known = source.expected
-        if known is not None and self._kept(str(known), source):
+        if (
+            known is not None
+            and self._kept(str(known), source)
+            and await self._stored_copy_intact(known)
+        ):
             return
         view = await source.buffer()
         if view is not None:
@@ -74,7 +80,11 @@ class MemoryBlobStore(BlobStore):
                 buffer += chunk
             data = bytes(buffer)
         name = str(source.integrity)
-        if self._kept(name, source):
+        # The data is verified and in memory: comparing it with the stored
+        # copy is cheaper than hashing that copy.
+        if self._kept(name, source) and (
+            not self.verify or self._blobs.get(name) == data
+        ):
             return
         stored = self._blobs.get(name)
         await source.admit(replacing=0 if stored is None else len(stored))

@@ -155,6 +155,8 @@ def load_cache_settings(env: Mapping[str, str]) -> tuple[str, int] | None:
 #: The settings of the default registry that no backend's loader reads.
 GLOBAL_VARIABLES: Final = (
     "SRIBLOB_ROOT",
+    # sriblob url's base URL (the CLI reads it).
+    "SRIBLOB_BASE_URL",
     CACHE_DIR,
     CACHE_MAX_BYTES,
     *(variable for variable, _ in QUOTA_VARIABLES),

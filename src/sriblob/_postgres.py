@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import attrs
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from ._integrity import Integrity
 
 __all__ = ["INSTALL_HINT", "PostgresBlobStore"]
+
+logger = logging.getLogger("sriblob")
 
 #: The schema version this code reads and writes; see ``_MIGRATIONS``.
 SCHEMA_VERSION: Final = 3
@@ -329,7 +332,15 @@ class PostgresBlobStore(BlobStore):
     is closed by :meth:`aclose`; a *pool* the host owns is never closed.
     Every call waits at most *acquire_timeout* seconds for a free connection,
     then raises :class:`~sriblob.StoreUnavailable`; an open reader holds its
-    connection until it is closed.
+    connection until it is closed. A new connection that isn't made and
+    answered within *connect_timeout* seconds (a server that is down, or a
+    firewall that drops the packets) raises
+    :class:`~sriblob.StoreUnavailable` too.
+
+    A server that can't be reached when the store is opened doesn't stop
+    ``async with``: the store opens, each call tries to connect again (and
+    creates or migrates the tables once it can), and a registry goes on
+    serving reads from its other stores meanwhile, as it does for S3.
 
     Args:
         dsn: A ``postgresql://`` URL. The password may be in it (with ``/``,
@@ -344,6 +355,8 @@ class PostgresBlobStore(BlobStore):
             changing it later only affects new blobs.
         max_connections: The size of the pool created from *dsn*.
         acquire_timeout: Seconds to wait for a free connection of the pool.
+        connect_timeout: Seconds a new connection (of a pool the store
+            creates) may take to be made and answered.
         layout: ``"sriblob"`` (the default: this store's own tables), or
             ``"checkstack"``: read (and write) the original TypeScript
             system's table, to migrate off it; see
@@ -386,6 +399,7 @@ class PostgresBlobStore(BlobStore):
         chunk_size: int = CHUNK_SIZE,
         max_connections: int = 10,
         acquire_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
         layout: str = "sriblob",
         verify: bool = True,
         max_blob_size: int | None = None,
@@ -412,12 +426,18 @@ class PostgresBlobStore(BlobStore):
             chunk_size=chunk_size,
             max_connections=max_connections,
             acquire_timeout=acquire_timeout,
+            connect_timeout=connect_timeout,
             layout=layout,
         )
         _import_asyncpg()
         self._config = config
         self._pool: asyncpg.Pool[Any] | None = pool
         self._owns_pool = pool is None
+        #: Whether the pool is there and the tables are migrated.
+        self._ready = False
+        self._preparing = asyncio.Lock()
+        #: The last failure to reach the server, and when it ended.
+        self._unreachable: tuple[StoreUnavailable, float] | None = None
         self._lease_conns: dict[str, Any] = {}
         self._where = describe_dsn(dsn) if dsn is not None else None
         self._sql = _Sql.build(schema, table_prefix)
@@ -449,6 +469,7 @@ class PostgresBlobStore(BlobStore):
             chunk_size=config.chunk_size,
             max_connections=config.max_connections,
             acquire_timeout=config.acquire_timeout,
+            connect_timeout=config.connect_timeout,
             layout=config.layout,
             verify=verify,
             max_blob_size=max_blob_size,
@@ -486,8 +507,16 @@ class PostgresBlobStore(BlobStore):
 
         Raises:
             StoreClosed: The store made its own pool and isn't open.
+            StoreUnavailable: The store is open but hasn't reached the
+                server yet (it was unreachable); any call tries again.
         """
         if self._pool is None:
+            if self.is_open:
+                msg = (
+                    f"{self!r} has no pool yet: the server was unreachable when it "
+                    "opened; its next call connects again."
+                )
+                raise StoreUnavailable(msg, backend=self._id, endpoint=self._where)
             msg = f"{self!r} is not open; use `async with PostgresBlobStore(...)`."
             raise StoreClosed(msg)
         return self._pool
@@ -538,19 +567,25 @@ class PostgresBlobStore(BlobStore):
 
     @contextlib.asynccontextmanager
     async def _connection(
-        self, action: str
+        self, action: str, *, prepare: bool = True
     ) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[Any]]:
-        """Acquire a pooled connection, waiting at most ``acquire_timeout``."""
-        acquired = await self._acquire(action)
+        """Acquire a pooled connection, waiting at most ``acquire_timeout``.
+
+        With *prepare* (all but the migration itself), a store that couldn't
+        reach the server yet connects and migrates first.
+        """
+        acquired = await self._acquire(action, prepare=prepare)
         try:
             yield acquired
         finally:
             assert self._pool is not None  # noqa: S101 -- acquired from it
             await self._pool.release(acquired)
 
-    async def _acquire(self, action: str) -> Any:
+    async def _acquire(self, action: str, *, prepare: bool = True) -> Any:
         """Take a connection from the pool (the caller releases it)."""
-        assert self._pool is not None  # noqa: S101 -- set by startup or __init__
+        if prepare and not self._ready:
+            await self._prepare()
+        assert self._pool is not None  # noqa: S101 -- set by _prepare or __init__
         try:
             return await self._pool.acquire(timeout=self._config.acquire_timeout)
         except TimeoutError:
@@ -567,28 +602,94 @@ class PostgresBlobStore(BlobStore):
     # -- lifecycle -------------------------------------------------------------
 
     async def startup(self) -> None:
+        try:
+            await self._prepare()
+        except StoreUnavailable as error:
+            # Down or unreachable: each call tries again, and a registry
+            # serves reads from its other stores meanwhile.
+            logger.debug(
+                "open backend=%s: %s; connecting again on each call", self.id, error
+            )
+
+    async def _prepare(self) -> None:
+        """Create the pool (if the store owns it) and migrate, once.
+
+        Raises:
+            StoreUnavailable: The server can't be reached (nothing is kept:
+                the next call tries again).
+            StoreError: The tables can't be created or migrated.
+        """
+        async with self._preparing:
+            if self._ready:
+                return
+            self._check_reachable()
+            try:
+                if self._owns_pool and (self._pool is None or self._pool.is_closing()):
+                    self._pool = await self._create_pool()
+                try:
+                    with self._translate("create or migrate the tables"):
+                        await self._migrate()
+                except BaseException:
+                    # Closed, not dropped: the next try makes a new one.
+                    if self._owns_pool and self._pool is not None:
+                        await self._pool.close()
+                    raise
+            except StoreUnavailable as error:
+                self._unreachable = (error, asyncio.get_running_loop().time())
+                raise
+            self._unreachable = None
+            self._ready = True
+
+    def _check_reachable(self) -> None:
+        """Fail at once for ``connect_timeout`` s after the server was unreachable.
+
+        Otherwise every call (and every caller queued behind a failing
+        attempt) would wait up to ``connect_timeout`` in turn: a registry
+        reading past a blackholed server would take that long per call.
+        """
+        if self._unreachable is None:
+            return
+        error, when = self._unreachable
+        if asyncio.get_running_loop().time() - when < self._config.connect_timeout:
+            raise StoreUnavailable(str(error), backend=self._id, endpoint=self._where)
+
+    async def _create_pool(self) -> asyncpg.Pool[Any]:
+        """Connect a pool of our own; every connection within ``connect_timeout``."""
         import asyncpg  # noqa: PLC0415 -- optional; present once constructed
 
-        if self._owns_pool:
-            with self._translate("connect"):
-                self._pool = await asyncpg.create_pool(
-                    self._config.dsn, min_size=1, max_size=self._config.max_connections
-                )
+        timeout = self._config.connect_timeout
         try:
-            with self._translate("create or migrate the tables"):
-                await self._migrate()
-        except BaseException:
-            if self._owns_pool and self._pool is not None:
-                await self._pool.close()
-            raise
+            with self._translate("connect"):
+                # asyncpg bounds each connection, answer included; the outer
+                # bound covers the pool's own steps too.
+                async with asyncio.timeout(timeout + 1):
+                    pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
+                        self._config.dsn,
+                        min_size=1,
+                        max_size=self._config.max_connections,
+                        timeout=timeout,
+                    )
+                    return pool
+        except StoreUnavailable as error:
+            if not isinstance(error.__cause__, TimeoutError):
+                raise
+        msg = (
+            f"PostgreSQL is unavailable to connect: no answer within {timeout:g} s "
+            "(connect_timeout)"
+        )
+        raise StoreUnavailable(msg, backend=self._id, endpoint=self._where) from None
 
     async def shutdown(self) -> None:
         if self._owns_pool and self._pool is not None:
-            await self._pool.close()
+            pool, self._pool = self._pool, None
+            await pool.close()
 
     async def _migrate(self) -> None:
         sql = self._sql
-        async with self._connection("migrate") as conn, conn.transaction():
+        async with (
+            self._connection("migrate", prepare=False) as conn,
+            conn.transaction(),
+        ):
             # Serialises concurrent first starts: DDL races fail otherwise.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.lock_key)
             if not await conn.fetchval(
@@ -620,9 +721,9 @@ class PostgresBlobStore(BlobStore):
         process died, or the network went), so a crashed holder never
         blocks the store. Who holds it is kept in the ``lease`` table.
         """
-        assert self._pool is not None  # noqa: S101 -- set by startup or __init__
         with self._translate("take the maintenance lease"):
             conn = await self._acquire("take the maintenance lease")
+            assert self._pool is not None  # noqa: S101 -- acquired from it
             try:
                 # The lock and the row that names its holder commit together:
                 # a taker that finds the lock held and the row in the middle
@@ -735,7 +836,14 @@ class PostgresBlobStore(BlobStore):
                     stored = await conn.fetchval(sql.lock_existing, integrity)
                     replaced = 0
                     if stored is not None:
-                        if source.keeps(stored):
+                        # A put (integrity known) checked the stored copy
+                        # already, or lost a race to a verified writer. An
+                        # add() of a store that verifies replaces it: its
+                        # rows are written either way (a rollback leaves as
+                        # many dead rows as the replaced copy), and this
+                        # spares reading the stored copy back.
+                        keep = source.expected is not None or not self.verify
+                        if keep and source.keeps(stored):
                             raise _LostRace  # noqa: TRY301 -- rolls the chunks back
                         # The cascade removes the replaced copy's chunks.
                         await conn.execute(sql.delete, integrity)
@@ -766,7 +874,14 @@ class PostgresBlobStore(BlobStore):
         known = source.expected
         if known is not None and not source.replace:
             size = await self._renew(known)
-            if size is not None and source.keeps(size):
+            # A copy of the right size stands once it verified: reading it
+            # costs less than writing it again (WAL, TOAST, dead rows for
+            # vacuum), and the data isn't read at all then.
+            if (
+                size is not None
+                and source.keeps(size)
+                and await self._stored_copy_intact(known)
+            ):
                 return
         if not await self._insert(source):
             await self._renew(source.integrity)

@@ -937,6 +937,35 @@ class BlobStore(abc.ABC):
         while len(self._suspects) > SUSPECT_MEMORY:
             self._suspects.popitem(last=False)
 
+    async def _stored_copy_intact(self, integrity: Integrity) -> bool:
+        """Read the stored copy through, verifying it: False if it is damaged.
+
+        For a backend's :meth:`write_blob` when a put finds the blob stored:
+        a damaged copy is remembered as one (so ``source.replace`` is then
+        true) and the write goes on to replace it. A store that doesn't
+        verify can't tell (its names don't fix its bytes): True. A copy
+        deleted meanwhile is False, so the write stores the blob again.
+
+        .. versionadded:: 0.1.0
+        """
+        if not self._verify:
+            return True
+        try:
+            async with self.open(integrity) as reader:
+                async for _ in reader:
+                    pass
+        except IntegrityMismatch:
+            logger.warning(
+                "put backend=%s integrity=%s: the stored copy is corrupt; "
+                "replacing it with the bytes put",
+                self._id,
+                integrity,
+            )
+            return False
+        except BlobNotFound:
+            return False
+        return True
+
     def _source(
         self,
         data: Data,

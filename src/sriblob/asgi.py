@@ -64,7 +64,11 @@ _DIGEST_NAMES: Final = {"sha256": "sha-256", "sha512": "sha-512"}
 #: Longer names are refused before parsing.
 _MAX_NAME: Final = 1024
 _HEX: Final = re.compile(r"(?:[0-9a-f]{2})+")
-_RANGE: Final = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE: Final = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+#: Range numbers with more digits than this are past the end of any blob.
+#: (``int()`` refuses more than 4,300 digits: such a header must not be a 500.)
+_MAX_DIGITS: Final = 19
+_BEYOND: Final = 10**_MAX_DIGITS
 
 
 class _Reply(Exception):
@@ -180,8 +184,7 @@ class BlobApp:
 
     def _integrity(self, scope: Scope) -> Integrity:
         """The integrity the path names (raw path: `%2F` stays a slash in it)."""
-        raw = scope.get("raw_path") or scope["path"].encode()
-        path = raw.split(b"?", 1)[0]
+        path = _app_path(scope)
         if not path.startswith(self._prefix) or path == self._prefix:
             raise _Reply(404, "Not found.")
         name = path[len(self._prefix) :]
@@ -197,8 +200,9 @@ class BlobApp:
             integrity = Integrity.parse(text)
         except InvalidIntegrity as exc:
             raise _Reply(400, _printable(str(exc))) from None
-        if str(integrity) != text.strip():
-            # One canonical name a blob: other spellings aren't served.
+        if str(integrity) != text:
+            # One canonical name a blob: other spellings (padded with
+            # whitespace, several hashes, ...) aren't served.
             raise _Reply(400, "Invalid integrity: not in canonical form.")
         return integrity
 
@@ -322,6 +326,36 @@ def _check_length(
         raise _ShortBodyError(msg, backend=store.id)
 
 
+def _app_path(scope: Scope) -> bytes:
+    """The request's path below the app's mount point, still percent-encoded.
+
+    Mounted (Starlette's ``Mount``, FastAPI's ``app.mount``), the app's
+    ``root_path`` is the mount point. Servers and framework versions differ
+    on whether ``path`` includes it (the ASGI spec says it does; Starlette
+    before 0.33 stripped it), and ``raw_path`` is the whole request target
+    either way, unless a proxy stripped the root path before the server saw
+    the request. The raw form keeps ``%2F`` apart from ``/``, so it is used
+    when it names the same path, with or without the mount point; else the
+    decoded ``path`` is encoded again.
+    """
+    path: str = scope.get("path") or "/"
+    root: str = scope.get("root_path") or ""
+    if root and (path == root or path.startswith(root.rstrip("/") + "/")):
+        path = path[len(root.rstrip("/")) :]
+    raw: bytes | None = scope.get("raw_path")
+    if raw:
+        raw = raw.split(b"?", 1)[0]
+        quoted_root = urllib.parse.quote(root.rstrip("/")).encode("ascii")
+        choices = [raw]
+        if quoted_root and raw.startswith(quoted_root):
+            choices.insert(0, raw[len(quoted_root) :])
+        for choice in choices:
+            decoded = urllib.parse.unquote(choice.decode("latin-1"), errors="replace")
+            if decoded == path:
+                return choice
+    return urllib.parse.quote(path).encode("ascii")
+
+
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return {name.lower(): value for name, value in scope.get("headers", [])}
 
@@ -360,15 +394,15 @@ def _range(
     match = _RANGE.fullmatch(header.decode("latin-1").strip())
     if match is None:
         return None
-    first, last = match.groups()
-    if first:
-        start = int(first)
-        stop = min(int(last) + 1, size) if last else size
-        if last and int(last) < start:
+    first, last = (_number(text) for text in match.groups())
+    if first is not None:
+        start = first
+        stop = min(last + 1, size) if last is not None else size
+        if last is not None and last < start:
             return None  # not a valid range: ignored
-    elif last:
-        start, stop = max(size - int(last), 0), size
-        if int(last) == 0:
+    elif last is not None:
+        start, stop = max(size - last, 0), size
+        if last == 0:
             start = size  # an empty suffix can't be satisfied
     else:
         return None
@@ -379,6 +413,14 @@ def _range(
             [(b"content-range", f"bytes */{size}".encode())],
         )
     return start, stop
+
+
+def _number(digits: str) -> int | None:
+    """A range number (None if absent); a huge one is past any blob's end."""
+    if not digits:
+        return None
+    digits = digits.lstrip("0") or "0"
+    return _BEYOND if len(digits) > _MAX_DIGITS else int(digits)
 
 
 class _opened:  # noqa: N801 -- used like a function, as contextlib's are

@@ -208,6 +208,43 @@ class TestRePutRepairs:
 
         assert await store.get(integrity) == data
 
+    @pytest.mark.parametrize(
+        ("call", "form", "size"),
+        [
+            ("put", "bytes", 1000),
+            ("put", "bytes", BLIND_PUT_MAX + 1),
+            ("put", "bytes", 17 * MiB),
+            ("put", "stream", BLIND_PUT_MAX + 1),
+            ("add", "bytes", 1000),
+            ("add", "stream", BLIND_PUT_MAX + 1),
+            ("add", "stream", 17 * MiB),
+        ],
+        ids=str,
+    )
+    async def test_a_flipped_byte_no_read_saw(
+        self, backend: Backend, store: BlobStore, call: str, form: str, size: int
+    ) -> None:
+        """A same-size copy damaged behind the store's back is repaired by a put.
+
+        No read saw the damage, so the store has no memory of it: the put
+        itself must find it (checking the copy, or replacing it outright).
+        """
+        data = blob(size, seed=size % 97)
+        integrity = integrity_of(data)
+        await store.put(integrity, data)
+        await backend.corrupt(store, Integrity.parse(integrity), flip(data, size // 2))
+
+        given = data if form == "bytes" else chunked(data, 64 * 1024)
+        if call == "put":
+            assert await store.put(integrity, given) == integrity
+        else:
+            assert await store.add(given) == integrity
+
+        report = await verify(store)
+        assert report.corrupt == ()
+        assert report.checked == 1
+        assert await store.get(integrity) == data
+
     async def test_replace_rewrites_whatever_is_there(
         self, backend: Backend, store: BlobStore
     ) -> None:

@@ -3,6 +3,7 @@
 - ``_errors``: botocore's and the network's errors as sriblob's, by table;
 - ``_http``: the bounded HTTP session (no request waits forever);
 - ``_upload``: single puts, multipart uploads, copies and orphan sweeps;
+- ``_etag``: whether a stored object holds given bytes, from its ETag;
 - ``_store``: :class:`S3BlobStore`, its client's lifecycle and the contract.
 """
 

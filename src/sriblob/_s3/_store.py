@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import io
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any, Final
@@ -22,6 +23,7 @@ from sriblob.keys import integrity_to_key, key_to_integrity
 
 from ._download import Downloader
 from ._errors import Where, status_of
+from ._etag import holds
 from ._http import Limits, bounded_session
 from ._lease import LEASE_NAME, BucketLease
 from ._signing import hash_payloads_off_loop
@@ -450,6 +452,34 @@ class S3BlobStore(BlobStore):
         head = await self._head(key)
         return None if head is None else int(head["ContentLength"])
 
+    async def _holds(self, key: str, head: Any, data: Part) -> bool:
+        """Whether the object *head* describes is *data*, by its ETag (no GET).
+
+        *data* is verified; an object whose ETag isn't the one an upload of
+        *data* would have (damaged, or written another way) is not.
+        """
+        part_size = self._config.part_size
+        with (
+            data.getbuffer() if isinstance(data, io.BytesIO) else memoryview(data)
+        ) as view:
+            if view.nbytes <= BLIND_PUT_MAX:
+                same = holds(head.get("ETag"), view, part_size=part_size)
+            else:
+                same = await asyncio.to_thread(
+                    holds, head.get("ETag"), view, part_size=part_size
+                )
+        if not same:
+            logger.info(
+                "put backend=%s bucket=%s key=%s: the stored object isn't the "
+                "bytes put (ETag %s: damaged, or written another way); "
+                "replacing it",
+                self.id,
+                self._config.bucket,
+                key,
+                head.get("ETag"),
+            )
+        return same
+
     def _parts(self, source: BlobSource) -> AsyncIterator[Part]:
         configured = self._config.part_size
         if source.size is not None:
@@ -468,27 +498,43 @@ class S3BlobStore(BlobStore):
                 await self._write_named(source, self._key(source.expected))
 
     async def _write_named(self, source: BlobSource, key: str) -> None:
-        """Write a blob whose key is known before its bytes are read."""
+        """Write a blob whose key is known before its bytes are read.
+
+        A stored object stands only if it is the bytes put: up to
+        ``BLIND_PUT_MAX`` the bytes are put over it in one request; for
+        larger bytes-like data its ETag is compared with theirs (a
+        HeadObject, no download); a stream is uploaded over it (comparing
+        would need the stream twice, and an upload costs what the first put
+        did, with no download). Stores with ``verify=False`` keep what is
+        stored.
+        """
         view = None
         small = source.size is not None and source.size <= BLIND_PUT_MAX
-        if small and self.verify and not source.replace and self._quota is None:
-            # One conditional request instead of a HEAD and a PUT: an object
-            # already there is kept without its size being checked (that
-            # would cost the HEAD this saves). Stores with verify=False ask
-            # first: their bytes aren't proven to be the stored ones, and a
-            # server that ignores the header must not overwrite derived
-            # bytes. Stores with a quota ask first too: a blob stored
-            # already costs one HEAD then, not two updates of the total.
+        if small and self.verify and self._quota is None:
+            # One PutObject, stored already or not: the bytes go up whether
+            # the request is conditional or not, so replacing what is there
+            # (a damaged copy too) costs no more than keeping it, and saves
+            # the HeadObject a check would take. Stores with verify=False
+            # ask first: their bytes aren't proven to be the stored ones,
+            # and derived bytes must not be overwritten. Stores with a quota
+            # ask first too, to charge only a new blob.
             view = await source.buffer()
             assert view is not None  # noqa: S101 -- the size is known
-            created = await self._uploader.create(key, view)
-            if created is not None:
-                return
+            await self._uploader.put_object(key, view)
+            return
         stored = None
         if not source.replace or self._quota is not None:
-            stored = await self._stored_size(key)
+            head = await self._head(key)
+            stored = None if head is None else int(head["ContentLength"])
             if not source.replace and stored is not None and source.keeps(stored):
-                return
+                if not self.verify:
+                    return
+                if source.size is not None:
+                    if view is None:
+                        view = await source.buffer()
+                    assert view is not None  # noqa: S101 -- the size is known
+                    if await self._holds(key, head, view):
+                        return
         await self._upload(key, source, view, replacing=stored or 0)
 
     async def _upload(
@@ -543,8 +589,15 @@ class S3BlobStore(BlobStore):
             if many is None:
                 # The whole stream fit in one part, and it is hashed: no staging.
                 key = self._key(source.integrity)
-                stored = await self._stored_size(key)
-                if stored is None or not source.keeps(stored):
+                data: Part = b"" if only is None else only
+                head = await self._head(key)
+                stored = None if head is None else int(head["ContentLength"])
+                kept = (
+                    stored is not None
+                    and source.keeps(stored)
+                    and (not self.verify or await self._holds(key, head, data))
+                )
+                if not kept:
                     await self._charged(
                         source,
                         stored,
@@ -560,7 +613,10 @@ class S3BlobStore(BlobStore):
                 await self._uploader.multipart(staging, many)
                 key = self._key(source.integrity)
                 stored = await self._stored_size(key)
-                if stored is None or not source.keeps(stored):
+                # A store that verifies copies the staged, verified object
+                # over a stored one: a server-side copy, where checking the
+                # stored object would download it.
+                if stored is None or not source.keeps(stored) or self.verify:
                     await self._charged(
                         source,
                         stored,

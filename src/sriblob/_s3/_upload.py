@@ -24,7 +24,7 @@ from sriblob._config import MAX_PART_SIZE, MAX_PARTS, MiB
 from sriblob._tasks import wait_out
 from sriblob.exceptions import StoreError, StoreUnavailable
 
-from ._errors import TRANSLATED, code_of, not_implemented, status_of
+from ._errors import TRANSLATED, code_of, not_implemented
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -65,13 +65,11 @@ COPY_PART_SIZE: Final = 512 * MiB
 PARTS_PER_SIZE_STEP: Final = 1000
 #: Blobs of known size up to this many bytes are put without asking first
 #: whether the bucket has them: the HeadObject would cost as much as the
-#: PutObject it might save (a round trip and ~2 ms of botocore CPU each).
-#: Instead the PutObject is conditional (``If-None-Match: *``), so the server
-#: keeps a stored object untouched. Larger blobs are checked first, so a
-#: stored one isn't re-sent.
+#: PutObject it might save (a round trip and ~2 ms of botocore CPU each), and
+#: checking a stored copy would cost it too. The PutObject replaces whatever
+#: is stored with the verified bytes. Larger blobs are looked up first, so an
+#: intact stored one (its ETag is theirs) isn't re-sent.
 BLIND_PUT_MAX: Final = 256 * 1024
-#: Answers to a conditional create that mean "already there".
-_ALREADY_STORED: Final = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 #: Seconds after a retried CreateMultipartUpload returned (or failed for
 #: good) before the key's uploads are swept a last time: an attempt the
 #: client gave up on (a reset, a timeout) can still reach the server later
@@ -210,8 +208,6 @@ class Uploader:
         max_concurrency: Parts in flight per upload.
         copy_threshold: Objects above this size are copied in parts.
         copy_part_size: The part size of a multipart copy.
-        conditional_writes: Whether the server honours ``If-None-Match: *``
-            (False after it answered 501).
         unaborted: Uploads whose abort failed (the server was down, say),
             as ``(key, upload id)``: retried before the next multipart upload.
     """
@@ -223,7 +219,6 @@ class Uploader:
     max_concurrency: int
     copy_threshold: int = COPY_THRESHOLD
     copy_part_size: int = COPY_PART_SIZE
-    conditional_writes: bool = True
     unaborted: set[tuple[str, str]] = attrs.Factory(set)
 
     # -- one request -----------------------------------------------------------
@@ -232,34 +227,6 @@ class Uploader:
         """Put *data* under *key* in one PutObject (replacing what is there)."""
         with self.where.translate("PutObject"):
             await self.client.put_object(Bucket=self.bucket, Key=key, Body=body(data))
-
-    async def create(self, key: str, data: Part) -> bool | None:
-        """Put *data* under *key* unless an object is there, in one request.
-
-        A conditional create (``If-None-Match: *``) leaves an existing object
-        untouched (412). Servers that don't implement it either ignore the
-        header, overwriting the object (with the same verified bytes, which
-        is harmless under content addressing), or answer 501.
-
-        Returns:
-            True when written, False when an object was already there, None
-            when the server lacks conditional writes (ask first, then put).
-        """
-        if not self.conditional_writes:
-            return None
-        with self.where.translate("PutObject"):
-            try:
-                await self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body(data), IfNoneMatch="*"
-                )
-            except ClientError as error:
-                if code_of(error) in _ALREADY_STORED or status_of(error) == 412:  # noqa: PLR2004
-                    return False
-                if not not_implemented(error):
-                    raise
-                self.conditional_writes = False
-                return None
-        return True
 
     async def delete_key(self, key: str) -> None:
         """Delete *key* (S3 answers the same whether it existed or not)."""
