@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import uuid
@@ -50,7 +51,15 @@ if TYPE_CHECKING:
 
 #: Every backend the contract suite runs against; each needs a fixture
 #: named ``<kind>_backend`` returning a :class:`Backend`.
-BACKENDS = ["memory", "filesystem", "postgres", "s3", "cached_filesystem", "cached_s3"]
+BACKENDS = [
+    "memory",
+    "filesystem",
+    "postgres",
+    "checkstack",
+    "s3",
+    "cached_filesystem",
+    "cached_s3",
+]
 #: The contract suite's backends that need the S3 server.
 S3_BACKENDS = frozenset({"s3", "cached_s3"})
 
@@ -82,7 +91,7 @@ def _memory_backend() -> Backend:
 
     async def corrupt(store: BlobStore, integrity: Integrity, data: bytes) -> None:
         assert isinstance(store, MemoryBlobStore)
-        store._blobs[str(integrity)] = data
+        store.blobs[str(integrity)] = data
 
     async def leftovers(store: BlobStore) -> list[str]:
         return []
@@ -235,6 +244,47 @@ def _cached_filesystem_backend(tmp_path: Path, filesystem_backend: Backend) -> B
 @pytest.fixture(name="cached_s3_backend")
 def _cached_s3_backend(tmp_path: Path, s3_backend: Backend) -> Backend:
     return cached_backend("cached_s3", tmp_path / "front", s3_backend)
+
+
+#: The original system's table, as its DDL creates it.
+CHECKSTACK_SCHEMA = '"plugin_script-packages-store-postgres"'
+CHECKSTACK_TABLE = f"{CHECKSTACK_SCHEMA}.script_package_blob_data"
+
+
+@pytest.fixture(name="checkstack_backend")
+async def _checkstack_backend(postgres_dsn: str) -> AsyncIterator[Backend]:
+    """The original system's table (created for the test, dropped after)."""
+    import asyncpg  # noqa: PLC0415 -- the tests group has it
+
+    conn = await asyncpg.connect(postgres_dsn)
+    await conn.execute(f"DROP SCHEMA IF EXISTS {CHECKSTACK_SCHEMA} CASCADE")
+    await conn.execute(
+        f"CREATE SCHEMA {CHECKSTACK_SCHEMA}; CREATE TABLE {CHECKSTACK_TABLE} ("
+        " integrity text primary key, data text not null,"
+        " size_bytes bigint not null, created_at timestamp not null default now())"
+    )
+
+    @contextlib.asynccontextmanager
+    async def make(**options: Any) -> AsyncIterator[BlobStore]:
+        async with PostgresBlobStore(
+            postgres_dsn, layout="checkstack", **options
+        ) as store:
+            yield store
+
+    async def corrupt(store: BlobStore, integrity: Integrity, data: bytes) -> None:
+        await conn.execute(
+            f"UPDATE {CHECKSTACK_TABLE} SET data = $2, size_bytes = $3"
+            " WHERE integrity = $1",
+            str(integrity),
+            base64.b64encode(data).decode(),
+            len(data),
+        )
+
+    try:
+        yield Backend("checkstack", make, corrupt)
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {CHECKSTACK_SCHEMA} CASCADE")
+        await conn.close()
 
 
 @pytest.fixture(name="backend", params=BACKENDS)

@@ -181,7 +181,7 @@ def _postgres_backend(postgres_dsn: str) -> Backend:
 
     async def corrupt(store: BlobStore, integrity: Integrity, data: bytes) -> None:
         assert isinstance(store, PostgresBlobStore)
-        sql = store._sql
+        sql = store.backend._sql
         async with store.pool.acquire() as conn, conn.transaction():
             blob_id = await conn.fetchval(
                 f"SELECT id FROM {sql.blobs} WHERE integrity = $1", str(integrity)
@@ -195,7 +195,7 @@ def _postgres_backend(postgres_dsn: str) -> Backend:
 
     async def leftovers(store: BlobStore) -> list[str]:
         assert isinstance(store, PostgresBlobStore)
-        sql = store._sql
+        sql = store.backend._sql
         orphans = await store.pool.fetch(
             f"SELECT DISTINCT c.blob_id FROM {sql.chunks} c"
             f" LEFT JOIN {sql.blobs} b ON b.id = c.blob_id WHERE b.id IS NULL"

@@ -17,10 +17,10 @@ import pytest
 
 from sriblob import (
     BlobBody,
+    BlobStore,
     FilesystemBlobStore,
     Integrity,
     IntegrityMismatch,
-    MemoryBlobStore,
     PostgresBlobStore,
     PostgresStoreConfig,
     S3BlobStore,
@@ -30,6 +30,7 @@ from sriblob import (
     migrate,
 )
 from sriblob._cli import main
+from sriblob._memory import MemoryBackend
 
 from .helpers import blob, integrity_of
 from .postgres_server import drop_schema
@@ -300,8 +301,8 @@ class TestMigratingOff:
         assert "postgres" in bad.problems
 
 
-class _FlippingStore(MemoryBlobStore):
-    """A store whose reads flip the first byte: it keeps other bytes than it took."""
+class _Flipping(MemoryBackend):
+    """A backend whose reads flip the first byte: it keeps other bytes than it took."""
 
     @contextlib.asynccontextmanager
     async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
@@ -325,7 +326,7 @@ async def test_an_unverified_copy_is_read_back_before_it_counts(
     """Without deleting: a copy that reads back other bytes is a failure."""
     async with (
         PostgresBlobStore(postgres_dsn, layout="checkstack", verify=False) as source,
-        _FlippingStore(verify=False) as target,
+        BlobStore(_Flipping(), verify=False) as target,
     ):
         report = await migrate(source, target)
     nonempty = [name for name, data in original.items() if data]

@@ -16,6 +16,7 @@ import pytest
 
 from sriblob import FilesystemBlobStore, S3BlobStore, S3StoreConfig, verify
 from sriblob._cli import main
+from sriblob._filesystem import FilesystemBackend
 from sriblob.keys import key_to_integrity
 
 from .helpers import blob, integrity_of, s3_leftovers
@@ -438,7 +439,7 @@ class TestInfoBlob:
         def no_open(*args: object, **kwargs: object) -> None:
             raise AssertionError("info read the blob")
 
-        monkeypatch.setattr(FilesystemBlobStore, "read_blob", no_open)
+        monkeypatch.setattr(FilesystemBackend, "read_blob", no_open)
         assert main(["info", integrity]) == 0
 
         assert capsys.readouterr().out.splitlines() == [

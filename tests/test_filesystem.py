@@ -24,8 +24,9 @@ from sriblob import (
     StoreUnavailable,
     collect_garbage,
 )
-from sriblob import _filesystem as fs_module
-from sriblob._filesystem import _TempFile
+from sriblob._filesystem import FilesystemBackend
+from sriblob._filesystem import _temp as fs_module
+from sriblob._filesystem._temp import TempFile as _TempFile
 from sriblob.keys import integrity_to_key
 
 from .helpers import blob, chunked, collect, integrity_of
@@ -103,7 +104,7 @@ class TestStat:
         def no_open(*args: object, **kwargs: object) -> None:
             raise AssertionError("opened")
 
-        monkeypatch.setattr(FilesystemBlobStore, "read_blob", no_open)
+        monkeypatch.setattr(FilesystemBackend, "read_blob", no_open)
         info = await store.stat(integrity)
 
         assert info is not None
@@ -398,13 +399,13 @@ class TestStreamingWrites:
     ) -> None:
         """A stream is synced every FLUSH_INTERVAL bytes, not only at the end."""
         flushes: list[int] = []
-        real = fs_module._fdatasync
+        real = fs_module.fdatasync
 
         def counting(fd: int) -> None:
             flushes.append(fd)
             real(fd)
 
-        monkeypatch.setattr(fs_module, "_fdatasync", counting)
+        monkeypatch.setattr(fs_module, "fdatasync", counting)
         store = FilesystemBlobStore(tmp_path)
         data = blob(2 * fs_module.FLUSH_INTERVAL + 12345)
 

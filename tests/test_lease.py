@@ -290,7 +290,7 @@ async def test_a_postgres_lease_dies_with_its_connection(postgres_dsn: str) -> N
             PostgresBlobStore(postgres_dsn, schema=schema) as two,
             one.lease("collect_garbage") as held,
         ):
-            conn = one._lease_conns[held.token]
+            conn = one.backend._lease_conns[held.token]
             pid = conn.get_server_pid()
             async with two.pool.acquire() as admin:
                 await admin.execute("SELECT pg_terminate_backend($1)", pid)
@@ -359,7 +359,7 @@ async def test_a_version_1_schema_is_migrated_for_the_lease(postgres_dsn: str) -
         async with PostgresBlobStore(postgres_dsn, schema=schema) as old:
             integrity = await old.add(b"kept across the upgrade")
             lease_table = f'"{schema}"."{old.table_prefix}lease"'
-            version_table = old._sql.version
+            version_table = old.backend._sql.version
             usage_table = f'"{schema}"."{old.table_prefix}usage"'
             counter = f'"{schema}"."{old.table_prefix}count_usage"'
             async with old.pool.acquire() as conn:
@@ -427,9 +427,16 @@ async def test_a_taker_waits_for_a_new_postgres_holder_to_commit(
                 since = dt.datetime.now(dt.UTC)
                 transaction = conn.transaction()
                 await transaction.start()
-                await conn.execute("SELECT pg_advisory_lock($1)", store._sql.lease_key)
                 await conn.execute(
-                    store._sql.write_lease, "collect_garbage", "web-3", 4343, since, "t"
+                    "SELECT pg_advisory_lock($1)", store.backend._sql.lease_key
+                )
+                await conn.execute(
+                    store.backend._sql.write_lease,
+                    "collect_garbage",
+                    "web-3",
+                    4343,
+                    since,
+                    "t",
                 )
 
                 async def commit_later() -> None:

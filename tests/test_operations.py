@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import itertools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
@@ -26,6 +26,7 @@ from sriblob import (
     migrate,
     verify,
 )
+from sriblob._memory import MemoryBackend
 
 from .helpers import Backend, blob, collect, integrity_of
 
@@ -39,7 +40,7 @@ HOUR = dt.timedelta(hours=1)
 ZERO = dt.timedelta(0)
 
 
-class Instrumented(MemoryBlobStore):
+class InstrumentedBackend(MemoryBackend):
     """A memory store that can be slowed down, made to fail, or to lie.
 
     Attributes:
@@ -58,10 +59,8 @@ class Instrumented(MemoryBlobStore):
         listing_open: Whether a listing is suspended mid-way right now.
     """
 
-    def __init__(
-        self, *, id: str = "instrumented", delay: float = 0.0, verify: bool = True
-    ) -> None:
-        super().__init__(id=id, verify=verify)
+    def __init__(self, *, delay: float = 0.0) -> None:
+        super().__init__()
         self.mangle = False
         self.delay = delay
         self.in_flight = 0
@@ -87,9 +86,7 @@ class Instrumented(MemoryBlobStore):
         await super().write_blob(source)
         if self.mangle:
             name = str(source.integrity)
-            self._blobs[name] = (
-                bytes([self._blobs[name][0] ^ 1]) + self._blobs[name][1:]
-            )
+            self.blobs[name] = bytes([self.blobs[name][0] ^ 1]) + self.blobs[name][1:]
 
     @contextlib.asynccontextmanager
     async def read_blob(self, integrity: Integrity) -> AsyncIterator[BlobBody]:
@@ -129,6 +126,49 @@ class Instrumented(MemoryBlobStore):
                 yield name
         finally:
             self.listing_open = False
+
+
+class Instrumented(BlobStore):
+    """A memory store over :class:`InstrumentedBackend`, its knobs at hand.
+
+    Reading or setting one of the backend's knobs (``delay``, ``fail_puts``,
+    ``opened``, ...) on the store reads or sets it on the backend.
+    """
+
+    _KNOBS = frozenset(
+        {
+            "mangle",
+            "delay",
+            "in_flight",
+            "max_in_flight",
+            "opened",
+            "fail_puts",
+            "puts_before_failing",
+            "fail_open",
+            "dated",
+            "ghosts",
+            "list_error_after",
+            "listing_open",
+            "_blobs",
+            "_stored_at",
+        }
+    )
+
+    def __init__(
+        self, *, id: str = "instrumented", delay: float = 0.0, verify: bool = True
+    ) -> None:
+        super().__init__(InstrumentedBackend(delay=delay), id=id, verify=verify)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in Instrumented._KNOBS:
+            return getattr(self.backend, name.lstrip("_"))
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in Instrumented._KNOBS:
+            setattr(self.backend, name.lstrip("_"), value)
+        else:
+            super().__setattr__(name, value)
 
 
 async def fill(store: BlobStore, count: int, size: int = 1000) -> dict[str, bytes]:
@@ -365,8 +405,8 @@ class TestMigrate:
     async def test_delete_source_refuses_shared_storage(self) -> None:
         """Two store objects over one storage are refused before any deletion."""
         async with MemoryBlobStore() as source, MemoryBlobStore() as target:
-            target._blobs = source._blobs
-            target._stored_at = source._stored_at
+            target.backend.blobs = source.backend.blobs
+            target.backend.stored_at = source.backend.stored_at
             blobs = await fill(source, 3)
 
             with pytest.raises(ValueError, match="only copy"):
@@ -545,17 +585,17 @@ class TestVerify:
     async def test_records_failed_deletion(self) -> None:
         """A corrupt blob that can't be deleted is reported corrupt and failed."""
 
-        class Undeletable(MemoryBlobStore):
+        class Undeletable(MemoryBackend):
             async def delete_blob(
                 self, integrity: Integrity, *, stored_before: dt.datetime | None
             ) -> bool:
                 msg = "read-only"
                 raise PermissionError(msg)
 
-        async with Undeletable() as store:
+        async with BlobStore(Undeletable()) as store:
             blobs = await fill(store, 2)
             bad = min(blobs)
-            store._blobs[bad] = b"bit rot"
+            store.backend.blobs[bad] = b"bit rot"  # type: ignore[attr-defined]
             progress: list[Progress] = []
 
             report = await verify(

@@ -26,7 +26,7 @@ from sriblob import (
     StoreUnavailable,
 )
 from sriblob._plugins import register_postgres
-from sriblob._postgres import SCHEMA_VERSION
+from sriblob._postgres._sql import SCHEMA_VERSION
 
 from .helpers import blackhole, blob, chunked, collect, integrity_of
 from .postgres_server import drop_schema, fresh_schema
@@ -66,7 +66,7 @@ def with_user(dsn: str, user: str, password: str | None = None) -> str:
 
 async def chunk_sizes(store: PostgresBlobStore, integrity: str) -> list[int]:
     """Return the byte lengths of a blob's chunk rows, in order."""
-    sql = store._sql
+    sql = store.backend._sql
     rows = await store.pool.fetch(
         f"SELECT length(c.data) FROM {sql.chunks} c JOIN {sql.blobs} b"
         " ON b.id = c.blob_id WHERE b.integrity = $1 ORDER BY c.seq",
@@ -85,7 +85,7 @@ async def ids_drawn(store: PostgresBlobStore) -> int:
     """Return how many blob ids writers have drawn: one per write begun."""
     drawn: int = await store.pool.fetchval(
         "SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
-        f" FROM {store._sql.blob_ids}"
+        f" FROM {store.backend._sql.blob_ids}"
     )
     return drawn
 
@@ -261,7 +261,8 @@ class TestPools:
         async with host_pool(postgres_dsn) as pool:
             async with PostgresBlobStore(pool=pool, schema=schema) as store:
                 await pool.execute(
-                    f"UPDATE {store._sql.version} SET version = $1", SCHEMA_VERSION + 1
+                    f"UPDATE {store.backend._sql.version} SET version = $1",
+                    SCHEMA_VERSION + 1,
                 )
 
             with pytest.raises(StoreError, match="newer than this sriblob"):
@@ -303,7 +304,8 @@ class TestSchema:
         async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
             integrity = await store.add(b"12345")
             row = await store.pool.fetchrow(
-                f"SELECT size, created_at FROM {store._sql.blobs} WHERE integrity = $1",
+                f"SELECT size, created_at FROM {store.backend._sql.blobs}"
+                " WHERE integrity = $1",
                 integrity,
             )
             column_type = await store.pool.fetchval(
@@ -326,7 +328,7 @@ class TestSchema:
             integrity = await store.add(b"")
 
             assert await chunk_sizes(store, integrity) == []
-            assert await count_rows(store, store._sql.chunks) == 0
+            assert await count_rows(store, store.backend._sql.chunks) == 0
             async with store.open(integrity) as reader:
                 assert reader.size == 0
                 assert await reader.read() == b""
@@ -343,7 +345,7 @@ class TestSchema:
 
             await store.delete(gone)
 
-            assert await count_rows(store, store._sql.chunks) == 3
+            assert await count_rows(store, store.backend._sql.chunks) == 3
             assert await collect(store) == {keep}
 
     async def test_prefixes_share_a_schema_independently(
@@ -359,14 +361,16 @@ class TestSchema:
 
             assert await collect(a) == {only_a}
             assert await collect(b) == {only_b}
-            assert b._sql.blobs == f'"{schema}"."blobs"'
+            assert b.backend._sql.blobs == f'"{schema}"."blobs"'
 
     async def test_migration_records_its_version(
         self, postgres_dsn: str, schema: str
     ) -> None:
         """The version table holds one row with the current schema version."""
         async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
-            rows = await store.pool.fetch(f"SELECT version FROM {store._sql.version}")
+            rows = await store.pool.fetch(
+                f"SELECT version FROM {store.backend._sql.version}"
+            )
 
         assert [row[0] for row in rows] == [SCHEMA_VERSION]
 
@@ -392,7 +396,7 @@ class TestSchema:
             integrity = await stores[0].add(b"shared")
 
             assert all(await asyncio.gather(*(s.has(integrity) for s in stores)))
-            assert await count_rows(stores[0], stores[0]._sql.version) == 1
+            assert await count_rows(stores[0], stores[0].backend._sql.version) == 1
 
     async def test_newer_schema_is_refused(
         self, postgres_dsn: str, schema: str
@@ -400,7 +404,8 @@ class TestSchema:
         """Tables migrated by a newer sriblob are refused, and the pool is closed."""
         async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
             await store.pool.execute(
-                f"UPDATE {store._sql.version} SET version = $1", SCHEMA_VERSION + 1
+                f"UPDATE {store.backend._sql.version} SET version = $1",
+                SCHEMA_VERSION + 1,
             )
 
         newer = PostgresBlobStore(postgres_dsn, schema=schema)
@@ -475,7 +480,7 @@ class TestStreaming:
             host_pool(postgres_dsn, max_size=1) as pool,
             PostgresBlobStore(pool=pool, schema=schema, chunk_size=4096) as store,
         ):
-            store._read_ahead = 1
+            store.backend._read_ahead = 1
             integrity = await store.add(blob(1024 * 1024))
 
             async def read() -> None:
@@ -518,7 +523,7 @@ class TestStreaming:
         async with PostgresBlobStore(
             postgres_dsn, schema=schema, chunk_size=1000
         ) as store:
-            store._read_ahead = 1
+            store.backend._read_ahead = 1
             integrity = await store.add(data)
             async with store.open(integrity) as reader:
                 first = await anext(reader)
@@ -531,11 +536,11 @@ class TestStreaming:
     async def test_list_pages(self, postgres_dsn: str, schema: str) -> None:
         """list() pages by key and yields every blob once, in order."""
         async with PostgresBlobStore(postgres_dsn, schema=schema) as store:
-            store._list_page_size = 3
+            store.backend._list_page_size = 3
             expected = sorted([await store.add(blob(10, seed)) for seed in range(10)])
 
             assert [name async for name in store.list()] == expected
-            store._list_page_size = 5
+            store.backend._list_page_size = 5
             await store.delete(expected[0])
             assert [name async for name in store.list()] == expected[1:]
 
@@ -570,7 +575,7 @@ class TestConcurrency:
             await asyncio.gather(*tasks)
 
             assert await collect(one) == {integrity}
-            assert await count_rows(one, one._sql.chunks) == 5
+            assert await count_rows(one, one.backend._sql.chunks) == 5
             assert await two.get(integrity) == data
             assert await ids_drawn(one) == 2  # both really wrote chunk rows
 
@@ -593,7 +598,7 @@ class TestConcurrency:
 
             assert await ids_drawn(store) == 1  # it had begun writing
             assert await collect(store) == set()
-            assert await count_rows(store, store._sql.chunks) == 0
+            assert await count_rows(store, store.backend._sql.chunks) == 0
             await store.put(integrity_of(data), data)  # the store still works
             assert await store.get(integrity_of(data)) == data
 
@@ -788,7 +793,9 @@ class TestServerDown:
                 with pytest.raises(StoreUnavailable):
                     await store.put(integrity_of(data), data)
                 await server.start()
-                store._unreachable = None  # no need to wait out the hold-off
+                store.backend._db._unreachable = (
+                    None  # no need to wait out the hold-off
+                )
                 await store.put(integrity_of(data), data)
                 assert await store.get(integrity_of(data)) == data
         finally:

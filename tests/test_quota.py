@@ -59,7 +59,7 @@ class TestQuota:
             await two.delete(integrity_of(a))
             await one.delete(integrity_of(a))  # gone already: no refund
             assert (await one.usage()).total == 5000
-            assert (await two.usage()).total == await two.stored_total()
+            assert (await two.usage()).total == await two.backend.stored_total()
 
     @pytest.mark.parametrize("how", ["put", "add", "put-stream", "add-stream"])
     async def test_a_put_past_the_quota_stores_nothing(
@@ -229,7 +229,9 @@ class TestFilesystemTotal:
             )
             refused = [r for r in results if isinstance(r, QuotaExceeded)]
             assert len(refused) == 10
-            assert (await one.usage()).total == 10_000 == await one.stored_total()
+            assert (
+                (await one.usage()).total == 10_000 == await one.backend.stored_total()
+            )
 
 
 class TestEnvironment:

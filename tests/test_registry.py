@@ -25,6 +25,7 @@ from sriblob import (
     UnknownBackend,
     default_registry,
 )
+from sriblob._memory import MemoryBackend
 
 from .helpers import blob, integrity_of
 
@@ -38,8 +39,8 @@ S3 = "CHECKSTACK_SCRIPT_PACKAGES_S3_"
 SECRET = "wJalrXUtnFEMI-super-secret"
 
 
-class BrokenStore(MemoryBlobStore):
-    """A store whose every read fails, like an unreachable server."""
+class BrokenBackend(MemoryBackend):
+    """A backend whose every read fails, like an unreachable server."""
 
     async def read_blob_bytes(self, integrity: Integrity) -> bytes | None:
         """Fail as an unreachable server would."""
@@ -52,6 +53,13 @@ class BrokenStore(MemoryBlobStore):
         msg = "connection refused"
         raise StoreUnavailable(msg, backend=self.id)
         yield  # pragma: no cover -- makes this a generator
+
+
+class BrokenStore(BlobStore):
+    """A store whose every read fails, like an unreachable server."""
+
+    def __init__(self, *, id: str = "memory") -> None:
+        super().__init__(BrokenBackend(), id=id)
 
 
 async def filled(id: str, *blobs: bytes) -> MemoryBlobStore:
@@ -78,7 +86,7 @@ async def read_through(
 async def rotten(id: str) -> MemoryBlobStore:
     """Return a memory store named *id* whose copy of DATA is corrupted."""
     store = await filled(id, DATA)
-    store._blobs[integrity_of(DATA)] = b"bit rot"
+    store.blobs[integrity_of(DATA)] = b"bit rot"
     return store
 
 
@@ -320,7 +328,7 @@ class TestOpenWithFallback:
         """Leaving the block, even by an error, closes the serving store's stream."""
         closed: list[str] = []
 
-        class Recording(MemoryBlobStore):
+        class Recording(MemoryBackend):
             @contextlib.asynccontextmanager
             async def read_blob(self, integrity: Integrity) -> AsyncIterator[BlobBody]:
                 """Fail as an unreachable server would."""
@@ -330,7 +338,7 @@ class TestOpenWithFallback:
                 finally:
                     closed.append(self.id)
 
-        store = Recording(id="recording")
+        store = BlobStore(Recording(), id="recording")
         await store.add(DATA)
         registry = BlobStoreRegistry()
         registry.register(store)
@@ -388,14 +396,14 @@ class TestLifecycle:
     async def test_aclose_closes_all_even_if_one_fails(self) -> None:
         """A store failing to close doesn't keep the others open."""
 
-        class FailsToClose(MemoryBlobStore):
+        class FailsToClose(MemoryBackend):
             async def shutdown(self) -> None:
                 msg = "cannot close"
                 raise OSError(msg)
 
         first, last = MemoryBlobStore(id="first"), MemoryBlobStore(id="last")
         registry = BlobStoreRegistry()
-        for store in (first, FailsToClose(id="failing"), last):
+        for store in (first, BlobStore(FailsToClose(), id="failing"), last):
             registry.register(store)
 
         with pytest.raises(OSError, match="cannot close"):

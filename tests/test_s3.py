@@ -34,6 +34,7 @@ from sriblob import (
 )
 from sriblob._s3 import _signing as s3_signing
 from sriblob._s3 import _upload as s3_module
+from sriblob._s3._store import S3Backend
 from sriblob._s3._upload import BLIND_PUT_MAX, part_size_for, streamed_part_size
 from sriblob.keys import integrity_to_key
 
@@ -88,7 +89,7 @@ def record(store: S3BlobStore) -> list[Sent]:
         }
         sent.append(Sent(event_name.rsplit(".", 1)[-1], request.url, headers))
 
-    store._client.meta.events.register("before-send.s3", before_send)
+    store.backend._client.meta.events.register("before-send.s3", before_send)
     return sent
 
 
@@ -111,7 +112,7 @@ def operations(sent: list[Sent]) -> list[str]:
 def spy_on_parts(store: S3BlobStore) -> dict[str, int]:
     """Count UploadPart calls and the most that were in flight at once."""
     stats = {"calls": 0, "in_flight": 0, "max_in_flight": 0}
-    client = store._client
+    client = store.backend._client
     upload_part = client.upload_part
 
     async def spy(**kwargs: Any) -> Any:
@@ -229,21 +230,21 @@ class TestLifecycle:
 
         monkeypatch.setattr(aioboto3.Session, "client", counting)
         async with S3BlobStore(s3_config) as store:
-            first = store._client
+            first = store.backend._client
             integrity = await store.add(blob(6 * MiB))
             await store.get(integrity)
             await store.has(integrity)
             await collect(store)
             await store.delete(integrity)
-            assert store._client is first
+            assert store.backend._client is first
         assert created == ["s3"]
-        assert store._uploader_or_none is None
+        assert store.backend._uploader_or_none is None
 
     async def test_pool_fits_the_concurrency(self, s3_config: S3StoreConfig) -> None:
         """The connection pool holds at least max_concurrency connections."""
         config = other_config(s3_config, max_concurrency=20)
         async with opened(config) as store:
-            client_config: Any = store._client.meta.config
+            client_config: Any = store.backend._client.meta.config
             pool = client_config.max_pool_connections
         assert 20 <= pool <= 30
 
@@ -332,14 +333,14 @@ class TestAddressing:
                 up_writer.close()
 
         async with tcp_server(proxy) as proxy_port:
-            original = S3BlobStore._client_config
+            original = S3Backend._client_config
 
-            def with_proxy(self: S3BlobStore) -> Any:
+            def with_proxy(self: S3Backend) -> Any:
                 return original(self).merge(
                     AioConfig(proxies={"http": f"http://127.0.0.1:{proxy_port}"})
                 )
 
-            monkeypatch.setattr(S3BlobStore, "_client_config", with_proxy)
+            monkeypatch.setattr(S3Backend, "_client_config", with_proxy)
             config = other_config(
                 s3_config,
                 endpoint=f"http://{host}:{port}",
@@ -415,7 +416,7 @@ class TestAddressing:
             sign_payloads=sign_payloads,
         )
 
-        client_config: Any = S3BlobStore(config)._client_config()
+        client_config: Any = S3BlobStore(config).backend._client_config()
         assert client_config.s3["payload_signing_enabled"] is signed
 
 
@@ -581,7 +582,7 @@ class TestPut:
         source = CountingSource(data, chunk=MiB)
         ahead: list[int] = []
         async with opened(other_config(s3_config, max_concurrency=2)) as store:
-            client = store._client
+            client = store.backend._client
             upload_part = client.upload_part
             finished = 0
 
@@ -623,7 +624,7 @@ class TestPut:
         """Cancelling a put while parts are uploading aborts the multipart upload."""
         data = blob(11 * MiB)
         uploading = asyncio.Event()
-        client = store._client
+        client = store.backend._client
         upload_part = client.upload_part
 
         async def spy(**kwargs: Any) -> Any:
@@ -656,7 +657,7 @@ class TestPut:
         data = blob(11 * MiB)
         uploading = asyncio.Event()
         aborting = asyncio.Event()
-        client = store._client
+        client = store.backend._client
         upload_part = client.upload_part
         abort = client.abort_multipart_upload
 
@@ -702,7 +703,7 @@ class TestPut:
         self, store: S3BlobStore, leftovers: Callable[[], list[str]]
     ) -> None:
         """A part the server keeps refusing aborts the upload and raises StoreError."""
-        client = store._client
+        client = store.backend._client
         upload_part = client.upload_part
 
         async def failing(**kwargs: Any) -> Any:
@@ -727,7 +728,7 @@ class TestPut:
         async def failing_abort(**kwargs: Any) -> Any:
             raise ConnectionResetError
 
-        store._client.abort_multipart_upload = failing_abort  # type: ignore[method-assign]
+        store.backend._client.abort_multipart_upload = failing_abort  # type: ignore[method-assign]
         data = blob(12 * MiB)
 
         with pytest.raises(IntegrityMismatch):
@@ -811,7 +812,9 @@ class TestAdd:
         leftovers: Callable[[], list[str]],
     ) -> None:
         """Above the copy threshold the move is a multipart UploadPartCopy."""
-        store._uploader.copy_threshold = store._uploader.copy_part_size = 5 * MiB
+        store.backend._uploader.copy_threshold = (
+            store.backend._uploader.copy_part_size
+        ) = 5 * MiB
         sent = record(store)
         data = blob(12 * MiB)
 
@@ -833,12 +836,14 @@ class TestAdd:
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         """Without UploadPartCopy on the server, the store copies through itself."""
-        store._uploader.copy_threshold = store._uploader.copy_part_size = 5 * MiB
+        store.backend._uploader.copy_threshold = (
+            store.backend._uploader.copy_part_size
+        ) = 5 * MiB
 
         async def lacking(**kwargs: Any) -> Any:
             raise client_error("NotImplemented", 501, "UploadPartCopy")
 
-        store._client.upload_part_copy = lacking  # type: ignore[method-assign]
+        store.backend._client.upload_part_copy = lacking  # type: ignore[method-assign]
         data = blob(12 * MiB + 5)
         caplog.set_level("INFO", logger="sriblob")
 
@@ -857,7 +862,7 @@ class TestAdd:
         async def failing(**kwargs: Any) -> Any:
             raise client_error("AccessDenied", 403, "CopyObject")
 
-        store._client.copy_object = failing  # type: ignore[method-assign]
+        store.backend._client.copy_object = failing  # type: ignore[method-assign]
 
         with pytest.raises(AccessDenied, match="CopyObject"):
             await store.add(chunked(blob(11 * MiB), MiB))
@@ -869,7 +874,7 @@ class TestAdd:
         self, store: S3BlobStore, caplog: pytest.LogCaptureFixture
     ) -> None:
         """A staging key that can't be deleted is logged; the blob is still added."""
-        client = store._client
+        client = store.backend._client
         delete = client.delete_object
         staging = store.config.key_prefix + ".staging/"
 
@@ -943,7 +948,7 @@ RANGE = 64 * 1024
 
 def acquired_connections(store: S3BlobStore) -> int:
     """Count the connections the store's aiohttp pools hand out right now."""
-    http = store._client._endpoint.http_session  # type: ignore[attr-defined]
+    http = store.backend._client._endpoint.http_session  # type: ignore[attr-defined]
     return sum(len(session.connector._acquired) for session in http._sessions.values())
 
 
@@ -1236,7 +1241,7 @@ class TestErrors:
         integrity = integrity_of(b"x")
         async with opened(config) as store:
             s3_admin.delete_bucket(Bucket=config.bucket)
-            store._bucket_seen = False  # as a new process would be
+            store.backend._bucket_seen = False  # as a new process would be
             calls: list[Coroutine[Any, Any, object]] = [
                 store.has(integrity),
                 store.get(integrity),
@@ -1407,8 +1412,12 @@ class TestPayloadHashes:
                     sent = sent.decode()
                 bodies.append((event_name, sent, raw))
 
-            store._client.meta.events.register("before-send.s3.UploadPart", before_send)
-            store._client.meta.events.register("before-send.s3.PutObject", before_send)
+            store.backend._client.meta.events.register(
+                "before-send.s3.UploadPart", before_send
+            )
+            store.backend._client.meta.events.register(
+                "before-send.s3.PutObject", before_send
+            )
             await store.put(integrity_of(data), chunked(data, MiB))
             await store.put(integrity_of(small), small)
         assert len(bodies) >= 4  # three parts and one PutObject

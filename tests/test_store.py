@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -18,15 +19,18 @@ from sriblob import (
     MemoryBlobStore,
     StoreClosed,
 )
+from sriblob.backend import Backend
 
 from .helpers import integrity_of
 
 
-class MinimalStore(BlobStore):
+class MinimalBackend(Backend):
     """A backend implementing only the required hooks, sizes unknown."""
 
-    def __init__(self, **options: object) -> None:
-        super().__init__(id="minimal", **options)  # type: ignore[arg-type]
+    default_id = "minimal"
+
+    def __init__(self) -> None:
+        super().__init__()
         self.blobs: dict[str, bytes] = {}
         self.extra_names: list[str] = []
 
@@ -61,6 +65,28 @@ class MinimalStore(BlobStore):
             yield name
 
 
+class MinimalStore(BlobStore):
+    """A store around :class:`MinimalBackend` (or a subclass of it)."""
+
+    def __init__(self, backend: MinimalBackend | None = None, **options: Any) -> None:
+        self.minimal = MinimalBackend() if backend is None else backend
+        super().__init__(self.minimal, **options)
+
+    @property
+    def blobs(self) -> dict[str, bytes]:
+        """The backend's blobs."""
+        return self.minimal.blobs
+
+    @property
+    def extra_names(self) -> list[str]:
+        """Names the backend lists besides its blobs."""
+        return self.minimal.extra_names
+
+    @extra_names.setter
+    def extra_names(self, names: list[str]) -> None:
+        self.minimal.extra_names = names
+
+
 class TestDefaults:
     async def test_get_and_stat_fall_back_to_read_blob(self) -> None:
         """A backend with only read_blob gets working get(), stat() and has()."""
@@ -84,7 +110,7 @@ class TestDefaults:
         """Breaking out of list() closes the backend's listing at once."""
         closed = []
 
-        class Listing(MinimalStore):
+        class Listing(MinimalBackend):
             async def list_names(self) -> AsyncIterator[str]:
                 """Yield the blobs and the extra names."""
                 try:
@@ -93,7 +119,7 @@ class TestDefaults:
                 finally:
                     closed.append(True)
 
-        store = Listing()
+        store = MinimalStore(Listing())
         for n in range(3):
             await store.add(bytes([n]))
         listing = store.list()

@@ -1,8 +1,8 @@
 """Async blob storage named by Subresource Integrity.
 
 Blobs are immutable and stored under their integrity (``sha512-<base64>``);
-every backend implements :class:`BlobStore` and verifies bytes on the way in
-and out.
+:class:`BlobStore` is what users call; it verifies bytes on the way in and
+out, over a backend (:mod:`sriblob.backend`) that moves them.
 
 Importing :mod:`sriblob` costs almost nothing: each name is imported from
 its module the first time it is used, so a host that only uses the
@@ -22,6 +22,7 @@ from .exceptions import (
     ConfigurationError,
     IntegrityMismatch,
     InvalidIntegrity,
+    OperationUnsupported,
     PresignUnsupported,
     QuotaExceeded,
     RangeNotSatisfiable,
@@ -34,6 +35,7 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from ._backend import BlobBody, BlobInfo
     from ._cache import CachedBlobStore, CacheStats
     from ._config import (
         Configured,
@@ -58,12 +60,15 @@ if TYPE_CHECKING:
         migrate,
         verify,
     )
+    from ._options import StoreOptions
     from ._plugins import StorePlugin
     from ._postgres import PostgresBlobStore
     from ._quota import Usage
+    from ._reader import BlobReader
     from ._registry import BlobStoreRegistry, default_registry
     from ._s3 import S3BlobStore
-    from ._store import BlobBody, BlobInfo, BlobReader, BlobSource, BlobStore, Data
+    from ._source import BlobSource, Data
+    from ._store import BlobStore
 
 __all__ = [
     "AccessDenied",
@@ -92,6 +97,7 @@ __all__ = [
     "MemoryBlobStore",
     "MigrationReport",
     "Misconfigured",
+    "OperationUnsupported",
     "PostgresBlobStore",
     "PostgresStoreConfig",
     "PresignUnsupported",
@@ -104,6 +110,7 @@ __all__ = [
     "StoreBusy",
     "StoreClosed",
     "StoreError",
+    "StoreOptions",
     "StorePlugin",
     "StoreUnavailable",
     "Unconfigured",
@@ -158,10 +165,13 @@ _LAZY: Final = {
     "BlobStoreRegistry": "._registry",
     "default_registry": "._registry",
     "S3BlobStore": "._s3",
-    **dict.fromkeys(
-        ("BlobBody", "BlobInfo", "BlobReader", "BlobSource", "BlobStore", "Data"),
-        "._store",
-    ),
+    "BlobBody": "._backend",
+    "BlobInfo": "._backend",
+    "BlobReader": "._reader",
+    "BlobSource": "._source",
+    "Data": "._source",
+    "BlobStore": "._store",
+    "StoreOptions": "._options",
 }
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import collections
+import concurrent.futures
 import hashlib
 import re
 from typing import TYPE_CHECKING, Final, Literal
@@ -20,6 +23,11 @@ Algorithm = Literal["sha256", "sha384", "sha512"]
 #: Digest size in bytes, and strength order (later is stronger).
 _DIGEST_SIZES: Final[dict[str, int]] = {"sha256": 32, "sha384": 48, "sha512": 64}
 _STRENGTH: Final[dict[str, int]] = {"sha256": 1, "sha384": 2, "sha512": 3}
+#: Chunks at least this large are hashed in a worker thread (hashlib releases
+#: the GIL), so verification overlaps I/O and never stalls the event loop.
+THREAD_HASH_THRESHOLD: Final = 256 * 1024
+#: How many large chunks may wait to be hashed while a stream goes on.
+HASH_AHEAD: Final = 2
 #: Longest input quoted back in an error message.
 _QUOTE_LIMIT: Final = 60
 _BASE64_RE: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -280,3 +288,70 @@ class IntegrityHasher:
                 f"({self._size} bytes)."
             )
             raise IntegrityMismatch(msg, expected=str(expected), actual=str(actual))
+
+
+# -- hashing streams off the event loop ------------------------------------
+
+
+class PipelinedHasher:
+    """Hash chunks in order, off the event loop when they are large.
+
+    Large chunks go to one worker thread of the hasher's own, in order, up
+    to :data:`HASH_AHEAD` of them queued: ``update()`` returns at once, so
+    the caller hands the chunk on (or fetches the next one) while the thread
+    hashes, and the thread never waits for the event loop between chunks.
+    Small chunks are hashed inline, after the queued ones.
+    """
+
+    __slots__ = ("_executor", "_hasher", "_pending")
+
+    def __init__(self, algorithm: Algorithm) -> None:
+        self._hasher = IntegrityHasher(algorithm)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def update(self, chunk: Buffer) -> None:
+        if memoryview(chunk).nbytes < THREAD_HASH_THRESHOLD:
+            await self._drain(0)
+            self._hasher.update(chunk)
+            return
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="sriblob-hash"
+            )
+        loop = asyncio.get_running_loop()
+        self._pending.append(
+            loop.run_in_executor(self._executor, self._hasher.update, chunk)
+        )
+        await self._drain(HASH_AHEAD)
+
+    async def _drain(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            await self._pending[0]
+            self._pending.popleft()
+
+    async def finish(self) -> IntegrityHasher:
+        try:
+            await self._drain(0)
+        finally:
+            self.close()
+        return self._hasher
+
+    def close(self) -> None:
+        """Drop what is queued and let the thread go (idempotent)."""
+        for pending in self._pending:
+            pending.cancel()
+        self._pending.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+async def hash_buffer(view: Buffer, algorithm: Algorithm) -> IntegrityHasher:
+    """Hash *view* whole, in a worker thread when it is large."""
+    hasher = IntegrityHasher(algorithm)
+    if memoryview(view).nbytes >= THREAD_HASH_THRESHOLD:
+        await asyncio.to_thread(hasher.update, view)
+    else:
+        hasher.update(view)
+    return hasher

@@ -26,7 +26,7 @@ import attrs
 from sriblob.exceptions import StoreBusy
 
 if TYPE_CHECKING:
-    from sriblob._store import BlobStore
+    from sriblob._backend import Backend
 
 __all__ = ["HOLDER_PAUSE", "HOLDER_READS", "UNKNOWN_HOLDER", "Lease", "acquire"]
 
@@ -108,7 +108,7 @@ UNKNOWN_HOLDER: Final = Lease(
 )
 
 
-def busy(store: BlobStore, holder: Lease | None, *, waited: float | None) -> StoreBusy:
+def busy(store: Backend, holder: Lease | None, *, waited: float | None) -> StoreBusy:
     """The error for a lease *holder* holds."""
     who = (
         "another process"
@@ -127,7 +127,7 @@ def busy(store: BlobStore, holder: Lease | None, *, waited: float | None) -> Sto
     return StoreBusy(msg, backend=store.id, holder=holder)
 
 
-async def acquire(store: BlobStore, mine: Lease, wait: float | None) -> None:
+async def acquire(store: Backend, mine: Lease, wait: float | None) -> None:
     """Take *store*'s lease for *mine*, waiting up to *wait* seconds.
 
     Raises:

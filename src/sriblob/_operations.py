@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Self, TypeAlias, TypeVar
 
 import attrs
 
-from ._integrity import Integrity, IntegrityHasher, candidates
-from ._store import THREAD_HASH_THRESHOLD
+from ._integrity import THREAD_HASH_THRESHOLD, Integrity, IntegrityHasher, candidates
 from .exceptions import BlobNotFound, IntegrityMismatch, SriblobError
 
 if TYPE_CHECKING:
@@ -25,7 +24,8 @@ if TYPE_CHECKING:
 
     from ._integrity import Algorithm
     from ._lease import Lease
-    from ._store import BlobReader, BlobStore
+    from ._reader import BlobReader
+    from ._store import BlobStore
 
 __all__ = [
     "Failure",
@@ -420,7 +420,8 @@ async def migrate(
         if delete_source:
             await _check_distinct(source, target)
         run = _Migration(source, target, delete_source, on_progress, held)
-        await _pool(source.list_parsed(on_skip=run.foreign), run.copy, concurrency)
+        listing = source._list_parsed(on_skip=run.foreign)  # noqa: SLF001
+        await _pool(listing, run.copy, concurrency)
     report = MigrationReport(
         copied=run.copied,
         skipped=run.skipped,
@@ -662,7 +663,8 @@ async def verify(
         stores = [store] if delete_corrupt else []
         held = await _leases(stack, "verify", stores, lease_timeout)
         run = _Verification(store, delete_corrupt, on_progress, held.get(id(store)))
-        await _pool(store.list_parsed(on_skip=run.foreign), run.check, concurrency)
+        listing = store._list_parsed(on_skip=run.foreign)  # noqa: SLF001
+        await _pool(listing, run.check, concurrency)
     report = VerifyReport(
         checked=run.checked,
         bytes_checked=run.bytes_checked,
@@ -863,7 +865,7 @@ async def collect_garbage(
     async with contextlib.AsyncExitStack() as stack:
         stores = [] if dry_run else [store]
         held = await _leases(stack, "collect_garbage", stores, lease_timeout)
-        snapshot = [item async for item in store.list_parsed()]
+        snapshot = [item async for item in store._list_parsed()]  # noqa: SLF001
         keep = await _live_set(live)
         run = _Collection(store, keep, dry_run, grace, cutoff, held.get(id(store)))
         for done, (name, integrity) in enumerate(snapshot, start=1):

@@ -13,12 +13,14 @@ from ._sizes import format_size
 from .exceptions import BlobNotFound, ConfigurationError, StoreClosed, UnknownBackend
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
     from types import TracebackType
 
+    from ._backend import BlobInfo
     from ._integrity import Integrity
     from ._plugins import StorePlugin
-    from ._store import BlobInfo, BlobReader, BlobStore
+    from ._reader import BlobReader
+    from ._store import BlobStore
 
 _T = TypeVar("_T")
 
@@ -80,6 +82,33 @@ class BlobStoreRegistry:
                 f"({self._stores[store.id]!r}); give each store its own id."
             )
             raise ValueError(msg)
+        self._check_enterable(store)
+        self._stores[store.id] = store
+        if self._active is None:
+            self._active = store.id
+            self._reason = "the first store registered"
+
+    def replace(self, store: BlobStore, /) -> BlobStore:
+        """Put *store* in place of the store registered under its id; return that one.
+
+        For a host (or :func:`default_registry`) that wraps a registered
+        store (in a :class:`~sriblob.CachedBlobStore`, say): the new store
+        takes the old one's place in the fallback order, and stays active
+        if it was. The old store is not closed (a wrapper usually owns it).
+
+        Raises:
+            UnknownBackend: No store is registered under ``store.id``.
+            ValueError: The registry is open and *store* still needs entering.
+
+        .. versionadded:: 0.1.0
+        """
+        self._check_not_closed()
+        old = self.get(store.id)
+        self._check_enterable(store)
+        self._stores[store.id] = store
+        return old
+
+    def _check_enterable(self, store: BlobStore) -> None:
         if self._open and not store.is_open:
             msg = (
                 f"The registry is already open, so it won't enter {store!r}: "
@@ -87,10 +116,6 @@ class BlobStoreRegistry:
                 "register it before entering the registry."
             )
             raise ValueError(msg)
-        self._stores[store.id] = store
-        if self._active is None:
-            self._active = store.id
-            self._reason = "the first store registered"
 
     def ids(self) -> tuple[str, ...]:
         """Return the registered ids, sorted."""
@@ -218,24 +243,14 @@ class BlobStoreRegistry:
 
         This is what ``sriblob info`` prints.
         """
-        if self._refused is not None:
-            readers = ", ".join(self._stores) or "none"
-            names = ", ".join(sorted(self._problems)) or "a backend"
-            lines = [
-                # What is wrong is on the misconfigured backend's own line.
-                (
-                    f"active: none: Writes are refused because {names} is "
-                    f"misconfigured (see the {names} line below)"
-                ),
-                f"reads fall back to: {readers}",
-            ]
-        elif self._active is None:
-            lines = ["active: none (no store is registered)"]
-        else:
-            lines = [f"active: {self._active} ({self._reason})"]
-        lines += [f"store {store.id}: {store!r}" for store in self._stores.values()]
-        lines += [f"{name}: {text}" for name, text in sorted(self._statuses.items())]
-        return lines
+        return _describe(
+            self._stores,
+            active=self._active,
+            reason=self._reason,
+            refused=self._refused,
+            problems=self._problems,
+            statuses=self._statuses,
+        )
 
     # -- reading -----------------------------------------------------------
 
@@ -295,11 +310,11 @@ class BlobStoreRegistry:
             try:
                 answer = await ask(store)
             except Exception as exc:  # noqa: BLE001 -- any backend failure falls through
-                self._skipped(operation, store, wanted, exc)
+                _skipped(operation, store, wanted, exc)
                 failures.append(exc)
                 continue
             if answer is not None:
-                self._served(operation, store, wanted)
+                _served(operation, store, wanted, self._active)
                 return answer, store
         if failures:
             raise failures[0]
@@ -420,57 +435,9 @@ class BlobStoreRegistry:
         wanted = candidates(integrity)[0]
         self._check_not_closed()
         stores = self.fallback_order(active=active)
-        return self._open_first(
-            integrity, wanted, active, tuple(store.id for store in stores)
+        return _open_first(
+            self, integrity, wanted, active, tuple(store.id for store in stores)
         )
-
-    @contextlib.asynccontextmanager
-    async def _open_first(
-        self,
-        integrity: str | Integrity,
-        wanted: Integrity,
-        active: str | None,
-        ids: tuple[str, ...],
-    ) -> AsyncIterator[BlobReader]:
-        async with contextlib.AsyncExitStack() as stack:
-
-            async def enter(store: BlobStore) -> BlobReader | None:
-                try:
-                    return await stack.enter_async_context(store.open(integrity))
-                except BlobNotFound:
-                    return None
-
-            found = await self.first_answer(
-                wanted, enter, active=active, operation="open_with_fallback"
-            )
-            if found is None:
-                listed = ", ".join(ids)
-                msg = f"No blob {wanted} in any store ({listed or 'none registered'})."
-                raise BlobNotFound(msg, integrity=str(wanted), backend=listed)
-            yield found[0]
-
-    def _skipped(
-        self, operation: str, store: BlobStore, wanted: Integrity, exc: Exception
-    ) -> None:
-        logger.warning(
-            "%s backend=%s integrity=%s failed: %s: %s",
-            operation,
-            store.id,
-            wanted,
-            type(exc).__name__,
-            exc,
-        )
-
-    def _served(self, operation: str, store: BlobStore, wanted: Integrity) -> None:
-        if store.id != self._active:
-            logger.info(
-                "%s backend=%s integrity=%s served by a store that is not the "
-                "active one (%s)",
-                operation,
-                store.id,
-                wanted,
-                self._active,
-            )
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -512,20 +479,106 @@ class BlobStoreRegistry:
             return
         self._closed = True
         self._open = False
-        errors: list[Exception] = []
-        for store in reversed(self._stores.values()):
+        await _close_all(reversed(self._stores.values()))
+
+
+def _describe(
+    stores: Mapping[str, BlobStore],
+    *,
+    active: str | None,
+    reason: str,
+    refused: str | None,
+    problems: Mapping[str, ConfigurationError],
+    statuses: Mapping[str, str],
+) -> list[str]:
+    """The lines of :meth:`BlobStoreRegistry.describe`."""
+    if refused is not None:
+        readers = ", ".join(stores) or "none"
+        names = ", ".join(sorted(problems)) or "a backend"
+        lines = [
+            # What is wrong is on the misconfigured backend's own line.
+            (
+                f"active: none: Writes are refused because {names} is "
+                f"misconfigured (see the {names} line below)"
+            ),
+            f"reads fall back to: {readers}",
+        ]
+    elif active is None:
+        lines = ["active: none (no store is registered)"]
+    else:
+        lines = [f"active: {active} ({reason})"]
+    lines += [f"store {store.id}: {store!r}" for store in stores.values()]
+    lines += [f"{name}: {text}" for name, text in sorted(statuses.items())]
+    return lines
+
+
+@contextlib.asynccontextmanager
+async def _open_first(
+    registry: BlobStoreRegistry,
+    integrity: str | Integrity,
+    wanted: Integrity,
+    active: str | None,
+    ids: tuple[str, ...],
+) -> AsyncIterator[BlobReader]:
+    """The reader of the first store that opens the blob (open_with_fallback)."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def enter(store: BlobStore) -> BlobReader | None:
             try:
-                await store.aclose()
-            except Exception as exc:  # noqa: BLE001 -- close the others first
-                logger.warning(
-                    "aclose backend=%s failed: %s: %s",
-                    store.id,
-                    type(exc).__name__,
-                    exc,
-                )
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+                return await stack.enter_async_context(store.open(integrity))
+            except BlobNotFound:
+                return None
+
+        found = await registry.first_answer(
+            wanted, enter, active=active, operation="open_with_fallback"
+        )
+        if found is None:
+            listed = ", ".join(ids)
+            msg = f"No blob {wanted} in any store ({listed or 'none registered'})."
+            raise BlobNotFound(msg, integrity=str(wanted), backend=listed)
+        yield found[0]
+
+
+def _skipped(
+    operation: str, store: BlobStore, wanted: Integrity, exc: Exception
+) -> None:
+    logger.warning(
+        "%s backend=%s integrity=%s failed: %s: %s",
+        operation,
+        store.id,
+        wanted,
+        type(exc).__name__,
+        exc,
+    )
+
+
+def _served(
+    operation: str, store: BlobStore, wanted: Integrity, active: str | None
+) -> None:
+    if store.id != active:
+        logger.info(
+            "%s backend=%s integrity=%s served by a store that is not the "
+            "active one (%s)",
+            operation,
+            store.id,
+            wanted,
+            active,
+        )
+
+
+async def _close_all(stores: Iterable[BlobStore]) -> None:
+    """Close every store, even if one fails; then raise the first failure."""
+    errors: list[Exception] = []
+    for store in stores:
+        try:
+            await store.aclose()
+        except Exception as exc:  # noqa: BLE001 -- close the others first
+            logger.warning(
+                "aclose backend=%s failed: %s: %s", store.id, type(exc).__name__, exc
+            )
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def default_registry(
@@ -639,11 +692,12 @@ def _add_caches(registry: BlobStoreRegistry, settings: Mapping[str, str]) -> Non
 
     directory, max_bytes = cache
     wrapped = []
-    for id, store in list(registry._stores.items()):  # noqa: SLF001 -- its own
+    for store in registry.stores():
+        id = store.id
         if isinstance(store, FilesystemBlobStore | MemoryBlobStore):
             continue  # local already
         front = FilesystemBlobStore(os.path.join(directory, id), id=f"{id}-cache")  # noqa: PTH118
-        registry._stores[id] = CachedBlobStore(front, store, max_bytes=max_bytes)  # noqa: SLF001
+        registry.replace(CachedBlobStore(front, store, max_bytes=max_bytes))
         wrapped.append(id)
     where = ", ".join(wrapped) or "nothing (every store is local)"
     registry.set_status(

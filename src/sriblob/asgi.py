@@ -46,7 +46,8 @@ from .exceptions import (
 from .keys import key_to_integrity
 
 if TYPE_CHECKING:
-    from ._store import BlobInfo, BlobReader
+    from ._backend import BlobInfo
+    from ._reader import BlobReader
 
 __all__ = ["BlobApp"]
 

@@ -10,7 +10,8 @@ catches anything the library raises on purpose::
     ├── BlobTooLarge                                 over a store's max_blob_size
     ├── QuotaExceeded                                over a store's max_total_size
     ├── RangeNotSatisfiable       (also ValueError)  a range outside the blob
-    ├── PresignUnsupported        (also NotImplementedError) no presigned URLs
+    ├── OperationUnsupported      (also NotImplementedError) the backend can't
+    │   └── PresignUnsupported                       no presigned URLs
     ├── UnknownBackend            (also LookupError) registry has no such id
     ├── ConfigurationError        (also ValueError)  missing or invalid settings
     ├── StoreClosed               (also RuntimeError) store used outside its lifetime
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigurationError",
     "IntegrityMismatch",
     "InvalidIntegrity",
+    "OperationUnsupported",
     "PresignUnsupported",
     "QuotaExceeded",
     "RangeNotSatisfiable",
@@ -152,8 +154,8 @@ class RangeNotSatisfiable(SriblobError, ValueError):
         self.size = size
 
 
-class PresignUnsupported(SriblobError, NotImplementedError):
-    """The store can't hand out presigned URLs (see ``BlobStore.can_presign``).
+class OperationUnsupported(SriblobError, NotImplementedError):
+    """The store's backend can't do this (``link_to`` on S3, say).
 
     Attributes:
         backend: The id of the store.
@@ -164,6 +166,16 @@ class PresignUnsupported(SriblobError, NotImplementedError):
     def __init__(self, message: str, *, backend: str) -> None:
         super().__init__(message)
         self.backend = backend
+
+
+class PresignUnsupported(OperationUnsupported):
+    """The store can't hand out presigned URLs (see ``BlobStore.can_presign``).
+
+    Attributes:
+        backend: The id of the store.
+
+    .. versionadded:: 0.1.0
+    """
 
 
 class UnknownBackend(SriblobError, LookupError):

@@ -52,7 +52,8 @@ import pytest
 import pytest_asyncio
 
 from ._integrity import Algorithm, Integrity
-from ._store import BlobReader, BlobStore
+from ._reader import BlobReader
+from ._store import BlobStore
 from .exceptions import (
     BlobNotFound,
     BlobTooLarge,

@@ -41,6 +41,7 @@ from sriblob import (
     migrate,
     verify,
 )
+from sriblob._memory import MemoryBackend
 from sriblob._s3._upload import BLIND_PUT_MAX
 from sriblob.keys import integrity_to_key
 
@@ -69,13 +70,15 @@ async def age(store: BlobStore, integrity: str, when: dt.datetime) -> None:
         os.utime(store.path_of(integrity), (when.timestamp(), when.timestamp()))
     elif isinstance(store, PostgresBlobStore):
         await store.pool.execute(
-            f"UPDATE {store._sql.blobs} SET created_at = $2 WHERE integrity = $1",
+            f"UPDATE {store.backend._sql.blobs} SET created_at = $2"
+            " WHERE integrity = $1",
             integrity,
             when,
         )
     else:
         assert isinstance(store, MemoryBlobStore)
-        store._stored_at[integrity] = when
+        assert isinstance(store.backend, MemoryBackend)
+        store.backend.stored_at[integrity] = when
 
 
 async def slowly(data: bytes, *, chunk: int, pause: float) -> AsyncIterator[bytes]:
@@ -300,7 +303,7 @@ class TestCollectionAgainstReput:
         store = FilesystemBlobStore(tmp_path)
         data = b"renewed or deleted, never both"
         integrity = Integrity.from_bytes(data)
-        location = store._locate(integrity)
+        location = store.backend.tree.locate(integrity)
         cutoff = dt.datetime.now(dt.UTC).timestamp() - 60
         rng = random.Random(10)
         outcomes = set()
@@ -314,7 +317,9 @@ class TestCollectionAgainstReput:
                 results: dict[str, bool] = results, start: threading.Barrier = start
             ) -> None:
                 start.wait()
-                results["kept"] = store._keep_stored(location, lambda _: True)
+                results["kept"] = store.backend.tree.keep_stored(
+                    location, lambda _: True
+                )
 
             def delete(
                 results: dict[str, bool] = results, start: threading.Barrier = start
@@ -322,7 +327,9 @@ class TestCollectionAgainstReput:
                 start.wait()
                 if rng.random() < 0.5:
                     os.sched_yield()
-                results["deleted"], _ = store._delete_sync(location, cutoff)
+                results["deleted"], _ = store.backend.tree.delete(
+                    location, cutoff, counted=False
+                )
 
             threads = [threading.Thread(target=renew), threading.Thread(target=delete)]
             for thread in threads:
@@ -770,7 +777,9 @@ class TestPostgresDamage:
             data = blob(500_000, seed=21)
             integrity = integrity_of(data)
             await store.put(integrity, data)
-            await store.pool.execute(f"DELETE FROM {store._sql.chunks} WHERE seq = 3")
+            await store.pool.execute(
+                f"DELETE FROM {store.backend._sql.chunks} WHERE seq = 3"
+            )
 
             with pytest.raises(StoreError, match="434464 of its 500000 bytes"):
                 await store.get(integrity)
@@ -1105,8 +1114,10 @@ class TestDsnSecrets:
         store = PostgresBlobStore(
             f"postgresql://app:{self.PASSWORD}@127.0.0.1:{port}/blobs"
         )
-        with pytest.raises(StoreUnavailable) as excinfo:
-            await store.__aenter__()
+        # The store opens with the server down; its first call says so.
+        async with store:
+            with pytest.raises(StoreUnavailable) as excinfo:
+                await store.has(integrity_of(b"x"))
 
         assert self.PASSWORD not in str(excinfo.value)
         assert excinfo.value.endpoint == f"127.0.0.1:{port}/blobs"

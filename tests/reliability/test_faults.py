@@ -153,9 +153,9 @@ class TestTransientFaults:
         proxy.inject(Fault("late", match=match, times=1, seconds=1.0))
         async with S3BlobStore(proxied_config) as store:
             if how == "add-copied-in-parts":
-                store._uploader.copy_threshold = store._uploader.copy_part_size = (
-                    5 * MiB
-                )
+                store.backend._uploader.copy_threshold = (
+                    store.backend._uploader.copy_part_size
+                ) = 5 * MiB
             await streamed_write(store, how.removesuffix("-copied-in-parts"), data)
             assert await store.get(integrity_of(data)) == data
         assert await proxy.landed() == 1
@@ -437,7 +437,7 @@ class TestShortBody:
         integrity = integrity_of(data)
         async with S3BlobStore(config, verify=False) as store:
             await store.put(integrity, data)
-            client = store._client
+            client = store.backend._client
             get_object = client.get_object
             answers = 0
 

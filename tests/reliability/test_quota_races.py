@@ -95,7 +95,7 @@ def test_racing_writers_never_pass_the_quota(shared: Shared, tmp_path: Path) -> 
     async def check() -> None:
         async with shared.open(max_total_size=QUOTA) as store:
             usage = await store.usage()
-            counted = await store.stored_total()
+            counted = await store.backend.stored_total()
             assert usage.total == counted == len(stored) * SIZE
             for seed in stored:
                 assert await store.has(integrity_of(blob(SIZE, seed=seed)))

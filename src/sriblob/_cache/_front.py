@@ -32,6 +32,7 @@ import errno
 import fcntl
 import functools
 import io
+import logging
 import os
 import stat
 from pathlib import Path
@@ -39,22 +40,22 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from sriblob._filesystem import (
-    _acquire,
-    _discard,
-    _Location,
-    _open_blob,
-    _open_dirs,
-    _TempFile,
-    _Total,
+from sriblob._filesystem._errors import os_error
+from sriblob._filesystem._link import LinkMethod, link_sync
+from sriblob._filesystem._locks import Total, locked_total
+from sriblob._filesystem._paths import (
+    Location,
+    NotABlob,
     locate,
-    locked_total,
+    open_blob,
+    open_dirs,
     reserved_size,
 )
-from sriblob._integrity import IntegrityHasher
+from sriblob._filesystem._temp import TempFile, acquire, discard
+from sriblob._integrity import THREAD_HASH_THRESHOLD, IntegrityHasher, hash_buffer
 from sriblob._quota import Quota
-from sriblob._store import CHUNK_SIZE, THREAD_HASH_THRESHOLD, _as_buffer, hash_buffer
-from sriblob.exceptions import IntegrityMismatch
+from sriblob._source import CHUNK_SIZE, as_buffer
+from sriblob.exceptions import IntegrityMismatch, QuotaExceeded
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator, Iterator
@@ -64,12 +65,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Front", "FrontFile", "Identity"]
 
+logger = logging.getLogger("sriblob")
+
 #: How many verified copies a process remembers.
 _REMEMBERED: Final = 65536
 _LOCK_DIR: Final = ".fill-locks"
 _STRIPES: Final = 256
 _LOCK_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 _FANOUT: Final = frozenset(f"{n:02x}" for n in range(256))
+#: Eviction frees room for the new blob and this share of the cap more, so
+#: the next fills don't each scan the front again.
+_SLACK: Final = 0.1
 
 
 @attrs.frozen
@@ -93,7 +99,7 @@ class Entry:
 
     used: float  # mtime: renewed by every read
     size: int
-    location: _Location
+    location: Location
 
 
 class FrontFile:
@@ -166,6 +172,9 @@ class Front:
     def __init__(self, root: Path, *, max_bytes: int, id: str) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.id = id
+        #: Blobs this object evicted.
+        self.evictions = 0
         self._quota = Quota(id, max_bytes, None)
         #: The running total as this object last read or changed it.
         self.total: int | None = None
@@ -220,20 +229,20 @@ class Front:
             StoreError: Something other than a blob file is at its name.
         """
         location = locate(self.root, integrity)
-        return await _acquire(
+        return await acquire(
             functools.partial(self._open_sync, location, read_up_to),
             _close_front_file,
         )
 
     def _open_sync(
-        self, location: _Location, read_up_to: int | None
+        self, location: Location, read_up_to: int | None
     ) -> FrontFile | None:
         try:
-            directory = _open_dirs(self.root, location.dirs, create=False)
+            directory = open_dirs(self.root, location.dirs, create=False)
         except FileNotFoundError:
             return None
         try:
-            fd = _open_blob(directory, location)
+            fd = open_blob(directory, location)
         except FileNotFoundError:
             return None
         finally:
@@ -258,7 +267,7 @@ class Front:
     # -- the running total ------------------------------------------------------
 
     @contextlib.contextmanager
-    def _usage(self) -> Iterator[_Total]:
+    def _usage(self) -> Iterator[Total]:
         with locked_total(self.root, self._count_sync) as usage:
             yield usage
             self.total = usage.total
@@ -279,7 +288,7 @@ class Front:
     def _count_sync(self) -> int:
         """Count what the total should hold: blob files and reservations."""
         total = 0
-        for _, _, entry in self._walk():
+        for _, _, entry in _walk(self.root):
             reserved = reserved_size(entry.name)
             if reserved is not None:
                 total += reserved
@@ -300,13 +309,20 @@ class Front:
     # -- filling ----------------------------------------------------------------
 
     async def fill(
-        self, integrity: Integrity, data: Buffer | AsyncIterable[Buffer], size: int
+        self,
+        integrity: Integrity,
+        data: Buffer | AsyncIterable[Buffer],
+        size: int,
+        *,
+        verified: bool = False,
     ) -> None:
         """Copy the blob into the front, verified, within the cap.
 
         *size* bytes are reserved first; the copy is hashed as it is written
-        and renamed into place only if it is the blob, of *size* bytes. The
-        caller holds the blob's fill lock.
+        and renamed into place only if it is the blob, of *size* bytes. With
+        *verified*, the caller has checked these very bytes (immutable ones)
+        against the integrity, and ends a stream only once they passed: they
+        aren't hashed again. The caller holds the blob's fill lock.
 
         Raises:
             QuotaExceeded: The front has no room for *size* more bytes now
@@ -315,34 +331,39 @@ class Front:
         """
         await asyncio.to_thread(self._reserve_sync, size)
         try:
-            identity = await self._write(integrity, data, size)
+            identity = await self._write(integrity, data, size, verified=verified)
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self._release_sync, size))
             raise
         self.trust(integrity, identity)
 
     async def _write(
-        self, integrity: Integrity, data: Buffer | AsyncIterable[Buffer], size: int
+        self,
+        integrity: Integrity,
+        data: Buffer | AsyncIterable[Buffer],
+        size: int,
+        *,
+        verified: bool,
     ) -> Identity:
         location = locate(self.root, integrity)
-        temp = await _acquire(
+        temp = await acquire(
             functools.partial(
-                _TempFile.create,
+                TempFile.create,
                 self.root,
                 location.dirs,
                 sync_names=False,
                 tag=f"-{size}",
             ),
-            _TempFile.discard,
+            TempFile.discard,
         )
         try:
-            await _write_hashed(temp, integrity, data, size)
+            await _write_hashed(temp, integrity, data, size, verified=verified)
             return await asyncio.to_thread(self._commit_sync, temp, location)
         except BaseException:
-            await _discard(temp)
+            await discard(temp)
             raise
 
-    def _commit_sync(self, temp: _TempFile, location: _Location) -> Identity:
+    def _commit_sync(self, temp: TempFile, location: Location) -> Identity:
         """Rename the temp file into place: its reservation becomes the blob."""
         temp.sync()  # outside the lock: the commit holds it only for the rename
         directory = None
@@ -359,7 +380,7 @@ class Front:
 
     # -- evicting ---------------------------------------------------------------
 
-    async def evict(self, location: _Location) -> int:
+    async def evict(self, location: Location) -> int:
         """Remove the blob file at *location*; the bytes freed (0 if none)."""
         return await asyncio.to_thread(self._evict_sync, location)
 
@@ -368,10 +389,10 @@ class Front:
         self.distrust(integrity)
         return await self.evict(locate(self.root, integrity))
 
-    def _evict_sync(self, location: _Location) -> int:
+    def _evict_sync(self, location: Location) -> int:
         with self._usage() as usage:
             try:
-                directory = _open_dirs(self.root, location.dirs, create=False)
+                directory = open_dirs(self.root, location.dirs, create=False)
             except FileNotFoundError:
                 return 0
             try:
@@ -397,14 +418,14 @@ class Front:
     def _scan_sync(self) -> list[Entry]:
         entries: list[Entry] = []
         abandoned: dict[int, list[tuple[str, int]]] = {}
-        for first, second, entry in self._walk():
+        for first, second, entry in _walk(self.root):
             reserved = reserved_size(entry.name)
             if reserved is not None:
                 abandoned.setdefault(int(first, 16), []).append((entry.path, reserved))
             elif _is_blob_file(entry):
                 found = entry.stat(follow_symlinks=False)
                 dirs = ("blobs", first, second)
-                location = _Location(
+                location = Location(
                     dirs, entry.name, self.root.joinpath(*dirs, entry.name)
                 )
                 entries.append(Entry(found.st_mtime, found.st_size, location))
@@ -428,17 +449,105 @@ class Front:
         if freed:
             self._release_sync(freed)
 
-    def _walk(self) -> Iterator[tuple[str, str, os.DirEntry[str]]]:
-        """Yield every entry of the front's leaf directories, with their fan-out."""
-        top = self.root / "blobs"
-        for first in _subdirs(top):
-            for second in _subdirs(top / first):
-                with (
-                    contextlib.suppress(FileNotFoundError),
-                    os.scandir(top / first / second) as found,
-                ):
-                    for entry in found:
-                        yield first, second, entry
+    # -- room ----------------------------------------------------------------------
+
+    async def fill_with_room(
+        self,
+        integrity: Integrity,
+        data: Buffer | AsyncIterable[Buffer],
+        size: int,
+        *,
+        verified: bool,
+    ) -> bool:
+        """:meth:`fill`, evicting first; False when the blob can't fit now.
+
+        A refused reservation (other processes filled the front since this
+        one looked) evicts by the real total and tries once more: nothing
+        was read from *data* yet, so that works for a stream too.
+        """
+        try:
+            if not await self.make_room(size):
+                return False
+            try:
+                await self.fill(integrity, data, size, verified=verified)
+            except QuotaExceeded:
+                if not await self.make_room(size, fresh=True):
+                    raise
+                await self.fill(integrity, data, size, verified=verified)
+        except QuotaExceeded:
+            logger.debug(
+                "cache backend=%s: no room for integrity=%s (other processes "
+                "filled the front meanwhile)",
+                self.id,
+                integrity,
+            )
+            return False
+        return True
+
+    async def make_room(self, size: int, *, fresh: bool = False) -> bool:
+        """Evict least recently used blobs until *size* more fit; whether they do.
+
+        The total as this object last saw it saves reading it again while
+        there is room; it misses other processes' fills, so a fill it lets
+        through may still have its reservation refused, and then asks again
+        with *fresh*.
+        """
+        if size > self.max_bytes:
+            return False
+        known = self.total
+        if not fresh and known is not None and known + size <= self.max_bytes:
+            return True
+        if await self.usage() + size <= self.max_bytes:
+            return True
+        target = max(0, self.max_bytes - size - int(self.max_bytes * _SLACK))
+        await self.evict_to(target)
+        total = self.total
+        return total is not None and total + size <= self.max_bytes
+
+    async def evict_to(self, target: int) -> int:
+        """Evict least recently used blobs until at most *target* bytes are held.
+
+        The scan also reaps the temp files of fills whose writer is gone.
+        Returns how many blobs were evicted.
+        """
+        entries = await self.scan()
+        total = await self.usage()
+        evicted = 0
+        for entry in sorted(entries, key=lambda entry: entry.used):
+            if total <= target:
+                break
+            if await self.evict(entry.location):
+                total = self.total or 0
+                evicted += 1
+                logger.debug(
+                    "cache backend=%s evicted %s", self.id, entry.location.name
+                )
+        self.evictions += evicted
+        return evicted
+
+    # -- copying out ------------------------------------------------------------
+
+    async def link(
+        self, integrity: Integrity, path: str | os.PathLike[str]
+    ) -> LinkMethod | None:
+        """Place the blob's copy at *path*, verified (see ``link_to``); None if absent.
+
+        Raises:
+            IntegrityMismatch: The copy is damaged; nothing is placed.
+            StoreError: *path* can't be written, or the front failed.
+        """
+        target = Path(path)
+        location = locate(self.root, integrity)
+        try:
+            return await asyncio.to_thread(
+                link_sync, self.root, integrity, location, target
+            )
+        except NotABlob:
+            raise
+        except OSError as exc:
+            raise os_error(
+                exc, root=self.root, action="link", path=target, backend=self.id
+            ) from exc
 
     # -- fill locks -------------------------------------------------------------
 
@@ -494,6 +603,18 @@ class Front:
         return fd
 
 
+def _walk(root: Path) -> Iterator[tuple[str, str, os.DirEntry[str]]]:
+    """Yield every entry of the front's leaf directories, with their fan-out."""
+    top = root / "blobs"
+    for first in _subdirs(top):
+        for second in _subdirs(top / first):
+            with (
+                contextlib.suppress(FileNotFoundError),
+                os.scandir(top / first / second) as found,
+            ):
+                yield from ((first, second, entry) for entry in found)
+
+
 def _subdirs(path: Path) -> list[str]:
     """The fan-out directories (two hex digits) in *path*, never a symlink."""
     try:
@@ -522,16 +643,19 @@ def _close_front_file(opened: FrontFile | None) -> None:
 
 
 async def _write_hashed(
-    temp: _TempFile,
+    temp: TempFile,
     integrity: Integrity,
     data: Buffer | AsyncIterable[Buffer],
     size: int,
+    *,
+    verified: bool,
 ) -> None:
     """Write *data* to *temp* while hashing it; raise unless it is the blob.
 
-    The blob must also have the *size* its fill reserved.
+    The blob must also have the *size* its fill reserved. *verified* bytes
+    were checked by the caller and are only written.
     """
-    written = await _write_chunks(temp, integrity, data)
+    written = await _write_chunks(temp, None if verified else integrity, data)
     if written != size:
         msg = (
             f"The cache's fill of {integrity} got {written} bytes, not {size}; "
@@ -541,35 +665,42 @@ async def _write_hashed(
 
 
 async def _write_chunks(
-    temp: _TempFile, integrity: Integrity, data: Buffer | AsyncIterable[Buffer]
+    temp: TempFile, integrity: Integrity | None, data: Buffer | AsyncIterable[Buffer]
 ) -> int:
-    """Write *data* to *temp*, hashing it; the bytes written, if it is the blob."""
-    view = _as_buffer(data)
+    """Write *data* to *temp*, hashing it unless *integrity* is None; the bytes.
+
+    Raises:
+        IntegrityMismatch: The bytes aren't *integrity*'s.
+    """
+    view = as_buffer(data)
     if view is not None:
         if not view.readonly:
             view = memoryview(bytes(view))  # what is hashed is what is written
-        hasher = await hash_buffer(view, integrity.algorithm)
-        hasher.verify(integrity)
+        if integrity is not None:
+            (await hash_buffer(view, integrity.algorithm)).verify(integrity)
         await asyncio.to_thread(temp.write, view)
         return view.nbytes
-    hasher = IntegrityHasher(integrity.algorithm)
+    hasher = None if integrity is None else IntegrityHasher(integrity.algorithm)
     offset = 0
     async for chunk in data:  # type: ignore[union-attr]
         piece = memoryview(chunk)
         if not piece.readonly:
             piece = memoryview(bytes(piece))
-        if piece.nbytes >= THREAD_HASH_THRESHOLD:
-            await asyncio.to_thread(_hash_and_write, hasher, temp, piece, offset)
-        else:
+        if hasher is not None and piece.nbytes < THREAD_HASH_THRESHOLD:
             hasher.update(piece)
             await asyncio.to_thread(temp.write, piece, offset)
+        else:
+            await asyncio.to_thread(_hash_and_write, hasher, temp, piece, offset)
         offset += piece.nbytes
-    hasher.verify(integrity)
+    if hasher is not None:
+        assert integrity is not None  # noqa: S101 -- hashed only then
+        hasher.verify(integrity)
     return offset
 
 
 def _hash_and_write(
-    hasher: IntegrityHasher, temp: _TempFile, piece: memoryview, offset: int
+    hasher: IntegrityHasher | None, temp: TempFile, piece: memoryview, offset: int
 ) -> None:
-    hasher.update(piece)
+    if hasher is not None:
+        hasher.update(piece)
     temp.write(piece, offset)

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Final, Self
 
 import attrs
 
-from sriblob._store import CHUNK_SIZE
+from sriblob._source import CHUNK_SIZE
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator
+    from collections.abc import AsyncIterator
 
     from sriblob._compat import Buffer
 
@@ -59,16 +59,10 @@ class Spool:
     def in_memory(self) -> bool:
         return self._seen <= _SPOOL
 
-    async def tee(self, data: AsyncIterable[Buffer]) -> AsyncIterator[Buffer]:
-        async for chunk in data:
-            if self._copying:
-                await self._keep(chunk)
-            yield chunk
-        if self._copying:
-            await self._flush()
-        self._complete = True
-
-    async def _keep(self, chunk: Buffer) -> None:
+    async def keep(self, chunk: Buffer) -> None:
+        """Copy *chunk* (a :meth:`~sriblob.backend.BlobSource.tap` observer)."""
+        if not self._copying:
+            return
         size = memoryview(chunk).nbytes
         if self._seen + size > self._limit:
             self._stop()
@@ -99,6 +93,13 @@ class Spool:
     def _stop(self) -> None:
         self._copying = False
         self._pending, self._pending_size = [], 0
+
+    async def finish(self) -> int | None:
+        """Say the stream ended whole; the copy's size, or None if there is none."""
+        if self._copying:
+            await self._flush()
+        self._complete = True
+        return self.size
 
     def chunks(self) -> SpoolChunks:
         return SpoolChunks(self)

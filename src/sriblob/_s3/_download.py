@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 from botocore.exceptions import ClientError
 
-from sriblob._store import CHUNK_SIZE
+from sriblob._source import CHUNK_SIZE
 from sriblob.exceptions import StoreError, StoreUnavailable
 
 from ._errors import TRANSLATED, code_of, status_of

@@ -5,51 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
-import io
 import logging
-import uuid
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Unpack
 
 import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
+from sriblob._backend import Backend, BlobBody, BlobInfo
 from sriblob._config import S3StoreConfig
-from sriblob._integrity import coerce_integrity
-from sriblob._store import BlobBody, BlobInfo, BlobSource, BlobStore
+from sriblob._store import BlobStore
 from sriblob.exceptions import BucketNotFound, StoreError, StoreUnavailable
 from sriblob.keys import integrity_to_key, key_to_integrity
 
 from ._download import Downloader
 from ._errors import Where, status_of
-from ._etag import holds
 from ._http import Limits, bounded_session
 from ._lease import LEASE_NAME, BucketLease
 from ._signing import hash_payloads_off_loop
-from ._upload import (
-    BLIND_PUT_MAX,
-    Part,
-    Uploader,
-    close_iterator,
-    part_size_for,
-    rechunk,
-    slices,
-    split_first,
-    streamed_part_size,
-    wait_out,
-)
+from ._upload import Uploader
 from ._usage import USAGE_NAME, BucketTotal
+from ._writer import Writer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator
 
     from types_aiobotocore_s3 import S3Client
 
     from sriblob._integrity import Integrity
     from sriblob._lease import Lease
+    from sriblob._options import StoreKeywords, StoreOptions
+    from sriblob._source import BlobSource
 
-__all__ = ["S3BlobStore"]
+__all__ = ["S3Backend", "S3BlobStore"]
 
 logger = logging.getLogger("sriblob")
 
@@ -79,83 +67,14 @@ def read_concurrency(config: S3StoreConfig) -> int:
     return PARALLEL_READS if endpoint.lower().startswith("https://") else 1
 
 
-class S3BlobStore(BlobStore):
-    """A store in an S3 bucket (AWS, MinIO, Ceph RGW, other S3-compatibles).
+class S3Backend(Backend):
+    """Blobs as objects in an S3 bucket (see :class:`~sriblob.S3BlobStore`)."""
 
-    Blobs live under ``config.key_prefix`` + hex of the integrity (see
-    :mod:`sriblob.keys`), the layout of the original script-package store.
-    Open it with ``async with``: that creates one aioboto3 session and one
-    S3 client, shared by every call, whose connection pool fits
-    ``config.max_concurrency``; :meth:`aclose` closes it.
+    default_id: ClassVar[str] = "s3"
+    requires_startup: ClassVar[bool] = True
 
-    ::
-
-        async with S3BlobStore(config) as store:
-            integrity = await store.add(data)
-
-    Small blobs go up in one PutObject; large and streamed ones as multipart
-    uploads with a bounded number of parts in flight, so memory stays around
-    ``part_size * (max_concurrency + 1)`` whatever the size. A failed,
-    mismatched or cancelled upload is aborted and leaves nothing behind.
-
-    No request waits forever: waiting for a pooled connection, connecting,
-    each read, and each body sent or received (at ``min_transfer_rate`` at
-    least) are bounded by the configuration, and ``operation_timeout``
-    bounds a whole call.
-
-    Args:
-        config: Where the bucket is and how to talk to it.
-        id: The store's id in a registry.
-        verify: See :class:`~sriblob.BlobStore`.
-        max_blob_size: See :class:`~sriblob.BlobStore`.
-        max_total_size: See :class:`~sriblob.BlobStore`. The running total
-            is the object ``<key_prefix>.usage``, changed compare-and-swap
-            (``If-Match``) by every replica; see "Quotas" in the operations
-            guide for where it is approximate.
-        warn_total_size: See :class:`~sriblob.BlobStore`.
-
-    Raises:
-        TypeError: *config* is not an :class:`~sriblob.S3StoreConfig`.
-
-    Opening the store sends HeadBucket: a bucket that doesn't exist raises
-    :class:`~sriblob.BucketNotFound` there, whatever the server would do on a
-    put (SeaweedFS creates a missing bucket), so a typo never starts a new,
-    empty bucket; other failures are left for the first call to report.
-
-    Operations raise :class:`~sriblob.AccessDenied`,
-    :class:`~sriblob.BucketNotFound` or :class:`~sriblob.StoreUnavailable`
-    (after the configured retries), naming the bucket and endpoint, never
-    the secret.
-
-    .. versionadded:: 0.1.0
-    """
-
-    requires_startup = True
-
-    def __init__(
-        self,
-        config: S3StoreConfig,
-        *,
-        id: str = "s3",
-        verify: bool = True,
-        max_blob_size: int | None = None,
-        max_total_size: int | None = None,
-        warn_total_size: int | None = None,
-    ) -> None:
-        if not isinstance(config, S3StoreConfig):
-            msg = (
-                "S3BlobStore needs an S3StoreConfig, not "
-                f"{type(config).__name__}; build one with S3StoreConfig(...) "
-                "or load_s3_config_from_env()."
-            )
-            raise TypeError(msg)
-        super().__init__(
-            id=id,
-            verify=verify,
-            max_blob_size=max_blob_size,
-            max_total_size=max_total_size,
-            warn_total_size=warn_total_size,
-        )
+    def __init__(self, config: S3StoreConfig) -> None:
+        super().__init__()
         self._config = config
         self._prefix = config.key_prefix
         self._staging_prefix = config.key_prefix + STAGING_DIR
@@ -163,14 +82,19 @@ class S3BlobStore(BlobStore):
         self._usage_key = config.key_prefix + USAGE_NAME
         self._bucket_total: BucketTotal | None = None
         self._limits = Limits.of(config)
-        self._where = Where(id, config.bucket, config.endpoint or "AWS")
+        self._where = Where(self.default_id, config.bucket, config.endpoint or "AWS")
         self._client_context: contextlib.AsyncExitStack | None = None
         self._uploader_or_none: Uploader | None = None
         self._downloader_or_none: Downloader | None = None
+        self._writer_or_none: Writer | None = None
         self._bucket_lease: BucketLease | None = None
         self._bucket_seen = False
 
-    def _left_open(self) -> str | None:
+    def bind(self, options: StoreOptions, /) -> None:
+        super().bind(options)
+        self._where = Where(options.id, self._config.bucket, self._where.endpoint)
+
+    def left_open(self) -> str | None:
         if getattr(self, "_client_context", None) is None:
             return None
         return "its S3 client and connections"
@@ -180,7 +104,7 @@ class S3BlobStore(BlobStore):
         """The store's configuration."""
         return self._config
 
-    def _repr_details(self) -> str:
+    def describe(self) -> str:
         return f"bucket={self._config.bucket!r} endpoint={self._where.endpoint!r}"
 
     # -- lifecycle -----------------------------------------------------------
@@ -246,6 +170,17 @@ class S3BlobStore(BlobStore):
                 where=self._where,
                 backend=self.id,
             )
+            self._writer_or_none = Writer(
+                config=config,
+                where=self._where,
+                uploader=self._uploader_or_none,
+                downloader=self._downloader_or_none,
+                key=self._key,
+                head=self._head,
+                verify=self.options.verify,
+                counted=self.keeps_total,
+                staging_prefix=self._staging_prefix,
+            )
             self._bucket_total = BucketTotal(
                 client=client,
                 bucket=config.bucket,
@@ -282,6 +217,7 @@ class S3BlobStore(BlobStore):
         context, self._client_context = self._client_context, None
         self._uploader_or_none = None
         self._downloader_or_none = None
+        self._writer_or_none = None
         self._bucket_total = None
         if context is not None:
             await context.aclose()
@@ -293,6 +229,14 @@ class S3BlobStore(BlobStore):
             msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
             raise RuntimeError(msg)
         return uploader
+
+    @property
+    def _writer(self) -> Writer:
+        writer = self._writer_or_none
+        if writer is None:  # pragma: no cover -- BlobStore._check_usable guards
+            msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
+            raise RuntimeError(msg)
+        return writer
 
     @property
     def _downloader(self) -> Downloader:
@@ -368,35 +312,9 @@ class S3BlobStore(BlobStore):
         return True
 
     async def presign(
-        self,
-        integrity: str | Integrity,
-        /,
-        *,
-        expires_in: int = 3600,
-        method: str = "GET",
+        self, integrity: Integrity, /, *, expires_in: int, method: str
     ) -> str:
-        """Return a URL that GETs (or HEADs) the blob without credentials.
-
-        Signed with the store's key (SigV4, query string), valid for
-        *expires_in* seconds; the server refuses it afterwards. No request is
-        sent: the URL of a blob the bucket doesn't hold answers 404. A string
-        with several digests presigns the first of its strongest algorithm.
-
-        Args:
-            integrity: The blob's integrity.
-            expires_in: Seconds the URL stays valid (1 to 604,800: SigV4's
-                limit of seven days), counted from the signing time, which
-                SigV4 truncates to the second: the URL may expire up to a
-                second sooner.
-            method: ``"GET"`` or ``"HEAD"``.
-
-        Raises:
-            InvalidIntegrity: *integrity* is malformed.
-            ValueError: *expires_in* or *method* is out of range.
-
-        .. versionadded:: 0.1.0
-        """
-        wanted = coerce_integrity(integrity)
+        """A SigV4 query-string URL of the blob's key (see :class:`S3BlobStore`)."""
         if (
             isinstance(expires_in, bool)
             or not isinstance(expires_in, int)
@@ -408,11 +326,10 @@ class S3BlobStore(BlobStore):
         if method not in operations:
             msg = f"method must be 'GET' or 'HEAD', not {method!r}."
             raise ValueError(msg)
-        self._check_usable()
         with self._where.translate("presign"):
             url: str = await self._client.generate_presigned_url(
                 operations[method],
-                Params={"Bucket": self._config.bucket, "Key": self._key(wanted)},
+                Params={"Bucket": self._config.bucket, "Key": self._key(integrity)},
                 ExpiresIn=expires_in,
             )
         return url
@@ -452,227 +369,11 @@ class S3BlobStore(BlobStore):
         head = await self._head(key)
         return None if head is None else int(head["ContentLength"])
 
-    async def _holds(self, key: str, head: Any, data: Part) -> bool:
-        """Whether the object *head* describes is *data*, by its ETag (no GET).
-
-        *data* is verified; an object whose ETag isn't the one an upload of
-        *data* would have (damaged, or written another way) is not.
-        """
-        part_size = self._config.part_size
-        with (
-            data.getbuffer() if isinstance(data, io.BytesIO) else memoryview(data)
-        ) as view:
-            if view.nbytes <= BLIND_PUT_MAX:
-                same = holds(head.get("ETag"), view, part_size=part_size)
-            else:
-                same = await asyncio.to_thread(
-                    holds, head.get("ETag"), view, part_size=part_size
-                )
-        if not same:
-            logger.info(
-                "put backend=%s bucket=%s key=%s: the stored object isn't the "
-                "bytes put (ETag %s: damaged, or written another way); "
-                "replacing it",
-                self.id,
-                self._config.bucket,
-                key,
-                head.get("ETag"),
-            )
-        return same
-
-    def _parts(self, source: BlobSource) -> AsyncIterator[Part]:
-        configured = self._config.part_size
-        if source.size is not None:
-            return source.chunks(part_size_for(source.size, configured))
-        return rechunk(
-            source.chunks(), lambda number: streamed_part_size(number, configured)
-        )
-
     # -- writing -------------------------------------------------------------
 
     async def write_blob(self, source: BlobSource, /) -> None:
         async with self._deadline("PutObject"):
-            if source.expected is None:
-                await self._write_named_later(source)
-            else:
-                await self._write_named(source, self._key(source.expected))
-
-    async def _write_named(self, source: BlobSource, key: str) -> None:
-        """Write a blob whose key is known before its bytes are read.
-
-        A stored object stands only if it is the bytes put: up to
-        ``BLIND_PUT_MAX`` the bytes are put over it in one request; for
-        larger bytes-like data its ETag is compared with theirs (a
-        HeadObject, no download); a stream is uploaded over it (comparing
-        would need the stream twice, and an upload costs what the first put
-        did, with no download). Stores with ``verify=False`` keep what is
-        stored.
-        """
-        view = None
-        small = source.size is not None and source.size <= BLIND_PUT_MAX
-        if small and self.verify and self._quota is None:
-            # One PutObject, stored already or not: the bytes go up whether
-            # the request is conditional or not, so replacing what is there
-            # (a damaged copy too) costs no more than keeping it, and saves
-            # the HeadObject a check would take. Stores with verify=False
-            # ask first: their bytes aren't proven to be the stored ones,
-            # and derived bytes must not be overwritten. Stores with a quota
-            # ask first too, to charge only a new blob.
-            view = await source.buffer()
-            assert view is not None  # noqa: S101 -- the size is known
-            await self._uploader.put_object(key, view)
-            return
-        stored = None
-        if not source.replace or self._quota is not None:
-            head = await self._head(key)
-            stored = None if head is None else int(head["ContentLength"])
-            if not source.replace and stored is not None and source.keeps(stored):
-                if not self.verify:
-                    return
-                if source.size is not None:
-                    if view is None:
-                        view = await source.buffer()
-                    assert view is not None  # noqa: S101 -- the size is known
-                    if await self._holds(key, head, view):
-                        return
-        await self._upload(key, source, view, replacing=stored or 0)
-
-    async def _upload(
-        self,
-        key: str,
-        source: BlobSource,
-        view: memoryview | None,
-        *,
-        replacing: int,
-    ) -> None:
-        """Put the source under *key*: the size tiers, written once.
-
-        Bytes of known size up to ``multipart_threshold`` go up in one
-        PutObject; larger ones, and streams, in parts (one PutObject after
-        all if a stream turns out to fit in one part). With a quota the blob
-        is charged (``source.admit``) before its bytes go up when its size
-        is known, else once they all went up and before the object becomes
-        visible; a failed write gives the charge back.
-        """
-        threshold = self._config.multipart_threshold
-        try:
-            if view is None and source.size is not None and source.size <= threshold:
-                view = await source.buffer()
-            if view is not None:
-                await source.admit(replacing=replacing)
-                if view.nbytes <= threshold:
-                    await self._uploader.put_object(key, view)
-                else:
-                    size = part_size_for(view.nbytes, self._config.part_size)
-                    await self._uploader.write(key, slices(view, size))
-                return
-            parts = self._parts(source)
-            try:
-                await self._uploader.write(
-                    key,
-                    parts,
-                    before_complete=functools.partial(
-                        source.admit, replacing=replacing
-                    ),
-                )
-            finally:
-                await close_iterator(parts)
-        except BaseException:
-            await source.unadmit()
-            raise
-
-    async def _write_named_later(self, source: BlobSource) -> None:
-        """Store a stream: directly if it fits in one part, else via staging."""
-        parts = self._parts(source)
-        try:
-            only, many = await split_first(parts)
-            if many is None:
-                # The whole stream fit in one part, and it is hashed: no staging.
-                key = self._key(source.integrity)
-                data: Part = b"" if only is None else only
-                head = await self._head(key)
-                stored = None if head is None else int(head["ContentLength"])
-                kept = (
-                    stored is not None
-                    and source.keeps(stored)
-                    and (not self.verify or await self._holds(key, head, data))
-                )
-                if not kept:
-                    await self._charged(
-                        source,
-                        stored,
-                        functools.partial(
-                            self._uploader.put_object,
-                            key,
-                            b"" if only is None else only,
-                        ),
-                    )
-                return
-            staging = self._staging_prefix + uuid.uuid4().hex
-            try:
-                await self._uploader.multipart(staging, many)
-                key = self._key(source.integrity)
-                stored = await self._stored_size(key)
-                # A store that verifies copies the staged, verified object
-                # over a stored one: a server-side copy, where checking the
-                # stored object would download it.
-                if stored is None or not source.keeps(stored) or self.verify:
-                    await self._charged(
-                        source,
-                        stored,
-                        functools.partial(
-                            self._uploader.copy,
-                            staging,
-                            key,
-                            source.bytes_read,
-                            self._read_key,
-                        ),
-                    )
-            finally:
-                await self._discard_staging(staging)
-        finally:
-            await close_iterator(parts)
-
-    async def _charged(
-        self,
-        source: BlobSource,
-        stored: int | None,
-        write: Callable[[], Awaitable[None]],
-    ) -> None:
-        """Charge *source* (replacing *stored* bytes), then *write*; refund on error."""
-        try:
-            await source.admit(replacing=stored or 0)
-            await write()
-        except BaseException:
-            await source.unadmit()
-            raise
-
-    async def _discard_staging(self, staging: str) -> None:
-        delete = asyncio.ensure_future(self._uploader.delete_key(staging))
-        await wait_out(delete)
-        if not delete.cancelled() and (error := delete.exception()) is not None:
-            logger.warning(
-                "staging cleanup backend=%s bucket=%s key=%s failed: %r",
-                self.id,
-                self._config.bucket,
-                staging,
-                error,
-            )
-
-    async def _read_key(self, key: str) -> AsyncIterator[bytes]:
-        """Stream an object down: the copy for servers without UploadPartCopy."""
-        opened = await self._downloader.open(key, 0, None, lambda size: size)
-        if opened is None:
-            msg = (
-                f"S3 GetObject on bucket {self._where.bucket!r} at "
-                f"{self._where.endpoint} failed: {key!r} vanished while copied."
-            )
-            raise self._where.error(StoreError, msg)
-        try:
-            async for chunk in opened.chunks:
-                yield chunk
-        finally:
-            await opened.aclose()
+            await self._writer.write(source)
 
     # -- reading -------------------------------------------------------------
 
@@ -756,7 +457,7 @@ class S3BlobStore(BlobStore):
         key = self._key(integrity)
         async with self._deadline("DeleteObject"):
             size = None
-            if stored_before is not None or self._quota is not None:
+            if stored_before is not None or self.keeps_total:
                 # The stored time for the grace rule; the size for the total.
                 info = await self.stat_blob(integrity)
                 if info is None:
@@ -796,3 +497,107 @@ class S3BlobStore(BlobStore):
 async def _nothing() -> AsyncIterator[bytes]:
     return
     yield b""  # pragma: no cover -- makes this an async generator
+
+
+class S3BlobStore(BlobStore):
+    """A store in an S3 bucket (AWS, MinIO, Ceph RGW, other S3-compatibles).
+
+    Blobs live under ``config.key_prefix`` + hex of the integrity (see
+    :mod:`sriblob.keys`), the layout of the original script-package store.
+    Open it with ``async with``: that creates one aioboto3 session and one
+    S3 client, shared by every call, whose connection pool fits
+    ``config.max_concurrency``; :meth:`aclose` closes it.
+
+    ::
+
+        async with S3BlobStore(config) as store:
+            integrity = await store.add(data)
+
+    Small blobs go up in one PutObject; large and streamed ones as multipart
+    uploads with a bounded number of parts in flight, so memory stays around
+    ``part_size * (max_concurrency + 1)`` whatever the size. A failed,
+    mismatched or cancelled upload is aborted and leaves nothing behind.
+
+    No request waits forever: waiting for a pooled connection, connecting,
+    each read, and each body sent or received (at ``min_transfer_rate`` at
+    least) are bounded by the configuration, and ``operation_timeout``
+    bounds a whole call.
+
+    Args:
+        config: Where the bucket is and how to talk to it.
+        id: The store's id in a registry.
+        options: ``verify``, ``max_blob_size``, ``max_total_size`` and
+            ``warn_total_size``, as for :class:`~sriblob.BlobStore`. The
+            running total is the object ``<key_prefix>.usage``, changed
+            compare-and-swap (``If-Match``) by every replica; see "Quotas" in
+            the operations guide for where it is approximate.
+
+    Raises:
+        TypeError: *config* is not an :class:`~sriblob.S3StoreConfig`.
+
+    Opening the store sends HeadBucket: a bucket that doesn't exist raises
+    :class:`~sriblob.BucketNotFound` there, whatever the server would do on a
+    put (SeaweedFS creates a missing bucket), so a typo never starts a new,
+    empty bucket; other failures are left for the first call to report.
+
+    Operations raise :class:`~sriblob.AccessDenied`,
+    :class:`~sriblob.BucketNotFound` or :class:`~sriblob.StoreUnavailable`
+    (after the configured retries), naming the bucket and endpoint, never
+    the secret.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self, config: S3StoreConfig, *, id: str = "s3", **options: Unpack[StoreKeywords]
+    ) -> None:
+        if not isinstance(config, S3StoreConfig):
+            msg = (
+                "S3BlobStore needs an S3StoreConfig, not "
+                f"{type(config).__name__}; build one with S3StoreConfig(...) "
+                "or load_s3_config_from_env()."
+            )
+            raise TypeError(msg)
+        self._s3 = S3Backend(config)
+        super().__init__(self._s3, id=id, **options)
+
+    @property
+    def backend(self) -> S3Backend:
+        """The store's backend."""
+        return self._s3
+
+    @property
+    def config(self) -> S3StoreConfig:
+        """The store's configuration."""
+        return self._s3.config
+
+    async def presign(
+        self,
+        integrity: str | Integrity,
+        /,
+        *,
+        expires_in: int = 3600,
+        method: str = "GET",
+    ) -> str:
+        """Return a URL that GETs (or HEADs) the blob without credentials.
+
+        Signed with the store's key (SigV4, query string), valid for
+        *expires_in* seconds; the server refuses it afterwards. No request is
+        sent: the URL of a blob the bucket doesn't hold answers 404. A string
+        with several digests presigns the first of its strongest algorithm.
+
+        Args:
+            integrity: The blob's integrity.
+            expires_in: Seconds the URL stays valid (1 to 604,800: SigV4's
+                limit of seven days), counted from the signing time, which
+                SigV4 truncates to the second: the URL may expire up to a
+                second sooner.
+            method: ``"GET"`` or ``"HEAD"``.
+
+        Raises:
+            InvalidIntegrity: *integrity* is malformed.
+            ValueError: *expires_in* or *method* is out of range.
+
+        .. versionadded:: 0.1.0
+        """
+        return await super().presign(integrity, expires_in=expires_in, method=method)

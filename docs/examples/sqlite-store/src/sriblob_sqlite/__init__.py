@@ -1,8 +1,9 @@
 """A sriblob backend on SQLite: one row a blob, from the standard library.
 
 The worked example of sriblob's "Writing a backend" guide. It implements the
-backend interface of :class:`sriblob.BlobStore` and nothing more: argument
-checks, verification, size limits and repairs are the base class's job.
+public backend interface, :class:`sriblob.backend.Backend`, and nothing more:
+argument checks, verification, size limits, the quota and repairs are the
+job of the :class:`sriblob.BlobStore` built around it.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import sriblob
+from sriblob.backend import Backend, BlobBody, BlobInfo, BlobSource, chunks_of
 
 if TYPE_CHECKING:
     import logging
     import os
     from collections.abc import AsyncIterator, Callable, Mapping
 
-__all__ = ["SQLiteBlobStore", "register"]
+__all__ = ["SQLiteBackend", "SQLiteBlobStore", "register"]
 
-_CHUNK = 1024 * 1024
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
     integrity TEXT PRIMARY KEY,
@@ -33,36 +34,32 @@ CREATE TABLE IF NOT EXISTS blobs (
 """
 
 
-class SQLiteBlobStore(sriblob.BlobStore):
+class SQLiteBackend(Backend):
     """Blobs in one SQLite file, one row each (so: small blobs).
 
     Args:
         path: The database file; created on first use.
-        id: The store's id in a registry.
-        verify: See :class:`sriblob.BlobStore`.
-        max_blob_size: See :class:`sriblob.BlobStore`.
     """
 
+    #: The id a store built around it gets unless it names one.
+    default_id = "sqlite"
     #: The connection is made by startup(): ``async with`` is required.
     requires_startup = True
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        id: str = "sqlite",
-        verify: bool = True,
-        max_blob_size: int | None = None,
-    ) -> None:
-        super().__init__(id=id, verify=verify, max_blob_size=max_blob_size)
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
         self._path = path
         self._db: sqlite3.Connection | None = None
         # One connection, used from worker threads one call at a time.
         self._lock = threading.Lock()
 
+    def describe(self) -> str:
+        """What the store's repr() shows."""
+        return f"path={str(self._path)!r}"
+
     def _run(self, call: Callable[[sqlite3.Connection], Any]) -> Any:
         db = self._db
-        if db is None:  # the base class refuses calls before startup()
+        if db is None:  # the store refuses calls before startup()
             msg = f"{self!r} is not open"
             raise sriblob.StoreClosed(msg)
         with self._lock, db:  # one transaction per call
@@ -92,11 +89,17 @@ class SQLiteBlobStore(sriblob.BlobStore):
 
     # -- writing -------------------------------------------------------------
 
-    async def write_blob(self, source: sriblob.BlobSource, /) -> None:
+    async def write_blob(self, source: BlobSource, /) -> None:
         """Store the source's bytes, unless a stored copy may stand."""
-        # A blob already stored may stand, if the source says so for its size.
+        # A blob already stored may stand, if the source says so for its size
+        # and the stored copy still verifies (a put of the good bytes repairs
+        # a copy damaged in place).
         known = source.expected
-        if known is not None and await self._kept(str(known), source):
+        if (
+            known is not None
+            and await self._kept(str(known), source)
+            and await source.stored_copy_intact()
+        ):
             return
         data = bytearray()
         async for chunk in source.chunks():  # raises on a mismatch, at the end
@@ -111,7 +114,7 @@ class SQLiteBlobStore(sriblob.BlobStore):
                 )
             )
 
-    async def _kept(self, name: str, source: sriblob.BlobSource) -> bool:
+    async def _kept(self, name: str, source: BlobSource) -> bool:
         """Whether a stored copy stands; a put renews its storage time."""
         info = await self.stat_blob(sriblob.Integrity.parse(name))
         if info is None or not source.keeps(info.size):
@@ -138,21 +141,14 @@ class SQLiteBlobStore(sriblob.BlobStore):
     @contextlib.asynccontextmanager
     async def read_blob(
         self, integrity: sriblob.Integrity, /
-    ) -> AsyncIterator[sriblob.BlobBody]:
+    ) -> AsyncIterator[BlobBody]:
         """Yield the stored bytes in chunks; BlobNotFound when absent."""
         data = await self.read_blob_bytes(integrity)
         if data is None:
             raise self.not_found(integrity)
+        yield BlobBody(chunks_of(data), len(data))
 
-        async def chunks() -> AsyncIterator[bytes]:
-            for start in range(0, len(data), _CHUNK):
-                yield data[start : start + _CHUNK]
-
-        yield sriblob.BlobBody(chunks(), len(data))
-
-    async def stat_blob(
-        self, integrity: sriblob.Integrity, /
-    ) -> sriblob.BlobInfo | None:
+    async def stat_blob(self, integrity: sriblob.Integrity, /) -> BlobInfo | None:
         """Return size and storage time without reading the bytes."""
         row = await self._do(
             lambda db: db.execute(
@@ -163,7 +159,7 @@ class SQLiteBlobStore(sriblob.BlobStore):
         if row is None:
             return None
         stored_at = dt.datetime.fromtimestamp(row[1], dt.UTC)
-        return sriblob.BlobInfo(str(integrity), row[0], stored_at)
+        return BlobInfo(str(integrity), row[0], stored_at)
 
     # -- deleting and listing ------------------------------------------------
 
@@ -197,6 +193,22 @@ class SQLiteBlobStore(sriblob.BlobStore):
         )
         for (name,) in rows:
             yield name
+
+
+class SQLiteBlobStore(sriblob.BlobStore):
+    """A store in one SQLite file: :class:`SQLiteBackend` in a BlobStore.
+
+    Args:
+        path: The database file; created on first use.
+        id: The store's id in a registry.
+        options: ``verify``, ``max_blob_size``, ``max_total_size`` and
+            ``warn_total_size``, as for :class:`sriblob.BlobStore`.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, id: str = "sqlite", **options: Any
+    ) -> None:
+        super().__init__(SQLiteBackend(path), id=id, **options)
 
 
 def register(

@@ -9,8 +9,9 @@ The original script-package store keeps every blob in one row of
     created_at timestamp NOT NULL DEFAULT now()
 
 ``PostgresBlobStore(dsn, layout="checkstack")`` builds a
-:class:`CheckstackLayout`: the same store (pool, errors, lease, verification)
-over that table. It reads, lists, stats, deletes and writes it, and never
+:class:`~sriblob._postgres.CheckstackLayout`, whose backend is
+:class:`CheckstackBackend`: the same backend (pool, errors, lease) over that
+table. It reads, lists, stats, deletes and writes it, and never
 creates or alters it. Each blob is one base64 value, so a read holds the
 whole blob in memory (the original system kept blobs small: 300 MB in all by
 default).
@@ -24,17 +25,22 @@ import datetime as dt
 import hashlib
 from typing import TYPE_CHECKING, Any, Final
 
-from ._postgres import PostgresBlobStore, _Passthrough
-from ._store import BlobBody, BlobInfo, BlobSource, chunks_of
-from .exceptions import StoreError
+from sriblob._backend import BlobBody, BlobInfo, chunks_of
+from sriblob.exceptions import StoreError
+
+from ._backend import PostgresBackend
+from ._errors import Passthrough
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from ._integrity import Integrity
-    from ._lease import Lease
+    from sriblob._integrity import Integrity
+    from sriblob._lease import Lease
+    from sriblob._source import BlobSource
 
-__all__ = ["CHECKSTACK_SCHEMA", "CHECKSTACK_TABLE", "CheckstackLayout"]
+    from ._pool import Database
+
+__all__ = ["CHECKSTACK_SCHEMA", "CHECKSTACK_TABLE", "CheckstackBackend"]
 
 CHECKSTACK_SCHEMA: Final = "plugin_script-packages-store-postgres"
 CHECKSTACK_TABLE: Final = "script_package_blob_data"
@@ -56,8 +62,8 @@ _QUOTA_KEY: Final = int.from_bytes(
 _LIST_PAGE_SIZE: Final = 1000
 
 
-class CheckstackLayout(PostgresBlobStore):
-    """A :class:`~sriblob.PostgresBlobStore` over the original system's table.
+class CheckstackBackend(PostgresBackend):
+    """The PostgreSQL backend over the original system's table.
 
     Built by ``PostgresBlobStore(dsn, layout="checkstack")`` (or a
     :class:`~sriblob.PostgresStoreConfig` with ``layout="checkstack"``);
@@ -75,27 +81,19 @@ class CheckstackLayout(PostgresBlobStore):
     .. versionadded:: 0.1.0
     """
 
-    @property
-    def schema(self) -> str:
-        """The original system's schema."""
-        return CHECKSTACK_SCHEMA
-
-    @property
-    def table_prefix(self) -> str:
-        """None of the original system's names has a prefix."""
-        return ""
-
-    def _repr_details(self) -> str:
+    def describe(self) -> str:
         where = (
-            f"dsn={self._where!r}" if self._where is not None else "pool=<host pool>"
+            f"dsn={self._endpoint!r}"
+            if self._endpoint is not None
+            else "pool=<host pool>"
         )
         return f"{where} layout='checkstack'"
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, db: Database) -> None:
         """Check the table is there; never create or change it."""
-        async with self._connection("find the table", prepare=False) as conn:
+        async with db.connection("find the table", prepare=False) as conn:
             missing = await conn.fetchval("SELECT to_regclass($1) IS NULL", _TABLE)
         if missing:
             msg = (
@@ -103,7 +101,7 @@ class CheckstackLayout(PostgresBlobStore):
                 "blobs of the original system (layout='checkstack' reads that "
                 "table and never creates it). Check the DSN."
             )
-            raise StoreError(msg, backend=self._id, endpoint=self._where)
+            raise self._errors.error(StoreError, msg)
 
     # -- the lease -----------------------------------------------------------
 
@@ -123,8 +121,8 @@ class CheckstackLayout(PostgresBlobStore):
     # -- the quota -----------------------------------------------------------
 
     async def stored_total(self) -> int:
-        with self._translate("count blobs"):
-            async with self._connection("count blobs") as conn:
+        with self._errors.translate("count blobs"):
+            async with self._db.connection("count blobs") as conn:
                 total: int = await conn.fetchval(
                     f"SELECT coalesce(sum(size_bytes), 0) FROM {_TABLE}"
                 )
@@ -146,7 +144,7 @@ class CheckstackLayout(PostgresBlobStore):
             if (
                 size is not None
                 and source.keeps(size)
-                and await self._stored_copy_intact(known)
+                and await source.stored_copy_intact()
             ):
                 return
         view = await source.buffer()
@@ -157,10 +155,13 @@ class CheckstackLayout(PostgresBlobStore):
         text = binascii.b2a_base64(data, newline=False).decode("ascii")
         failure: Exception | None = None
         try:
-            with self._translate("store a blob"):
-                async with self._connection("store a blob") as conn, conn.transaction():
+            with self._errors.translate("store a blob"):
+                async with (
+                    self._db.connection("store a blob") as conn,
+                    conn.transaction(),
+                ):
                     await self._write_row(conn, source, text, len(data))
-        except _Passthrough as passthrough:
+        except Passthrough as passthrough:
             failure = passthrough.error
         if failure is not None:
             raise failure
@@ -178,7 +179,7 @@ class CheckstackLayout(PostgresBlobStore):
             text,
         )
         stored = None if row is None else row["size_bytes"]
-        intact = row is not None and (row["same"] or not self.verify)
+        intact = row is not None and (row["same"] or not self.options.verify)
         if stored is not None and intact and source.keeps(stored):
             await conn.execute(
                 f"UPDATE {_TABLE} SET created_at = clock_timestamp()::timestamp"
@@ -186,7 +187,7 @@ class CheckstackLayout(PostgresBlobStore):
                 name,
             )
             return
-        if self._quota is not None:
+        if self.keeps_total:
             # One put at a time checks the sum: no two can both fit.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _QUOTA_KEY)
             total = await conn.fetchval(
@@ -194,7 +195,7 @@ class CheckstackLayout(PostgresBlobStore):
             )
             delta = size - (stored or 0)
             if delta > 0 and not self.fits(total, delta):
-                raise _Passthrough(self.quota_exceeded(total, delta))
+                raise Passthrough(self.quota_exceeded(total, delta))
         # A concurrent writer of the same blob makes this wait for its
         # commit, then replace its row with the same verified bytes.
         await conn.execute(
@@ -206,15 +207,15 @@ class CheckstackLayout(PostgresBlobStore):
             text,
             size,
         )
-        if self._quota is not None:
+        if self.keeps_total:
             total = await conn.fetchval(
                 f"SELECT coalesce(sum(size_bytes), 0) FROM {_TABLE}"
             )
-            self._quota.note(total)
+            self.noted(total)
 
     async def _renew_row(self, integrity: Integrity) -> int | None:
-        with self._translate("look a blob up"):
-            async with self._connection("look a blob up") as conn:
+        with self._errors.translate("look a blob up"):
+            async with self._db.connection("look a blob up") as conn:
                 size: int | None = await conn.fetchval(
                     f"UPDATE {_TABLE} SET created_at = clock_timestamp()::timestamp"
                     " WHERE integrity = $1 RETURNING size_bytes",
@@ -225,8 +226,8 @@ class CheckstackLayout(PostgresBlobStore):
     # -- reading -------------------------------------------------------------
 
     async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
-        with self._translate("read a blob"):
-            async with self._connection("read a blob") as conn:
+        with self._errors.translate("read a blob"):
+            async with self._db.connection("read a blob") as conn:
                 row = await conn.fetchrow(
                     f"SELECT data, size_bytes FROM {_TABLE} WHERE integrity = $1",
                     str(integrity),
@@ -236,11 +237,11 @@ class CheckstackLayout(PostgresBlobStore):
         try:
             data = binascii.a2b_base64(row["data"], strict_mode=True)
         except (binascii.Error, ValueError):
-            raise self._damaged(
+            raise self._errors.damaged(
                 integrity, "its data column is not valid base64"
             ) from None
         if len(data) != row["size_bytes"]:
-            raise self._damaged(
+            raise self._errors.damaged(
                 integrity,
                 f"its data decodes to {len(data)} bytes, not its size_bytes "
                 f"{row['size_bytes']}",
@@ -267,8 +268,8 @@ class CheckstackLayout(PostgresBlobStore):
         yield BlobBody(chunks_of(data, start, stop), len(data))
 
     async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
-        with self._translate("look a blob up"):
-            async with self._connection("look a blob up") as conn:
+        with self._errors.translate("look a blob up"):
+            async with self._db.connection("look a blob up") as conn:
                 row = await conn.fetchrow(
                     f"SELECT size_bytes, {_CREATED} AS stored_at FROM {_TABLE}"
                     " WHERE integrity = $1",
@@ -280,8 +281,8 @@ class CheckstackLayout(PostgresBlobStore):
         return BlobInfo(str(integrity), row["size_bytes"], stored_at.astimezone(dt.UTC))
 
     async def has_blob(self, integrity: Integrity, /) -> bool:
-        with self._translate("look a blob up"):
-            async with self._connection("look a blob up") as conn:
+        with self._errors.translate("look a blob up"):
+            async with self._db.connection("look a blob up") as conn:
                 found: bool = await conn.fetchval(
                     f"SELECT EXISTS (SELECT 1 FROM {_TABLE} WHERE integrity = $1)",
                     str(integrity),
@@ -294,8 +295,8 @@ class CheckstackLayout(PostgresBlobStore):
         self, integrity: Integrity, /, *, stored_before: dt.datetime | None
     ) -> bool:
         name = str(integrity)
-        with self._translate("delete a blob"):
-            async with self._connection("delete a blob") as conn:
+        with self._errors.translate("delete a blob"):
+            async with self._db.connection("delete a blob") as conn:
                 if stored_before is None:
                     await conn.execute(
                         f"DELETE FROM {_TABLE} WHERE integrity = $1", name
@@ -315,8 +316,8 @@ class CheckstackLayout(PostgresBlobStore):
     async def list_names(self) -> AsyncIterator[str]:
         after = ""
         while True:
-            with self._translate("list blobs"):
-                async with self._connection("list blobs") as conn:
+            with self._errors.translate("list blobs"):
+                async with self._db.connection("list blobs") as conn:
                     rows = await conn.fetch(
                         f'SELECT integrity FROM {_TABLE} WHERE integrity COLLATE "C"'
                         ' > $1 ORDER BY integrity COLLATE "C" LIMIT $2',
