@@ -1105,8 +1105,10 @@ class TestDsnSecrets:
         store = PostgresBlobStore(
             f"postgresql://app:{self.PASSWORD}@127.0.0.1:{port}/blobs"
         )
-        with pytest.raises(StoreUnavailable) as excinfo:
-            await store.__aenter__()
+        # The store opens with the server down; its first call says so.
+        async with store:
+            with pytest.raises(StoreUnavailable) as excinfo:
+                await store.has(integrity_of(b"x"))
 
         assert self.PASSWORD not in str(excinfo.value)
         assert excinfo.value.endpoint == f"127.0.0.1:{port}/blobs"
