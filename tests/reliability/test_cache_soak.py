@@ -127,8 +127,17 @@ def servers(env: dict[str, str], logs: Path) -> Iterator[list[str]]:
     finally:
         for process, _ in processes:
             process.terminate()
+        stuck = []
         for process, log in processes:
-            assert process.wait(30) == 0, log.read_text()[-3000:]
+            try:
+                status = process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                stuck.append(log.read_text()[-3000:])
+            else:
+                assert status == 0, log.read_text()[-3000:]
+        assert stuck == [], "a server didn't stop within 60 s of SIGTERM"
 
 
 async def _load(
