@@ -33,7 +33,7 @@ from sriblob import (
     verify,
 )
 from sriblob._cli import main
-from sriblob._plugins import load_cache_settings
+from sriblob._environment import load_cache_settings
 
 from .helpers import blob, chunked, integrity_of
 from .postgres_server import drop_schema

@@ -24,7 +24,7 @@ from sriblob import (
     Usage,
 )
 from sriblob._cli import main
-from sriblob._plugins import load_quota_levels
+from sriblob._environment import load_quota_levels
 
 from .helpers import blob, chunked, integrity_of
 

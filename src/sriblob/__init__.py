@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         load_postgres_config_from_env,
         load_s3_config_from_env,
     )
+    from ._environment import default_registry
     from ._filesystem import FilesystemBlobStore
     from ._integrity import Integrity, IntegrityHasher
     from ._lease import Lease
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
     from ._postgres import PostgresBlobStore
     from ._quota import Usage
     from ._reader import BlobReader
-    from ._registry import BlobStoreRegistry, default_registry
+    from ._registry import BlobStoreRegistry
     from ._s3 import S3BlobStore
     from ._source import BlobSource, Data
     from ._store import BlobStore
@@ -163,7 +164,7 @@ _LAZY: Final = {
     "StorePlugin": "._plugins",
     "PostgresBlobStore": "._postgres",
     "BlobStoreRegistry": "._registry",
-    "default_registry": "._registry",
+    "default_registry": "._environment",
     "S3BlobStore": "._s3",
     "BlobBody": "._backend",
     "BlobInfo": "._backend",

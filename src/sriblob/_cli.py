@@ -598,7 +598,7 @@ def _registry(
     args: argparse.Namespace, handler: logging.Handler, repeats: _Repeats | None
 ) -> BlobStoreRegistry:
     """The default registry; what its plugins logged, less what the command says."""
-    from ._registry import default_registry  # noqa: PLC0415 -- lazy
+    from ._environment import default_registry  # noqa: PLC0415 -- lazy
 
     if repeats is None:  # -v: every record, as it comes
         return default_registry(root=args.root)
@@ -1176,7 +1176,7 @@ async def _cache_command(registry: BlobStoreRegistry, args: argparse.Namespace) 
 
 def _why_uncached(registry: BlobStoreRegistry) -> str:
     """Why the default registry wrapped no store in a cache, and what to do."""
-    from ._plugins import CACHE_DIR, load_cache_settings  # noqa: PLC0415 -- lazy
+    from ._environment import CACHE_DIR, load_cache_settings  # noqa: PLC0415 -- lazy
     from .exceptions import ConfigurationError  # noqa: PLC0415 -- lazy
 
     try:

@@ -1,15 +1,12 @@
-"""A registry of named stores, plugin discovery and reads that fall back."""
+"""A registry of named stores, one of them active, with reads that fall back."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import logging
-import os
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 from ._integrity import candidates
-from ._sizes import format_size
 from .exceptions import BlobNotFound, ConfigurationError, StoreClosed, UnknownBackend
 
 if TYPE_CHECKING:
@@ -18,13 +15,12 @@ if TYPE_CHECKING:
 
     from ._backend import BlobInfo
     from ._integrity import Integrity
-    from ._plugins import StorePlugin
     from ._reader import BlobReader
     from ._store import BlobStore
 
 _T = TypeVar("_T")
 
-__all__ = ["ENTRY_POINT_GROUP", "BlobStoreRegistry", "default_registry"]
+__all__ = ["ENTRY_POINT_GROUP", "BlobStoreRegistry"]
 
 logger = logging.getLogger("sriblob")
 
@@ -579,128 +575,3 @@ async def _close_all(stores: Iterable[BlobStore]) -> None:
             errors.append(exc)
     if errors:
         raise errors[0]
-
-
-def default_registry(
-    env: Mapping[str, str] | None = None,
-    *,
-    root: str | os.PathLike[str] | None = None,
-    ignore_misconfigured: bool = False,
-) -> BlobStoreRegistry:
-    """Build a registry from every installed store plugin.
-
-    Each :class:`~sriblob.StorePlugin` in the ``sriblob.stores`` entry-point
-    group is called with the registry, *env* and the ``sriblob`` logger, and
-    registers its store only if it is usable. A plugin that fails is logged
-    and skipped. Then the active store is chosen: ``"s3"`` if registered,
-    else ``"postgres"``, else ``"filesystem"`` (else the first registered).
-
-    **A local cache.** With ``SRIBLOB_CACHE_DIR`` set, every registered
-    store that isn't local (S3, PostgreSQL) is wrapped in a
-    :class:`~sriblob.CachedBlobStore` under the same id, its front in
-    ``SRIBLOB_CACHE_DIR/<id>`` holding at most ``SRIBLOB_CACHE_MAX_BYTES``
-    (1 GB by default).
-
-    **A misconfigured backend refuses writes.** When a plugin finds its
-    settings present but unusable (a partial or invalid S3 configuration, a
-    bad DSN, a missing optional dependency), no store is active: every write
-    through :attr:`~BlobStoreRegistry.active` raises
-    :class:`~sriblob.ConfigurationError` naming the backend and its fields,
-    so a typo in a deployment's environment never sends blobs to another
-    store. So does a variable whose name looks like a typo of a setting's
-    (``SRIBLOB_ROT``, ``CHECKSTACK_SCRIPT_PACKAGE_S3_BUCKET``; see the
-    configuration guide), recorded under ``"environment"``. Reads with
-    fallback go on over the stores that are registered, and a warning says
-    so.
-
-    Args:
-        env: The environment to read settings from; :data:`os.environ` by
-            default.
-        root: The filesystem store's root directory, overriding
-            ``SRIBLOB_ROOT``.
-        ignore_misconfigured: Activate by precedence anyway when a backend
-            is misconfigured (the problem is still logged as an error and
-            kept in :attr:`~BlobStoreRegistry.problems`): writes then go to
-            the best store that is configured.
-
-    Returns:
-        The registry, not entered yet: use ``async with`` on it.
-
-    .. versionadded:: 0.1.0
-    """
-    from ._plugins import PRECEDENCE, ROOT_ORIGIN  # noqa: PLC0415 -- import cost
-
-    settings = dict(os.environ if env is None else env)
-    if root is not None:
-        settings["SRIBLOB_ROOT"] = os.fspath(root)
-        settings[ROOT_ORIGIN] = "given by the caller: sriblob --root, or root="
-    registry = BlobStoreRegistry()
-    points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    for point in sorted(points, key=lambda p: (p.name, p.value)):
-        try:
-            plugin: StorePlugin = point.load()
-            plugin(registry, settings, logger)
-        except Exception as exc:
-            logger.exception("Store plugin %r (%s) failed", point.name, point.value)
-            registry.set_status(point.name, f"plugin failed: {type(exc).__name__}")
-    _add_caches(registry, settings)
-    _check_spelling(registry, settings)
-    if registry.problems and not ignore_misconfigured:
-        registry.refuse_writes()
-        logger.warning(
-            "%s; reads fall back to: %s",
-            registry._refused,  # noqa: SLF001 -- built just now
-            ", ".join(registry.ids()) or "none",
-        )
-        return registry
-    for id, reason in PRECEDENCE:
-        if registry.has(id):
-            registry.activate(id, reason=reason)
-            break
-    return registry
-
-
-def _check_spelling(registry: BlobStoreRegistry, settings: Mapping[str, str]) -> None:
-    """Record a variable that looks like a typo of a setting as a problem."""
-    from ._plugins import check_spelling  # noqa: PLC0415 -- import cost
-
-    error = check_spelling(settings)
-    if error is None:
-        return
-    logger.error("environment: %s", error)
-    registry.set_problem("environment", error)
-    registry.set_status("environment", f"misconfigured: {error}")
-
-
-def _add_caches(registry: BlobStoreRegistry, settings: Mapping[str, str]) -> None:
-    """Wrap the remote stores in caches when ``SRIBLOB_CACHE_DIR`` asks for it."""
-    from ._plugins import load_cache_settings  # noqa: PLC0415 -- import cost
-
-    try:
-        cache = load_cache_settings(settings)
-    except ConfigurationError as error:
-        logger.error("cache not set up: %s", error)  # noqa: TRY400 -- one line
-        registry.set_problem("cache", error)
-        registry.set_status("cache", f"misconfigured: {error}")
-        return
-    if cache is None:
-        registry.set_status("cache", "not configured (SRIBLOB_CACHE_DIR is not set)")
-        return
-    from ._cache import CachedBlobStore  # noqa: PLC0415 -- import cost
-    from ._filesystem import FilesystemBlobStore  # noqa: PLC0415 -- import cost
-    from ._memory import MemoryBlobStore  # noqa: PLC0415 -- import cost
-
-    directory, max_bytes = cache
-    wrapped = []
-    for store in registry.stores():
-        id = store.id
-        if isinstance(store, FilesystemBlobStore | MemoryBlobStore):
-            continue  # local already
-        front = FilesystemBlobStore(os.path.join(directory, id), id=f"{id}-cache")  # noqa: PTH118
-        registry.replace(CachedBlobStore(front, store, max_bytes=max_bytes))
-        wrapped.append(id)
-    where = ", ".join(wrapped) or "nothing (every store is local)"
-    registry.set_status(
-        "cache",
-        f"{directory}, at most {format_size(max_bytes)} per store, in front of {where}",
-    )

@@ -902,7 +902,11 @@ class TestClearErrors:
 
     @pytest.mark.parametrize(
         ("field", "value"),
-        [("part_size", 5.5 * MiB + 0.5), ("max_attempts", 2.5), ("max_concurrency", 8.0)],
+        [
+            ("part_size", 5.5 * MiB + 0.5),
+            ("max_attempts", 2.5),
+            ("max_concurrency", 8.0),
+        ],
     )
     def test_float_for_an_integer_field(self, field: str, value: float) -> None:
         """An integer field refuses a float at construction, naming the field."""
