@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 import attrs
 
+from . import _telemetry as telemetry
 from ._integrity import Integrity
 from ._quota import Quota
 from ._source import CHUNK_SIZE
@@ -355,9 +356,10 @@ class Backend(abc.ABC):
         return total
 
     def noted(self, total: int | None) -> None:
-        """Tell the warning level about a total a backend changed itself."""
+        """Tell the warning level (and the usage gauge) about a new total."""
         if total is not None and self._quota is not None:
             self._quota.note(total)
+            telemetry.note_usage(self.id, total)
 
     async def space_freed(self, size: int, /) -> None:
         """Tell the running total that a blob of *size* bytes was deleted.

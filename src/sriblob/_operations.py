@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Self, TypeAlias, TypeVar
 
 import attrs
 
+from . import _telemetry as telemetry
 from ._integrity import THREAD_HASH_THRESHOLD, Integrity, IntegrityHasher, candidates
 from .exceptions import BlobNotFound, IntegrityMismatch, SriblobError
 
@@ -415,6 +416,9 @@ async def migrate(
         msg = "source and target are the same store; migrate into another store."
         raise ValueError(msg)
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(
+            telemetry.span("migrate", source=source.id, target=target.id)
+        )
         stores = [target, source] if delete_source else [target]
         held = await _leases(stack, "migrate", stores, lease_timeout)
         if delete_source:
@@ -660,6 +664,7 @@ async def verify(
     _check_concurrency(concurrency)
 
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(telemetry.span("verify", store=store.id))
         stores = [store] if delete_corrupt else []
         held = await _leases(stack, "verify", stores, lease_timeout)
         run = _Verification(store, delete_corrupt, on_progress, held.get(id(store)))
@@ -863,6 +868,7 @@ async def collect_garbage(
     cutoff = now - grace
 
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(telemetry.span("gc", store=store.id, dry_run=dry_run))
         stores = [] if dry_run else [store]
         held = await _leases(stack, "collect_garbage", stores, lease_timeout)
         snapshot = [item async for item in store._list_parsed()]  # noqa: SLF001

@@ -62,6 +62,8 @@ class BlobReader:
         self._checked = checked
         self._on_mismatch = on_mismatch
         self._done = False
+        #: The bytes this reader has yielded so far.
+        self.bytes_read = 0
 
     def __aiter__(self) -> Self:
         return self
@@ -90,6 +92,7 @@ class BlobReader:
             raise
         if self._hasher is not None:
             await self._hasher.update(chunk)
+        self.bytes_read += len(chunk)
         return chunk
 
     @property

@@ -6,6 +6,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 
+from . import _telemetry as telemetry
 from ._integrity import candidates
 from .exceptions import BlobNotFound, ConfigurationError, StoreClosed, UnknownBackend
 
@@ -302,19 +303,24 @@ class BlobStoreRegistry:
         wanted = candidates(integrity)[0]  # validates; names the blob in logs
         self._check_not_closed()
         failures: list[Exception] = []
-        for store in self.fallback_order(active=active):
-            try:
-                answer = await ask(store)
-            except Exception as exc:  # noqa: BLE001 -- any backend failure falls through
-                _skipped(operation, store, wanted, exc)
-                failures.append(exc)
-                continue
-            if answer is not None:
-                _served(operation, store, wanted, self._active)
-                return answer, store
-        if failures:
-            raise failures[0]
-        return None
+        with telemetry.span(operation, integrity=str(wanted)) as span:
+            for index, store in enumerate(self.fallback_order(active=active)):
+                try:
+                    answer = await ask(store)
+                except Exception as exc:  # noqa: BLE001 -- any failure falls through
+                    _skipped(operation, store, wanted, exc)
+                    failures.append(exc)
+                    continue
+                if answer is not None:
+                    _served(operation, store, wanted, self._active)
+                    if span is not None:
+                        span.set_attribute("sriblob.served_by", store.id)
+                    if index:
+                        telemetry.note_fallback(operation, store.id)
+                    return answer, store
+            if failures:
+                raise failures[0]
+            return None
 
     async def read_with_fallback(
         self, integrity: str | Integrity, /, *, active: str | None = None

@@ -9,6 +9,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Final, TypeVar
 
+from . import _telemetry as telemetry
 from ._backend import Backend, BlobBody, BlobInfo
 from ._integrity import Algorithm, Integrity, IntegrityHasher, candidates, hash_buffer
 from ._lease import Lease
@@ -225,17 +226,22 @@ class BlobStore(Lifecycle):
         wanted = candidates(integrity)
         self._check_usable()
         algorithm = wanted[0].algorithm
-        if len(wanted) == 1:
-            source = _source(self, data, wanted[0], algorithm, replace=replace)
-        else:
-            # The name is known once the bytes are hashed: as for add().
-            source = _source(
-                self, data, None, algorithm, replace=replace, allowed=wanted
-            )
-            await source.resolve()
-        stored = await self._write(source)
+        with telemetry.call("put", self.id, wanted[0]) as call:
+            if len(wanted) == 1:
+                source = _source(self, data, wanted[0], algorithm, replace=replace)
+            else:
+                # The name is known once the bytes are hashed: as for add().
+                source = _source(
+                    self, data, None, algorithm, replace=replace, allowed=wanted
+                )
+                await source.resolve()
+            stored = await self._write(source, call)
         logger.debug(
-            "put backend=%s integrity=%s size=%d", self.id, stored, source.bytes_read
+            "put backend=%s integrity=%s size=%d",
+            self.id,
+            stored,
+            source.bytes_read,
+            extra=telemetry.fields(self.id, "put", stored),
         )
         return str(stored)
 
@@ -256,17 +262,24 @@ class BlobStore(Lifecycle):
         """
         IntegrityHasher(algorithm)  # validates the algorithm before any I/O
         self._check_usable()
-        source = _source(self, data, None, algorithm, replace=replace)
-        await source.resolve()
-        integrity = await self._write(source)
+        with telemetry.call("add", self.id) as call:
+            source = _source(self, data, None, algorithm, replace=replace)
+            await source.resolve()
+            integrity = await self._write(source, call)
         logger.debug(
-            "add backend=%s integrity=%s size=%d", self.id, integrity, source.bytes_read
+            "add backend=%s integrity=%s size=%d",
+            self.id,
+            integrity,
+            source.bytes_read,
+            extra=telemetry.fields(self.id, "add", integrity),
         )
         return str(integrity)
 
-    async def _write(self, source: BlobSource) -> Integrity:
+    async def _write(self, source: BlobSource, call: telemetry.Call) -> Integrity:
         await self._backend.write_blob(source)
         integrity = source.integrity
+        call.integrity(integrity)
+        call.moved(source.bytes_read, direction="in")
         if source.consumed:
             self._suspects.forget(integrity)
         return integrity
@@ -282,11 +295,14 @@ class BlobStore(Lifecycle):
         """
         options = candidates(integrity)
         self._check_usable()
-        for wanted in options:
-            data = await _read_bytes(self, wanted)
-            if data is not None:
-                return data
-        return None
+        with telemetry.call("get", self.id, options[0]) as call:
+            for wanted in options:
+                data = await _read_bytes(self, wanted)
+                if data is not None:
+                    call.moved(len(data), direction="out")
+                    return data
+            call.missing()
+            return None
 
     def open(
         self, integrity: str | Integrity, /, *, start: int = 0, end: int | None = None
@@ -326,7 +342,11 @@ class BlobStore(Lifecycle):
         """
         options = candidates(integrity)
         self._check_usable()
-        return await _first(self, "has", options, self._backend.has_blob) or False
+        with telemetry.call("has", self.id, options[0]) as call:
+            found = await _first(self, "has", options, self._backend.has_blob)
+            if not found:
+                call.missing()
+            return bool(found)
 
     async def stat(self, integrity: str | Integrity, /) -> BlobInfo | None:
         """Return the blob's size (and storage time) without reading it, or None.
@@ -336,7 +356,11 @@ class BlobStore(Lifecycle):
         """
         options = candidates(integrity)
         self._check_usable()
-        return await _first(self, "stat", options, self._backend.stat_blob)
+        with telemetry.call("stat", self.id, options[0]) as call:
+            info = await _first(self, "stat", options, self._backend.stat_blob)
+            if info is None:
+                call.missing()
+            return info
 
     # -- deleting and listing ----------------------------------------------------
 
@@ -362,16 +386,21 @@ class BlobStore(Lifecycle):
             msg = "stored_before must be timezone-aware, e.g. datetime.now(UTC)."
             raise ValueError(msg)
         self._check_usable()
-        gone = True
-        for wanted in options:
-            deleted = await self._backend.delete_blob(
-                wanted, stored_before=stored_before
-            )
-            logger.debug(
-                "delete backend=%s integrity=%s deleted=%s", self.id, wanted, deleted
-            )
-            gone = gone and deleted
-        return gone
+        with telemetry.call("delete", self.id, options[0]):
+            gone = True
+            for wanted in options:
+                deleted = await self._backend.delete_blob(
+                    wanted, stored_before=stored_before
+                )
+                logger.debug(
+                    "delete backend=%s integrity=%s deleted=%s",
+                    self.id,
+                    wanted,
+                    deleted,
+                    extra=telemetry.fields(self.id, "delete", wanted),
+                )
+                gone = gone and deleted
+            return gone
 
     async def list(
         self, *, on_skip: Callable[[str], object] | None = None
@@ -386,9 +415,11 @@ class BlobStore(Lifecycle):
                 tool wrote under the prefix, say). The store's own temporary
                 and internal objects are never reported.
         """
-        async with contextlib.aclosing(self._list_parsed(on_skip=on_skip)) as blobs:
-            async for name, _ in blobs:
-                yield name
+        # Not the current span: the consumer runs between the yields.
+        with telemetry.call("list", self.id, current=False):
+            async with contextlib.aclosing(self._list_parsed(on_skip=on_skip)) as blobs:
+                async for name, _ in blobs:
+                    yield name
 
     def _list_parsed(
         self, *, on_skip: Callable[[str], object] | None = None
@@ -463,7 +494,10 @@ class BlobStore(Lifecycle):
         wanted = candidates(integrity)[0]
         if self.can_presign:
             self._check_usable()
-        return await self._backend.presign(wanted, expires_in=expires_in, method=method)
+        with telemetry.call("presign", self.id, wanted):
+            return await self._backend.presign(
+                wanted, expires_in=expires_in, method=method
+            )
 
     async def link_to(
         self, integrity: str | Integrity, path: str | os.PathLike[str], /
@@ -484,15 +518,29 @@ class BlobStore(Lifecycle):
         wanted = candidates(integrity)[0]
         if self.can_link:
             self._check_usable()
-        try:
-            return await self._backend.link_to(wanted, path)
-        except IntegrityMismatch:
-            self._suspects.saw_corrupt(wanted)
-            raise
+        with telemetry.call("link_to", self.id, wanted):
+            try:
+                return await self._backend.link_to(wanted, path)
+            except IntegrityMismatch:
+                self._suspects.saw_corrupt(wanted)
+                raise
 
 
 @contextlib.asynccontextmanager
 async def _open_reader(
+    store: BlobStore, options: tuple[Integrity, ...], start: int, end: int | None
+) -> AsyncIterator[BlobReader]:
+    """Open the first of *options* the backend holds; yield its reader."""
+    with telemetry.call("open", store.id, options[0]) as call:
+        async with _opened(store, options, start, end) as reader:
+            try:
+                yield reader
+            finally:
+                call.moved(reader.bytes_read, direction="out")
+
+
+@contextlib.asynccontextmanager
+async def _opened(
     store: BlobStore, options: tuple[Integrity, ...], start: int, end: int | None
 ) -> AsyncIterator[BlobReader]:
     """Open the first of *options* the backend holds; yield its reader."""
@@ -595,9 +643,11 @@ async def _held(
     logger.debug(
         "lease taken backend=%s purpose=%s token=%s", store.id, purpose, mine.token
     )
+    telemetry.note_lease(store.id, 1)
     try:
         yield mine
     finally:
+        telemetry.note_lease(store.id, -1)
         await _release(store.backend, mine)
         logger.debug("lease released backend=%s token=%s", store.id, mine.token)
 
@@ -682,7 +732,12 @@ async def _first(
             else f"size={getattr(answer, 'size', None)}"
         )
         logger.debug(
-            "%s backend=%s integrity=%s %s", operation, store.id, wanted, shown
+            "%s backend=%s integrity=%s %s",
+            operation,
+            store.id,
+            wanted,
+            shown,
+            extra=telemetry.fields(store.id, operation, wanted),
         )
         if answer:
             return answer

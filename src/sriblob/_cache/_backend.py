@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
 
+from sriblob import _telemetry as telemetry
 from sriblob._backend import Backend, BlobBody, BlobInfo, chunks_of
 from sriblob._integrity import PipelinedHasher, hash_buffer
 from sriblob.exceptions import (
@@ -194,6 +195,14 @@ class CacheBackend(Backend):
 
     # -- the front -------------------------------------------------------------
 
+    def _hit(self) -> None:
+        self.counters.hits += 1
+        telemetry.note_cache(self.id, "hit")
+
+    def _miss(self) -> None:
+        self.counters.misses += 1
+        telemetry.note_cache(self.id, "miss")
+
     def _front_failed(
         self, action: str, integrity: Integrity, error: Exception
     ) -> None:
@@ -242,7 +251,7 @@ class CacheBackend(Backend):
                 return None
             if file.unchanged:
                 self.front.trust(integrity, file.after)
-        self.counters.hits += 1
+        self._hit()
         return data
 
     def _cacheable(self, size: int | None) -> bool:
@@ -318,7 +327,7 @@ class CacheBackend(Backend):
 
     async def _from_back(self, integrity: Integrity) -> bytes | None:
         """The back's bytes, checked against the integrity (when verifying)."""
-        self.counters.misses += 1
+        self._miss()
         data = await self._back.read_blob_bytes(integrity)
         if data is not None and self.options.verify:
             (await hash_buffer(data, integrity.algorithm)).verify(integrity)
@@ -342,7 +351,7 @@ class CacheBackend(Backend):
                     yield body
                     return
             async with self._back.read_blob(integrity) as back:
-                self.counters.misses += 1
+                self._miss()
                 yield BlobBody(
                     _checked(self.options.verify, integrity, back), back.size
                 )
@@ -352,7 +361,7 @@ class CacheBackend(Backend):
         flight = self._flights[integrity] = _Flight()
         try:
             async with self._back.read_blob(integrity) as back:
-                self.counters.misses += 1
+                self._miss()
                 tee = self._tee(integrity, back, flight)
                 try:
                     yield BlobBody(tee, back.size)
@@ -383,7 +392,7 @@ class CacheBackend(Backend):
                 await self._repair(integrity, f"{file.size} bytes that don't match")
                 return None
             self.front.trust(integrity, file.after)
-        self.counters.hits += 1
+        self._hit()
         return BlobBody(self._front_stream(integrity, file), file.size)
 
     async def _front_stream(
@@ -455,12 +464,12 @@ class CacheBackend(Backend):
             file = None
         if file is None:
             async with self._back.read_blob_range(integrity, start, end) as back:
-                self.counters.misses += 1
+                self._miss()
                 yield back
             return
         try:
             stop = self.check_range(integrity, start, end, file.size)
-            self.counters.hits += 1
+            self._hit()
             yield BlobBody(file.chunks(start, stop), file.size)
         finally:
             await file.close()
