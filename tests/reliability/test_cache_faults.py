@@ -151,6 +151,49 @@ class TestCutFills:
             assert await store.front.has(integrity)
 
 
+    @pytest.mark.parametrize("ending", ["no room", "a failed write"])
+    async def test_a_fill_that_ends_early_never_stalls_the_reader(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str
+    ) -> None:
+        """The fill gives up while the reader waits to hand it a chunk.
+
+        Found live: a ``sriblob serve`` that never exited, its request
+        parked for good on a full hand-off queue whose fill had ended (other
+        processes took the room meanwhile). The race is widened here: the
+        fill waits 0.2 s, long enough for the reader to fill the queue, then
+        finds no room, or fails its write. The read still ends, whole, and
+        nothing is left in the front.
+        """
+        back = MemoryBlobStore()
+        data = blob(16 * MiB, seed=21)  # 16 chunks: twice the hand-off queue
+        integrity = integrity_of(data)
+        await back.put(integrity, data)
+        async with CachedBlobStore(
+            FilesystemBlobStore(tmp_path / "front"), back, max_bytes=64 * MiB
+        ) as store:
+            front = store.backend.front
+
+            async def no_room(size: int, *, fresh: bool = False) -> bool:
+                await asyncio.sleep(0.2)
+                return False
+
+            async def failed_write(*args: Any, **kwargs: Any) -> None:
+                await asyncio.sleep(0.2)
+                raise OSError(28, "No space left on device")
+
+            if ending == "no room":
+                monkeypatch.setattr(front, "make_room", no_room)
+            else:
+                monkeypatch.setattr(front, "fill", failed_write)
+            async with asyncio.timeout(GUARD):
+                assert await read_open(store, integrity) == data
+            assert not await store.front.has(integrity)
+            temps = [
+                p for p in (tmp_path / "front").rglob("*") if p.name.startswith(".tmp-")
+            ]
+            assert temps == []
+
+
 def test_four_processes_share_one_front(tmp_path: Path) -> None:
     """Every read right, every file in the front verifies, the cap holds."""
     size = 200 * KiB

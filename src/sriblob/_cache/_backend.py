@@ -214,6 +214,7 @@ class CacheBackend(Backend):
             action,
             integrity,
             error,
+            extra=telemetry.fields(self.id, action, integrity),
         )
 
     async def _repair(self, integrity: Integrity, why: str) -> None:
@@ -224,6 +225,7 @@ class CacheBackend(Backend):
             self.id,
             integrity,
             why,
+            extra=telemetry.fields(self.id, "repair", integrity),
         )
         try:
             await self.front.drop(integrity)
@@ -441,12 +443,10 @@ class CacheBackend(Backend):
         complete = False
         try:
             async for chunk in stream:
-                if not fill.done():
-                    await queue.put(chunk)
+                await _hand_over(queue, chunk, fill)
                 yield chunk
             complete = True  # the stream verified: the fill may commit
-            if not fill.done():
-                await queue.put(None)
+            await _hand_over(queue, None, fill)
         finally:
             if not complete:
                 fill.cancel()
@@ -551,6 +551,27 @@ async def _checked(
         (await hasher.finish()).verify(integrity)
     finally:
         hasher.close()
+
+
+async def _hand_over(
+    queue: asyncio.Queue[bytes | None], chunk: bytes | None, fill: asyncio.Future[bool]
+) -> None:
+    """Queue *chunk* for *fill*, waiting for room only while the fill runs.
+
+    A fill may end without taking the rest (no room after all, a failed
+    write): then the chunk is dropped, where a plain ``put`` on a full
+    queue would park the reader for good.
+    """
+    if fill.done():
+        return
+    try:
+        queue.put_nowait(chunk)
+    except asyncio.QueueFull:
+        put = asyncio.ensure_future(queue.put(chunk))
+        try:
+            await asyncio.wait((put, fill), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            put.cancel()
 
 
 async def _drain(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
