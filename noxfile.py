@@ -176,7 +176,14 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Run mypy --strict on the package, the tests and the benchmarks."""
     _install(session, "-e", ".", "--group", "typing")
-    session.run("mypy", "src", "tests", "bench", f"{EXAMPLE_BACKEND}/src")
+    session.run(
+        "mypy",
+        "src",
+        "tests",
+        "bench",
+        f"{EXAMPLE_BACKEND}/src",
+        "docs/examples/observability",
+    )
     session.run("mypy", f"{EXAMPLE_BACKEND}/tests")
 
 

@@ -866,7 +866,14 @@ async def _get_command(registry: BlobStoreRegistry, args: argparse.Namespace) ->
             staging.seek(0)
             with contextlib.suppress(BrokenPipeError):
                 await asyncio.to_thread(_copy_out, staging, sys.stdout.buffer)
-        logger.debug("get integrity=%s served by %s", integrity, served)
+        from ._telemetry import fields  # noqa: PLC0415 -- see the module's imports
+
+        logger.debug(
+            "get integrity=%s served by %s",
+            integrity,
+            served,
+            extra=fields(served, "get", integrity),
+        )
         return 0
     await _get_to_path(registry, integrity, Path(output))
     return 0

@@ -15,6 +15,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Final
 
+from . import _telemetry as telemetry
 from ._config import (
     DEFAULT_ENV_PREFIX,
     POSTGRES_ENV_PREFIX,
@@ -216,7 +217,12 @@ def levels_or_problem(
     try:
         return load_quota_levels(env)
     except ConfigurationError as error:
-        logger.error("%s store not registered: %s", name, error)  # noqa: TRY400 -- one line
+        logger.error(  # noqa: TRY400 -- one line
+            "%s store not registered: %s",
+            name,
+            error,
+            extra=telemetry.fields(name, "configure"),
+        )
         registry.set_problem(name, error)
         registry.set_status(name, f"misconfigured, not registered: {error}")
         return None
@@ -285,7 +291,12 @@ def default_registry(
             plugin: StorePlugin = point.load()
             plugin(registry, settings, logger)
         except Exception as exc:
-            logger.exception("Store plugin %r (%s) failed", point.name, point.value)
+            logger.exception(
+                "Store plugin %r (%s) failed",
+                point.name,
+                point.value,
+                extra=telemetry.fields(point.name, "configure"),
+            )
             registry.set_status(point.name, f"plugin failed: {type(exc).__name__}")
     _add_caches(registry, settings)
     _check_spelling(registry, settings)
@@ -298,6 +309,7 @@ def default_registry(
                 "%s; reads fall back to: %s",
                 refused,
                 ", ".join(registry.ids()) or "none",
+                extra=telemetry.fields(None, "configure"),
             )
         return registry
     for id, reason in PRECEDENCE:
@@ -312,7 +324,7 @@ def _check_spelling(registry: BlobStoreRegistry, settings: Mapping[str, str]) ->
     error = check_spelling(settings)
     if error is None:
         return
-    logger.error("environment: %s", error)
+    logger.error("environment: %s", error, extra=telemetry.fields(None, "configure"))
     registry.set_problem("environment", error)
     registry.set_status("environment", f"misconfigured: {error}")
 
@@ -322,7 +334,9 @@ def _add_caches(registry: BlobStoreRegistry, settings: Mapping[str, str]) -> Non
     try:
         cache = load_cache_settings(settings)
     except ConfigurationError as error:
-        logger.error("cache not set up: %s", error)  # noqa: TRY400 -- one line
+        logger.error(  # noqa: TRY400 -- one line
+            "cache not set up: %s", error, extra=telemetry.fields("cache", "configure")
+        )
         registry.set_problem("cache", error)
         registry.set_status("cache", f"misconfigured: {error}")
         return

@@ -447,6 +447,7 @@ async def migrate(
         report.deleted,
         report.repaired,
         report.foreign,
+        extra=telemetry.fields(source.id, "migrate"),
     )
     return report
 
@@ -466,6 +467,7 @@ class _Foreign:
             self._operation,
             self._store.id,
             name,
+            extra=telemetry.fields(self._store.id, self._operation),
         )
 
 
@@ -499,7 +501,11 @@ class _Migration:
                 await self._move(integrity)
             elif await self._target.has(integrity):
                 self.skipped += 1
-                logger.debug("migrate skipped integrity=%s", name)
+                logger.debug(
+                    "migrate skipped integrity=%s",
+                    name,
+                    extra=telemetry.fields(self._source.id, "migrate", name),
+                )
             else:
                 written = await self._copy(integrity, replace=False)
                 await self._confirm(integrity, written, deleting=False)
@@ -507,7 +513,10 @@ class _Migration:
             failure = _failure(name, exc)
             self.failures.append(failure)
             logger.warning(
-                "migrate failed integrity=%s reason=%s", name, failure.reason
+                "migrate failed integrity=%s reason=%s",
+                name,
+                failure.reason,
+                extra=telemetry.fields(self._source.id, "migrate", name),
             )
         self.done += 1
         if self._on_progress is not None:
@@ -534,7 +543,12 @@ class _Migration:
             await self._target.put(integrity, tap, replace=replace)
         self.copied += 1
         self.bytes_copied += tap.size
-        logger.debug("migrate copied integrity=%s size=%d", integrity, tap.size)
+        logger.debug(
+            "migrate copied integrity=%s size=%d",
+            integrity,
+            tap.size,
+            extra=telemetry.fields(self._source.id, "migrate", integrity),
+        )
         return tap.digest()
 
     async def _move(self, integrity: Integrity) -> None:
@@ -553,11 +567,16 @@ class _Migration:
             await self._confirm(integrity, written)
         elif held:
             self.skipped += 1
-            logger.debug("migrate skipped integrity=%s (read back intact)", integrity)
+            logger.debug(
+                "migrate skipped integrity=%s (read back intact)",
+                integrity,
+                extra=telemetry.fields(self._source.id, "migrate", integrity),
+            )
         else:
             logger.warning(
                 "migrate repairing integrity=%s: the target's copy is damaged",
                 integrity,
+                extra=telemetry.fields(self._source.id, "migrate", integrity),
             )
             written = await self._copy(integrity, replace=True)
             await self._confirm(integrity, written)
@@ -611,7 +630,11 @@ class _Migration:
         await self._source.check_lease(self._leases[id(self._source)])
         await self._source.delete(integrity)
         self.deleted += 1
-        logger.debug("migrate deleted from source integrity=%s", integrity)
+        logger.debug(
+            "migrate deleted from source integrity=%s",
+            integrity,
+            extra=telemetry.fields(self._source.id, "migrate", integrity),
+        )
 
 
 async def verify(
@@ -688,6 +711,7 @@ async def verify(
         len(report.failed),
         report.deleted,
         report.foreign,
+        extra=telemetry.fields(store.id, "verify"),
     )
     return report
 
@@ -724,7 +748,11 @@ class _Verification:
                     size += len(chunk)
         except IntegrityMismatch:
             self.corrupt.append(name)
-            logger.warning("verify corrupt integrity=%s", name)
+            logger.warning(
+                "verify corrupt integrity=%s",
+                name,
+                extra=telemetry.fields(self._store.id, "verify", name),
+            )
             if self._delete_corrupt:
                 await self._delete(name, integrity)
         except _RECORDED as exc:
@@ -732,7 +760,12 @@ class _Verification:
         else:
             self.checked += 1
             self.bytes_checked += size
-            logger.debug("verify ok integrity=%s size=%d", name, size)
+            logger.debug(
+                "verify ok integrity=%s size=%d",
+                name,
+                size,
+                extra=telemetry.fields(self._store.id, "verify", name),
+            )
         self.done += 1
         if self._on_progress is not None:
             self._on_progress(
@@ -755,13 +788,20 @@ class _Verification:
             self._fail(name, exc)
         else:
             self.deleted += 1
-            logger.debug("verify deleted corrupt integrity=%s", name)
+            logger.debug(
+                "verify deleted corrupt integrity=%s",
+                name,
+                extra=telemetry.fields(self._store.id, "verify", name),
+            )
 
     def _fail(self, integrity: str, exc: BaseException) -> None:
         failure = _failure(integrity, exc)
         self.failures.append(failure)
         logger.warning(
-            "verify failed integrity=%s reason=%s", integrity, failure.reason
+            "verify failed integrity=%s reason=%s",
+            integrity,
+            failure.reason,
+            extra=telemetry.fields(self._store.id, "verify", integrity),
         )
 
 
@@ -904,6 +944,7 @@ async def collect_garbage(
         report.bytes_freed,
         report.kept,
         report.spared_fresh,
+        extra=telemetry.fields(store.id, "collect_garbage"),
     )
     return report
 
@@ -948,6 +989,7 @@ class _Collection:
                 "collect_garbage spared integrity=%s stored_at=%s",
                 name,
                 info.stored_at,
+                extra=telemetry.fields(self._store.id, "collect_garbage", name),
             )
             return
         self.doomed.append(name)
@@ -957,4 +999,5 @@ class _Collection:
             "would delete" if self._dry_run else "deleted",
             name,
             info.size,
+            extra=telemetry.fields(self._store.id, "collect_garbage", name),
         )

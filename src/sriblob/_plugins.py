@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import _telemetry as telemetry
 from ._config import (
     DEFAULT_ENV_PREFIX,
     POSTGRES_ENV_PREFIX,
@@ -94,7 +95,11 @@ def register_filesystem(
         )
     )
     registry.set_status("filesystem", f"root {root} ({origin})")
-    logger.debug("Registered the filesystem store at %s", root)
+    logger.debug(
+        "Registered the filesystem store at %s",
+        root,
+        extra=telemetry.fields("filesystem", "configure"),
+    )
 
 
 def register_s3(
@@ -169,13 +174,21 @@ def _register(
     match result:
         case Unconfigured():
             logger.debug(
-                "%s store not registered: no %s variable is set", label, variables
+                "%s store not registered: no %s variable is set",
+                label,
+                variables,
+                extra=telemetry.fields(name, "configure"),
             )
             registry.set_status(
                 name, f"not configured (no {variables} variable is set)"
             )
         case Misconfigured(error=error):
-            logger.error("%s store not registered: %s", label, error)
+            logger.error(
+                "%s store not registered: %s",
+                label,
+                error,
+                extra=telemetry.fields(name, "configure"),
+            )
             registry.set_problem(name, error)
             registry.set_status(name, f"misconfigured, not registered: {error}")
         case Configured(config=config):
@@ -183,7 +196,12 @@ def _register(
                 store = build(config)
             except ConfigurationError as exc:
                 # The quota levels every store shares (SRIBLOB_*_TOTAL_SIZE).
-                logger.error("%s store not registered: %s", label, exc)  # noqa: TRY400 -- one line
+                logger.error(  # noqa: TRY400 -- one line
+                    "%s store not registered: %s",
+                    label,
+                    exc,
+                    extra=telemetry.fields(name, "configure"),
+                )
                 registry.set_problem(name, exc)
                 registry.set_status(name, f"misconfigured, not registered: {exc}")
                 return
@@ -194,7 +212,10 @@ def _register(
                     f"used: {reason}"
                 )
                 logger.error(  # noqa: TRY400 -- one line; the cause is in the message
-                    "%s store not registered: %s", label, msg
+                    "%s store not registered: %s",
+                    label,
+                    msg,
+                    extra=telemetry.fields(name, "configure"),
                 )
                 registry.set_problem(name, ConfigurationError(msg))
                 registry.set_status(name, f"configured but unavailable: {reason}")

@@ -18,6 +18,7 @@ from typing import Final
 
 import attrs
 
+from . import _telemetry as telemetry
 from .exceptions import QuotaExceeded
 
 __all__ = ["Quota", "Usage", "check_levels", "dump_total", "load_total"]
@@ -123,6 +124,7 @@ class Quota:
             total,
             level,
             limit,
+            extra=telemetry.fields(self.backend, "quota"),
         )
 
 

@@ -302,25 +302,12 @@ class BlobStoreRegistry:
         """
         wanted = candidates(integrity)[0]  # validates; names the blob in logs
         self._check_not_closed()
-        failures: list[Exception] = []
+        stores = self.fallback_order(active=active)
         with telemetry.span(operation, integrity=str(wanted)) as span:
-            for index, store in enumerate(self.fallback_order(active=active)):
-                try:
-                    answer = await ask(store)
-                except Exception as exc:  # noqa: BLE001 -- any failure falls through
-                    _skipped(operation, store, wanted, exc)
-                    failures.append(exc)
-                    continue
-                if answer is not None:
-                    _served(operation, store, wanted, self._active)
-                    if span is not None:
-                        span.set_attribute("sriblob.served_by", store.id)
-                    if index:
-                        telemetry.note_fallback(operation, store.id)
-                    return answer, store
-            if failures:
-                raise failures[0]
-            return None
+            found = await _ask_in_turn(stores, ask, operation, wanted, self._active)
+            if found is not None and span is not None:
+                span.set_attribute("sriblob.served_by", found[1].id)
+            return found
 
     async def read_with_fallback(
         self, integrity: str | Integrity, /, *, active: str | None = None
@@ -541,6 +528,32 @@ async def _open_first(
         yield found[0]
 
 
+async def _ask_in_turn(
+    stores: tuple[BlobStore, ...],
+    ask: Callable[[BlobStore], Awaitable[_T | None]],
+    operation: str,
+    wanted: Integrity,
+    active: str | None,
+) -> tuple[_T, BlobStore] | None:
+    """The first answer of the stores, in turn; a failing store falls through."""
+    failures: list[Exception] = []
+    for index, store in enumerate(stores):
+        try:
+            answer = await ask(store)
+        except Exception as exc:  # noqa: BLE001 -- any failure falls through
+            _skipped(operation, store, wanted, exc)
+            failures.append(exc)
+            continue
+        if answer is not None:
+            _served(operation, store, wanted, active)
+            if index:
+                telemetry.note_fallback(operation, store.id)
+            return answer, store
+    if failures:
+        raise failures[0]
+    return None
+
+
 def _skipped(
     operation: str, store: BlobStore, wanted: Integrity, exc: Exception
 ) -> None:
@@ -551,6 +564,7 @@ def _skipped(
         wanted,
         type(exc).__name__,
         exc,
+        extra=telemetry.fields(store.id, operation, wanted),
     )
 
 
@@ -565,6 +579,7 @@ def _served(
             store.id,
             wanted,
             active,
+            extra=telemetry.fields(store.id, operation, wanted),
         )
 
 
@@ -576,7 +591,11 @@ async def _close_all(stores: Iterable[BlobStore]) -> None:
             await store.aclose()
         except Exception as exc:  # noqa: BLE001 -- close the others first
             logger.warning(
-                "aclose backend=%s failed: %s: %s", store.id, type(exc).__name__, exc
+                "aclose backend=%s failed: %s: %s",
+                store.id,
+                type(exc).__name__,
+                exc,
+                extra=telemetry.fields(store.id, "aclose"),
             )
             errors.append(exc)
     if errors:

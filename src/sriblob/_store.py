@@ -279,7 +279,10 @@ class BlobStore(Lifecycle):
         await self._backend.write_blob(source)
         integrity = source.integrity
         call.integrity(integrity)
-        call.moved(source.bytes_read, direction="in")
+        # What the caller handed over: all of bytes-like data, a stream as
+        # far as it was read (a backend that holds the blob may stop early).
+        size = source.bytes_read if source.size is None else source.size
+        call.moved(size, direction="in")
         if source.consumed:
             self._suspects.forget(integrity)
         return integrity
@@ -295,14 +298,7 @@ class BlobStore(Lifecycle):
         """
         options = candidates(integrity)
         self._check_usable()
-        with telemetry.call("get", self.id, options[0]) as call:
-            for wanted in options:
-                data = await _read_bytes(self, wanted)
-                if data is not None:
-                    call.moved(len(data), direction="out")
-                    return data
-            call.missing()
-            return None
+        return await _first(self, "get", options, functools.partial(_read_bytes, self))
 
     def open(
         self, integrity: str | Integrity, /, *, start: int = 0, end: int | None = None
@@ -342,11 +338,7 @@ class BlobStore(Lifecycle):
         """
         options = candidates(integrity)
         self._check_usable()
-        with telemetry.call("has", self.id, options[0]) as call:
-            found = await _first(self, "has", options, self._backend.has_blob)
-            if not found:
-                call.missing()
-            return bool(found)
+        return bool(await _first(self, "has", options, self._backend.has_blob))
 
     async def stat(self, integrity: str | Integrity, /) -> BlobInfo | None:
         """Return the blob's size (and storage time) without reading it, or None.
@@ -356,11 +348,7 @@ class BlobStore(Lifecycle):
         """
         options = candidates(integrity)
         self._check_usable()
-        with telemetry.call("stat", self.id, options[0]) as call:
-            info = await _first(self, "stat", options, self._backend.stat_blob)
-            if info is None:
-                call.missing()
-            return info
+        return await _first(self, "stat", options, self._backend.stat_blob)
 
     # -- deleting and listing ----------------------------------------------------
 
@@ -589,6 +577,7 @@ def _reader(
         body.size,
         start,
         stop,
+        extra=telemetry.fields(store.id, "open", wanted),
     )
     return BlobReader(
         body.chunks,
@@ -620,7 +609,13 @@ async def _parsed_names(
             if on_skip is not None:
                 on_skip(name)
     finally:
-        logger.debug("list backend=%s count=%d skipped=%d", store.id, count, skipped)
+        logger.debug(
+            "list backend=%s count=%d skipped=%d",
+            store.id,
+            count,
+            skipped,
+            extra=telemetry.fields(store.id, "list"),
+        )
         # A consumer that stops early closes the backend's listing now,
         # releasing its connection or cursor, not whenever GC gets to it.
         close = getattr(names, "aclose", None)
@@ -641,7 +636,11 @@ async def _held(
     mine = Lease.mine(purpose)
     await acquire_lease(store.backend, mine, wait)
     logger.debug(
-        "lease taken backend=%s purpose=%s token=%s", store.id, purpose, mine.token
+        "lease taken backend=%s purpose=%s token=%s",
+        store.id,
+        purpose,
+        mine.token,
+        extra=telemetry.fields(store.id, "lease"),
     )
     telemetry.note_lease(store.id, 1)
     try:
@@ -649,7 +648,12 @@ async def _held(
     finally:
         telemetry.note_lease(store.id, -1)
         await _release(store.backend, mine)
-        logger.debug("lease released backend=%s token=%s", store.id, mine.token)
+        logger.debug(
+            "lease released backend=%s token=%s",
+            store.id,
+            mine.token,
+            extra=telemetry.fields(store.id, "lease"),
+        )
 
 
 def _source(
@@ -683,7 +687,8 @@ async def _stored_copy_intact(store: BlobStore, integrity: Integrity) -> bool:
     if not store.verify:
         return True
     try:
-        async with _open_reader(store, (integrity,), 0, None) as reader:
+        # Part of the put's call, not an open() of its own (span, metrics).
+        async with _opened(store, (integrity,), 0, None) as reader:
             async for _ in reader:
                 pass
     except IntegrityMismatch:
@@ -692,6 +697,7 @@ async def _stored_copy_intact(store: BlobStore, integrity: Integrity) -> bool:
             "replacing it with the bytes put",
             store.id,
             integrity,
+            extra=telemetry.fields(store.id, "put", integrity),
         )
         return False
     except BlobNotFound:
@@ -713,6 +719,7 @@ async def _read_bytes(store: BlobStore, wanted: Integrity) -> bytes | None:
         store.id,
         wanted,
         None if data is None else len(data),
+        extra=telemetry.fields(store.id, "get", wanted),
     )
     return data
 
@@ -723,25 +730,41 @@ async def _first(
     options: tuple[Integrity, ...],
     ask: Callable[[Integrity], Awaitable[_T]],
 ) -> _T | None:
-    """The first truthy answer of *ask* for the digests of one SRI string."""
-    for wanted in options:
-        answer = await ask(wanted)
-        shown = (
-            f"found={answer}"
-            if isinstance(answer, bool)
-            else f"size={getattr(answer, 'size', None)}"
-        )
-        logger.debug(
-            "%s backend=%s integrity=%s %s",
-            operation,
-            store.id,
-            wanted,
-            shown,
-            extra=telemetry.fields(store.id, operation, wanted),
-        )
-        if answer:
-            return answer
-    return None
+    """The first answer of *ask* (not None or False) for an SRI string's digests.
+
+    One store call (``has``, ``stat``, ``get``): its span, its outcome
+    (``missing`` when no digest answered), the bytes a ``get`` read.
+    """
+    with telemetry.call(operation, store.id, options[0]) as call:
+        for wanted in options:
+            answer = await ask(wanted)
+            if operation != "get":  # a get logs its own line (_read_bytes)
+                _logged(store, operation, wanted, answer)
+            if answer is not None and answer is not False:
+                if isinstance(answer, bytes):
+                    call.moved(len(answer), direction="out")
+                return answer
+        call.missing()
+        return None
+
+
+def _logged(
+    store: BlobStore, operation: str, wanted: Integrity, answer: object
+) -> None:
+    """Log what one digest's look-up answered."""
+    shown = (
+        f"found={answer}"
+        if isinstance(answer, bool)
+        else f"size={getattr(answer, 'size', None)}"
+    )
+    logger.debug(
+        "%s backend=%s integrity=%s %s",
+        operation,
+        store.id,
+        wanted,
+        shown,
+        extra=telemetry.fields(store.id, operation, wanted),
+    )
 
 
 async def _release(backend: Backend, lease: Lease) -> None:

@@ -136,8 +136,13 @@ def _get() -> _Instruments | None:
     return _instruments
 
 
-def fields(store: str, op: str, integrity: object = None) -> Mapping[str, str | None]:
-    """The ``extra`` fields of a log record about one store call."""
+def fields(
+    store: str | None, op: str, integrity: object = None
+) -> Mapping[str, str | None]:
+    """The ``extra`` fields of a log record: the store, the operation, the blob.
+
+    *store* is None when the record is about no one store (the environment).
+    """
     return {
         "sriblob_store": store,
         "sriblob_op": op,

@@ -33,6 +33,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
+from . import _telemetry as telemetry
 from ._integrity import Integrity
 from ._registry import BlobStoreRegistry
 from ._store import BlobStore
@@ -257,6 +258,7 @@ class BlobApp:
                     "the connection is aborted",
                     integrity,
                     store.id,
+                    extra=telemetry.fields(store.id, "serve", integrity),
                 )
                 raise
             await send(_body(held or b"", more=False))
@@ -287,6 +289,7 @@ class BlobApp:
                     store.id,
                     reader.size,
                     size,
+                    extra=telemetry.fields(store.id, "serve", integrity),
                 )
                 raise _Reply(502, "The store failed; try again later.")
             length = stop - start
@@ -322,6 +325,7 @@ def _check_length(
             store.id,
             sent if final else f"more than {length}",
             length,
+            extra=telemetry.fields(store.id, "serve", integrity),
         )
         msg = f"{store.id!r} streamed {sent} bytes of {integrity}, not {length}."
         raise _ShortBodyError(msg, backend=store.id)
@@ -451,7 +455,11 @@ class _opened:  # noqa: N801 -- used like a function, as contextlib's are
 
 def _unavailable(integrity: Integrity, exc: StoreError) -> _Reply:
     logger.error(
-        "serve integrity=%s failed: %s: %s", integrity, type(exc).__name__, exc
+        "serve integrity=%s failed: %s: %s",
+        integrity,
+        type(exc).__name__,
+        exc,
+        extra=telemetry.fields(None, "serve", integrity),
     )
     status = 503 if isinstance(exc, StoreUnavailable) else 502
     return _Reply(status, "The store failed; try again later.")

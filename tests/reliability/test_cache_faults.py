@@ -150,7 +150,6 @@ class TestCutFills:
             assert await read_open(store, integrity) == data
             assert await store.front.has(integrity)
 
-
     @pytest.mark.parametrize("ending", ["no room", "a failed write"])
     async def test_a_fill_that_ends_early_never_stalls_the_reader(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str

@@ -486,7 +486,7 @@ class CacheBackend(Backend):
             await self._back.write_blob(source)
             await self._write_through(source, source.view, source.view.nbytes)
             return
-        with Spool(limit=self.max_bytes) as spool:
+        with Spool(limit=self.max_bytes, store=self.id) as spool:
             source.tap(spool.keep)
             await self._back.write_blob(source)
             # A back that holds the blob may stop reading early: no copy then.

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
+from sriblob import _telemetry as telemetry
 from sriblob._filesystem._errors import os_error
 from sriblob._filesystem._link import LinkMethod, link_sync
 from sriblob._filesystem._locks import Total, locked_total
@@ -480,6 +481,7 @@ class Front:
                 "filled the front meanwhile)",
                 self.id,
                 integrity,
+                extra=telemetry.fields(self.id, "fill", integrity),
             )
             return False
         return True
@@ -520,7 +522,10 @@ class Front:
                 total = self.total or 0
                 evicted += 1
                 logger.debug(
-                    "cache backend=%s evicted %s", self.id, entry.location.name
+                    "cache backend=%s evicted %s",
+                    self.id,
+                    entry.location.name,
+                    extra=telemetry.fields(self.id, "evict"),
                 )
         self.evictions += evicted
         return evicted

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final, Self
 
 import attrs
 
+from sriblob import _telemetry as telemetry
 from sriblob._source import CHUNK_SIZE
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ class Spool:
     read-back go through a worker thread, at least ``CHUNK_SIZE`` at a time.
     """
 
-    def __init__(self, *, limit: int) -> None:
+    def __init__(self, *, limit: int, store: str | None = None) -> None:
+        self._store = store
         self._file = tempfile.SpooledTemporaryFile(_SPOOL)  # noqa: SIM115
         self._limit = limit
         self._pending: list[bytes] = []
@@ -87,6 +89,7 @@ class Spool:
                 "cache: can't keep a copy of a streamed write for the front "
                 "(%s); the blob goes to the back only",
                 error,
+                extra=telemetry.fields(self._store, "put"),
             )
             self._stop()
 
