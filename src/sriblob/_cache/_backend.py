@@ -235,9 +235,11 @@ class CacheBackend(Backend):
     async def _open_front(
         self, integrity: Integrity, *, read_up_to: int | None = 0
     ) -> FrontFile | None:
-        """The front's copy, open (or read whole); None (absent or failing)."""
+        """The front's copy, open (or read whole and hashed); None: absent, failing."""
         try:
-            return await self.front.open(integrity, read_up_to=read_up_to)
+            return await self.front.open(
+                integrity, read_up_to=read_up_to, hash_it=self.options.verify
+            )
         except (StoreError, OSError) as error:
             self._front_failed("read", integrity, error)
             return None
@@ -247,8 +249,10 @@ class CacheBackend(Backend):
         assert file.data is not None  # noqa: S101 -- read whole
         data = file.data
         if self.options.verify:
-            hasher = await hash_buffer(data, integrity.algorithm)
-            if hasher.integrity() != integrity:
+            hashed = file.hashed
+            if hashed is None:  # pragma: no cover -- open() hashes when verifying
+                hashed = (await hash_buffer(data, integrity.algorithm)).integrity()
+            if hashed != integrity:
                 await self._repair(integrity, f"{len(data)} bytes that don't match")
                 return None
             if file.unchanged:

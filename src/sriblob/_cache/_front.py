@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator, Iterator
 
     from sriblob._compat import Buffer
-    from sriblob._integrity import Integrity
+    from sriblob._integrity import Algorithm, Integrity
 
 __all__ = ["Front", "FrontFile", "Identity"]
 
@@ -114,6 +114,8 @@ class FrontFile:
             is already closed), else None.
         unchanged: With *data*: whether the file kept its identity while it
             was read (so the bytes are the file's, whole).
+        hashed: With *data* read for a given algorithm: the integrity of
+            *data*, hashed in the same worker-thread call.
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class FrontFile:
         data: bytes | None = None,
         *,
         unchanged: bool = False,
+        hashed: Integrity | None = None,
     ) -> None:
         self._file = file
         self.size = before.size
@@ -131,6 +134,7 @@ class FrontFile:
         self.after = after
         self.data = data
         self.unchanged = unchanged
+        self.hashed = hashed
 
     async def check(self, integrity: Integrity) -> bool:
         """Hash the whole file (one worker-thread call); whether it is the blob."""
@@ -218,25 +222,32 @@ class Front:
     # -- reading ----------------------------------------------------------------
 
     async def open(
-        self, integrity: Integrity, *, read_up_to: int | None = 0
+        self,
+        integrity: Integrity,
+        *,
+        read_up_to: int | None = 0,
+        hash_it: bool = False,
     ) -> FrontFile | None:
         """Open the blob's copy and renew its recency; None when there is none.
 
         A copy of at most *read_up_to* bytes (None: any size) is read whole
-        in the same worker-thread call (:attr:`FrontFile.data`), unverified.
+        in the same worker-thread call (:attr:`FrontFile.data`), unverified;
+        with *hash_it*, that call also hashes what it read
+        (:attr:`FrontFile.hashed`), off the event loop.
 
         Raises:
             OSError: The front failed (a full or read-only disk, say).
             StoreError: Something other than a blob file is at its name.
         """
         location = locate(self.root, integrity)
+        algorithm = integrity.algorithm if hash_it else None
         return await acquire(
-            functools.partial(self._open_sync, location, read_up_to),
+            functools.partial(self._open_sync, location, read_up_to, algorithm),
             _close_front_file,
         )
 
     def _open_sync(
-        self, location: Location, read_up_to: int | None
+        self, location: Location, read_up_to: int | None, algorithm: Algorithm | None
     ) -> FrontFile | None:
         try:
             directory = open_dirs(self.root, location.dirs, create=False)
@@ -263,7 +274,12 @@ class Front:
             file.close()
             raise
         unchanged = end == after and len(data) == end.size
-        return FrontFile(file, before, after, data, unchanged=unchanged)
+        hashed = None
+        if algorithm is not None:
+            hasher = IntegrityHasher(algorithm)
+            hasher.update(data)  # hashlib lets go of the GIL: the loop runs on
+            hashed = hasher.integrity()
+        return FrontFile(file, before, after, data, unchanged=unchanged, hashed=hashed)
 
     # -- the running total ------------------------------------------------------
 
@@ -330,6 +346,15 @@ class Front:
                 (nothing was read from *data*).
             IntegrityMismatch: *data* isn't the blob; nothing was stored.
         """
+        view = as_buffer(data)
+        if view is not None:
+            if not view.readonly:
+                view = memoryview(bytes(view))  # what is hashed is what is written
+            identity = await asyncio.to_thread(
+                self._fill_sync, integrity, view, size, verified
+            )
+            self.trust(integrity, identity)
+            return
         await asyncio.to_thread(self._reserve_sync, size)
         try:
             identity = await self._write(integrity, data, size, verified=verified)
@@ -337,6 +362,40 @@ class Front:
             await asyncio.shield(asyncio.to_thread(self._release_sync, size))
             raise
         self.trust(integrity, identity)
+
+    def _fill_sync(
+        self, integrity: Integrity, view: memoryview, size: int, verified: bool
+    ) -> Identity:
+        """:meth:`fill` of bytes in one worker-thread call: reserve, write, rename.
+
+        Cancelling the caller doesn't stop it: the copy lands or is removed.
+        """
+        if view.nbytes != size:
+            raise _wrong_size(integrity, view.nbytes, size)
+        if not verified:
+            hasher = IntegrityHasher(integrity.algorithm)
+            hasher.update(view)
+            hasher.verify(integrity)
+        self._reserve_sync(size)
+        try:
+            location = locate(self.root, integrity)
+            temp = self._temp(location, size)
+            try:
+                temp.write(view)
+                return self._commit_sync(temp, location)
+            except BaseException:
+                temp.discard()
+                raise
+        except BaseException:
+            self._release_sync(size)
+            raise
+
+    def _temp(self, location: Location, size: int) -> TempFile:
+        # Nothing synced: a copy torn by a power loss fails the verification
+        # every copy gets before this process uses it, and is fetched again.
+        return TempFile.create(
+            self.root, location.dirs, sync_names=False, sync_data=False, tag=f"-{size}"
+        )
 
     async def _write(
         self,
@@ -348,14 +407,7 @@ class Front:
     ) -> Identity:
         location = locate(self.root, integrity)
         temp = await acquire(
-            functools.partial(
-                TempFile.create,
-                self.root,
-                location.dirs,
-                sync_names=False,
-                tag=f"-{size}",
-            ),
-            TempFile.discard,
+            functools.partial(self._temp, location, size), TempFile.discard
         )
         try:
             await _write_hashed(temp, integrity, data, size, verified=verified)
@@ -426,9 +478,7 @@ class Front:
             elif _is_blob_file(entry):
                 found = entry.stat(follow_symlinks=False)
                 dirs = ("blobs", first, second)
-                location = Location(
-                    dirs, entry.name, self.root.joinpath(*dirs, entry.name)
-                )
+                location = Location(dirs, entry.name, self.root)
                 entries.append(Entry(found.st_mtime, found.st_size, location))
         self._reap_sync(abandoned)
         return entries
@@ -662,11 +712,15 @@ async def _write_hashed(
     """
     written = await _write_chunks(temp, None if verified else integrity, data)
     if written != size:
-        msg = (
-            f"The cache's fill of {integrity} got {written} bytes, not {size}; "
-            "nothing was cached."
-        )
-        raise IntegrityMismatch(msg, expected=str(integrity), actual="")
+        raise _wrong_size(integrity, written, size)
+
+
+def _wrong_size(integrity: Integrity, written: int, size: int) -> IntegrityMismatch:
+    msg = (
+        f"The cache's fill of {integrity} got {written} bytes, not {size}; "
+        "nothing was cached."
+    )
+    return IntegrityMismatch(msg, expected=str(integrity), actual="")
 
 
 async def _write_chunks(

@@ -52,8 +52,10 @@ def place(
             copy_verified(integrity, fd, out)
         else:
             check_file(integrity, temp)
-        if out >= 0:
-            os.fsync(out)
+        # The placed bytes are durable before they take the name: a copy's
+        # or a reflink's file, or a hardlink's shared inode (a cache's front
+        # doesn't sync its fills, so a link from it must).
+        os.fsync(out if out >= 0 else fd)
         temp.replace(target)
     except BaseException:
         with contextlib.suppress(OSError):

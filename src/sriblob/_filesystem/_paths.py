@@ -64,7 +64,12 @@ class Location:
 
     dirs: tuple[str, ...]
     name: str
-    path: Path
+    root: Path
+
+    @property
+    def path(self) -> Path:
+        """The file's whole path (for messages: I/O goes through ``dirs``)."""
+        return self.root.joinpath(*self.dirs, self.name)
 
 
 def locate(root: Path, integrity: Integrity) -> Location:
@@ -72,7 +77,7 @@ def locate(root: Path, integrity: Integrity) -> Location:
     digest = integrity.digest.hex()
     dirs = ("blobs", digest[:2], digest[2:4])
     name = integrity_to_key(str(integrity), prefix="")
-    return Location(dirs, name, root.joinpath(*dirs, name))
+    return Location(dirs, name, root)
 
 
 def reserved_size(name: str) -> int | None:

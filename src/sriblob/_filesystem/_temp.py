@@ -63,12 +63,14 @@ class TempFile:
         directory: int,
         *,
         sync_names: bool,
+        sync_data: bool = True,
         tag: str = "",
     ) -> None:
         self._root = root
         self._dirs = dirs
         self._directory = directory
         self._sync_names = sync_names
+        self._sync_data = sync_data
         self._lock = threading.Lock()
         self._finished = False
         self._unflushed = 0
@@ -88,18 +90,29 @@ class TempFile:
         dirs: tuple[str, ...],
         *,
         sync_names: bool = True,
+        sync_data: bool = True,
         tag: str = "",
     ) -> TempFile:
         """A new temp file in ``root/dirs``, created if missing.
 
         With *sync_names* false, new directories and the final rename are
         not synced: after a power loss the blob is whole or absent, and may
-        be absent (a cache's front, which can fetch it again). *tag* ends
-        the file's name (a cache fill's reservation, see :func:`reserved_size`).
+        be absent. With *sync_data* false too, the bytes aren't synced
+        either: after a power loss the file may be torn under its name (a
+        cache's front, whose copies are verified before use and fetched
+        again when they fail). *tag* ends the file's name (a cache fill's
+        reservation, see :func:`reserved_size`).
         """
         directory = open_dirs(root, dirs, create=True, sync=sync_names)
         try:
-            return cls(root, dirs, directory, sync_names=sync_names, tag=tag)
+            return cls(
+                root,
+                dirs,
+                directory,
+                sync_names=sync_names,
+                sync_data=sync_data,
+                tag=tag,
+            )
         except BaseException:
             os.close(directory)
             raise
@@ -120,7 +133,7 @@ class TempFile:
                 view = view[written:]
                 offset += written
                 self._unflushed += written
-            if self._unflushed >= FLUSH_INTERVAL:
+            if self._sync_data and self._unflushed >= FLUSH_INTERVAL:
                 fdatasync(self._fd)
                 self._unflushed = 0
 
@@ -128,7 +141,8 @@ class TempFile:
         """Flush the file to disk (so a commit under a lock has little left)."""
         with self._lock:
             self._check_open()
-            os.fsync(self._fd)
+            if self._sync_data:
+                os.fsync(self._fd)
             self._unflushed = 0
             self._synced = True
 
@@ -165,7 +179,7 @@ class TempFile:
         """
         with self._lock:
             self._check_open()
-            if not self._synced:
+            if self._sync_data and not self._synced:
                 os.fsync(self._fd)
             self._close_file()
             if final.dirs == self._dirs:
