@@ -1,4 +1,4 @@
-"""`sriblob serve`'s GET /metrics: the process's metrics, as Prometheus text."""
+"""`sriblob serve`'s GET /metrics: Prometheus text, scraped by a real Prometheus."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from sriblob import FilesystemBlobStore, S3BlobStore, S3StoreConfig
 from sriblob.keys import integrity_to_key
 
 from .helpers import blob
+from .prometheus_server import prometheus
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -444,3 +445,36 @@ class TestSecrets:
                 "Location",
             ):
                 assert needle not in text
+
+
+class TestPrometheus:
+    """A real Prometheus server scrapes `sriblob serve` and finds its metrics."""
+
+    def test_prometheus_finds_sriblob_operations_total(self, tmp_path: Path) -> None:
+        """After three GETs, Prometheus's query API has sriblob_operations_total."""
+        root = tmp_path / "store"
+        integrities = stored(root, DATA, DATA[:100], b"third")
+        with serving(root) as served:
+            for integrity in integrities:
+                assert httpx.get(served.url(integrity)).status_code == 200
+            target = served.base.removeprefix("http://")
+            with prometheus(target, tmp_path / "prometheus") as server:
+                opened = server.wait_for(
+                    'sriblob_operations_total{sriblob_op="open",sriblob_outcome="ok"}',
+                    3,
+                )
+                requests = server.wait_for(
+                    'sriblob_http_requests_total{http_response_status_code="200"}', 3
+                )
+                sent = server.wait_for(
+                    "sriblob_http_response_bytes_total", len(DATA) + 100 + 5
+                )
+                up = server.query('up{job="sriblob"}')
+
+        [sample] = opened
+        assert sample["metric"]["job"] == "sriblob"
+        assert sample["metric"]["instance"] == target
+        assert sample["metric"]["sriblob_store"] == "filesystem"
+        assert requests[0]["metric"]["http_request_method"] == "GET"
+        assert sent
+        assert [float(s["value"][1]) for s in up] == [1.0]
