@@ -252,3 +252,60 @@ class TestServeLogsItsUrl:
 
         assert response.status_code == 200
         assert response.content == DATA
+
+
+class TestShutdown:
+    """SIGTERM stops serve within --shutdown-timeout, a stalled client or not."""
+
+    def test_a_stalled_download_doesnt_hold_the_process(self, tmp_path: Path) -> None:
+        """A client that reads a little of a 64 MiB blob and stops reading.
+
+        uvicorn's graceful stop waits for requests in flight; without a
+        bound, one stuck response kept the process alive for good.
+        """
+        data = blob(64 * 1024 * 1024, seed=84)
+        integrity = asyncio.run(FilesystemBlobStore(tmp_path).add(data))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/blobs/{urllib.parse.quote(integrity, safe='')}"
+        with subprocess.Popen(  # noqa: S603 -- our own interpreter
+            [
+                sys.executable,
+                "-m",
+                "sriblob",
+                "serve",
+                "--port",
+                str(port),
+                "--no-metrics",
+                "--shutdown-timeout",
+                "2",
+            ],
+            env=cli_env(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            assert process.stderr is not None
+            process.stderr.readline()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+                    break
+                except ConnectionRefusedError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            with client:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                path = url.split(f":{port}", 1)[1]
+                client.sendall(
+                    f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+                )
+                assert client.recv(4096).startswith(b"HTTP/1.1 200")
+                time.sleep(0.5)  # the server fills the socket and waits
+                stopped = time.monotonic()
+                process.terminate()
+                status = process.wait(30)
+                took = time.monotonic() - stopped
+            assert status == 0
+            assert took < 15, took  # 2 s of grace, then the request is cut
+            assert "Traceback" not in process.stderr.read()

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
         Sequence,
     )
 
+    import uvicorn
+
     from ._integrity import Integrity
     from ._operations import Progress
     from ._registry import BlobStoreRegistry
@@ -44,6 +46,9 @@ logger = logging.getLogger("sriblob")
 _SPOOL_SIZE: Final = 8 * 1024 * 1024
 #: Chunk size for reading files and writing output.
 _CHUNK: Final = 1024 * 1024
+#: How long `serve` lets requests in flight finish once told to stop, in
+#: seconds: Kubernetes' default grace period (30 s) less a margin.
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 25.0
 #: Exit statuses (sysexits.h where one fits).
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
@@ -254,9 +259,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve the blobs of the active store (or --store ID) over "
         "HTTP with sriblob.asgi.BlobApp under uvicorn, until Ctrl-C. Reads "
         "fall back over every registered store. Needs uvicorn: python -m pip "
-        "install uvicorn, or install sriblob with its serve extra. Exit status "
-        "2 for a port outside 1-65535, 1 when it can't listen (the port is in "
-        "use, say).",
+        "install uvicorn, or install sriblob with its serve extra. GET /metrics "
+        "answers in the Prometheus text format, beside the blobs unless "
+        "--metrics-listen or --no-metrics says otherwise. Exit status 2 for a "
+        "port outside 1-65535, 1 when it can't listen (the port is in use, say).",
     )
     serve.add_argument(
         "--host",
@@ -273,6 +279,26 @@ def _parser() -> argparse.ArgumentParser:
         "--redirect",
         action="store_true",
         help="answer GET with a redirect to a presigned URL where the store can (S3)",
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        metavar="SECONDS",
+        help="on Ctrl-C or SIGTERM, how long requests in flight may take to "
+        "finish before they are cut (default: 25)",
+    )
+    metrics = serve.add_mutually_exclusive_group()
+    metrics.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="answer GET /metrics on this address instead, apart from the blobs "
+        "(such as 127.0.0.1:9464; for a blob port open to the world)",
+    )
+    metrics.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="don't answer GET /metrics (and install no OpenTelemetry SDK)",
     )
     _store_option(serve, "serve")
     url = commands.add_parser(
@@ -580,6 +606,9 @@ async def _run(
     local = _LOCAL_COMMANDS.get(args.command)
     if local is not None:
         return local(args)
+    prepare = _PREPARE.get(args.command)
+    if prepare is not None:
+        prepare(args)
     loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
         async with _registry(args, handler, repeats) as registry:
@@ -1324,23 +1353,66 @@ async def _gc_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> 
     return 0
 
 
-async def _serve_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
-    import asyncio  # noqa: PLC0415 -- see the module's imports
-    import signal  # noqa: PLC0415 -- see the module's imports
+def _prepare_serve(args: argparse.Namespace) -> None:
+    """Check serve's options and set up its metrics, before any store opens.
 
+    The SDK's MeterProvider must be the global one before the first store
+    call, so that every call is counted. Sets ``args.scrape``, the app that
+    answers ``GET /metrics`` (None with ``--no-metrics``), and
+    ``args.metrics_address``, ``--metrics-listen``'s (host, port) or None.
+    """
     try:
-        import uvicorn  # noqa: PLC0415 -- optional: the serve extra
+        import uvicorn  # noqa: F401, PLC0415 -- optional: the serve extra
     except ImportError:
         msg = (
             "sriblob serve needs uvicorn: python -m pip install uvicorn (or "
             "install sriblob with its serve extra)"
         )
         raise _CommandError(msg, EXIT_FAILED) from None
-    from .asgi import BlobApp  # noqa: PLC0415 -- lazy
-
     if args.port > _MAX_PORT:
         msg = f"--port {args.port} is not a TCP port: give one from 1 to {_MAX_PORT}"
         raise _CommandError(msg, EXIT_USAGE)
+    args.metrics_address = (
+        None if args.metrics_listen is None else _host_port(args.metrics_listen)
+    )
+    args.scrape = None
+    if not args.no_metrics:
+        from . import _prometheus  # noqa: PLC0415 -- serve only
+
+        try:
+            args.scrape = _prometheus.install()
+        except ImportError as exc:
+            raise _CommandError(str(exc), EXIT_FAILED) from None
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``--metrics-listen``'s HOST:PORT (``[::1]:9464`` for IPv6), or a usage error."""
+    import re  # noqa: PLC0415 -- lazy
+
+    host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > _MAX_PORT:
+        msg = (
+            "--metrics-listen must be HOST:PORT with a port from 1 to "
+            f"{_MAX_PORT}, such as 127.0.0.1:9464, not {shown(text)!r}"
+        )
+        raise _CommandError(msg, EXIT_USAGE)
+    if int(port) == 0:
+        msg = f"--metrics-listen {shown(text)}: give a port from 1 to {_MAX_PORT}"
+        raise _CommandError(msg, EXIT_USAGE)
+    return host, int(port)
+
+
+async def _serve_command(registry: BlobStoreRegistry, args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+    import signal  # noqa: PLC0415 -- see the module's imports
+
+    import uvicorn  # noqa: PLC0415 -- optional: _prepare_serve checked it
+
+    from ._prometheus import MetricsRouter, not_found  # noqa: PLC0415 -- lazy
+    from .asgi import BlobApp  # noqa: PLC0415 -- lazy
+
     source: BlobStore | BlobStoreRegistry = (
         registry if args.store is None else _store(registry, args.store)
     )
@@ -1348,18 +1420,60 @@ async def _serve_command(registry: BlobStoreRegistry, args: argparse.Namespace) 
         app = BlobApp(source, prefix=args.prefix, redirect=args.redirect)
     except ValueError as exc:
         raise _CommandError(str(exc), EXIT_USAGE) from None
+    apart = args.scrape is not None and args.metrics_address is not None
     sockets = _listen(args.host, args.port)
+    try:
+        metrics_sockets = _listen(*args.metrics_address) if apart else []
+    except _CommandError:
+        for sock in sockets:
+            sock.close()
+        raise
     base = _base_url(args.host, args.port)
     what = "the registry's stores" if args.store is None else f"store {args.store}"
     _note(f"serving {what} at {base}{args.prefix}/ (base URL {base})")
+    if args.scrape is not None:
+        where = _base_url(*args.metrics_address) if apart else base
+        _note(f"metrics at {where}/metrics")
+    blob_app = app if args.scrape is None or apart else MetricsRouter(args.scrape, app)
     config = uvicorn.Config(
-        app,
+        blob_app,
         host=args.host,
         port=args.port,
         lifespan="off",
         access_log=True,
         log_level="info",
+        timeout_graceful_shutdown=args.shutdown_timeout,
     )
+    servers = [(config, sockets)]
+    if apart:
+        # No log_config or log_level: uvicorn's logging is the blob server's
+        # (a second dictConfig would reset it).
+        metrics_config = uvicorn.Config(
+            MetricsRouter(args.scrape, not_found),
+            host=args.metrics_address[0],
+            port=args.metrics_address[1],
+            lifespan="off",
+            log_config=None,
+            timeout_graceful_shutdown=args.shutdown_timeout,
+        )
+        servers.append((metrics_config, metrics_sockets))
+    # uvicorn handles SIGTERM itself now (a graceful stop), not _run().
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+    try:
+        await _run_servers(servers)
+    finally:
+        for sock in [*sockets, *metrics_sockets]:
+            sock.close()
+    return 0
+
+
+async def _run_servers(
+    servers: list[tuple[uvicorn.Config, list[socket.socket]]],
+) -> None:
+    """Run uvicorn servers until Ctrl-C or SIGTERM: the first takes the signals."""
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+
+    import uvicorn  # noqa: PLC0415 -- optional: _prepare_serve checked it
 
     class Server(uvicorn.Server):
         """Ctrl-C or SIGTERM stops it gracefully, and that is a clean exit.
@@ -1373,14 +1487,40 @@ async def _serve_command(registry: BlobStoreRegistry, args: argparse.Namespace) 
             super().handle_exit(sig, frame)  # type: ignore[arg-type]
             self._captured_signals.clear()
 
-    # uvicorn handles SIGTERM itself now (a graceful stop), not _run().
-    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
-    try:
-        await Server(config).serve(sockets=sockets)
-    finally:
-        for sock in sockets:
-            sock.close()
-    return 0
+    class Follower(uvicorn.Server):
+        """A server that stops when the first stops, which takes the signals.
+
+        Two servers capturing them would take them from each other.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    running = [
+        (Server(config) if not index else Follower(config), bound)
+        for index, (config, bound) in enumerate(servers)
+    ]
+    # Requests still running after --shutdown-timeout are cancelled; uvicorn
+    # logs that it did (one line), then each cancellation as a traceback.
+    logging.getLogger("uvicorn.error").addFilter(_not_a_cancellation)
+
+    async def run(server: uvicorn.Server, bound: list[socket.socket]) -> None:
+        try:
+            await server.serve(sockets=bound)
+        finally:
+            for other, _ in running:
+                other.should_exit = True
+
+    await asyncio.gather(*(run(server, bound) for server, bound in running))
+
+
+def _not_a_cancellation(record: logging.LogRecord) -> bool:
+    """False for uvicorn's traceback of a request it cancelled at shutdown."""
+    import asyncio  # noqa: PLC0415 -- see the module's imports
+
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, asyncio.CancelledError)
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:
@@ -1410,6 +1550,9 @@ def _listen(host: str, port: int) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
+            # Listening now makes a port another of our sockets took (the
+            # metrics' and the blobs' on one port) fail here too.
+            sock.listen()
     except OSError as exc:
         for sock in bound:
             sock.close()
@@ -1452,6 +1595,11 @@ def _url_command(args: argparse.Namespace) -> int:
     _out(base.rstrip("/") + path)
     return 0
 
+
+#: What a command does before the stores open.
+_PREPARE: dict[str, Callable[[argparse.Namespace], None]] = {
+    "serve": _prepare_serve,
+}
 
 #: Commands that open no store.
 _LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

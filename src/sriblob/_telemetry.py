@@ -13,8 +13,10 @@ with ``sriblob.store``, ``sriblob.integrity``, ``sriblob.bytes`` and
 ``sriblob.operation.duration``, ``sriblob.bytes``,
 ``sriblob.integrity.failures``, ``sriblob.cache.requests``,
 ``sriblob.fallback.reads``, ``sriblob.store.usage`` and
-``sriblob.lease.held``; log records carry ``sriblob_store``, ``sriblob_op``
-and ``sriblob_integrity`` as ``extra`` fields.
+``sriblob.lease.held``; for ``sriblob.asgi.BlobApp``,
+``sriblob.http.requests`` and ``sriblob.http.response.bytes``; log records
+carry ``sriblob_store``, ``sriblob_op`` and ``sriblob_integrity`` as
+``extra`` fields.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ __all__ = [
     "fields",
     "note_cache",
     "note_fallback",
+    "note_http",
+    "note_http_bytes",
     "note_lease",
     "note_usage",
     "span",
@@ -115,6 +119,16 @@ class _Instruments:
             "sriblob.lease.held",
             unit="{lease}",
             description="Maintenance leases this process holds",
+        )
+        self.http_requests = meter.create_counter(
+            "sriblob.http.requests",
+            unit="{request}",
+            description="HTTP requests BlobApp answered, by method and status",
+        )
+        self.http_bytes = meter.create_counter(
+            "sriblob.http.response.bytes",
+            unit="By",
+            description="Response body bytes BlobApp sent, by method and status",
         )
 
 
@@ -294,3 +308,26 @@ def note_lease(store: str, held: int) -> None:
     instruments = _get()
     if instruments is not None:
         instruments.leases.add(held, {"sriblob.store": store})
+
+
+def note_http(method: str, status: int, error: str | None = None) -> None:
+    """BlobApp answered a request (*error*: what aborted it, once started)."""
+    instruments = _get()
+    if instruments is None:
+        return
+    attributes: dict[str, str | int] = {
+        "http.request.method": method,
+        "http.response.status_code": status,
+    }
+    if error is not None:
+        attributes["error.type"] = error
+    instruments.http_requests.add(1, attributes)
+
+
+def note_http_bytes(method: str, status: int, size: int) -> None:
+    """BlobApp sent *size* bytes of a response's body."""
+    instruments = _get()
+    if instruments is not None and size:
+        instruments.http_bytes.add(
+            size, {"http.request.method": method, "http.response.status_code": status}
+        )

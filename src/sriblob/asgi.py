@@ -71,6 +71,11 @@ _RANGE: Final = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 #: (``int()`` refuses more than 4,300 digits: such a header must not be a 500.)
 _MAX_DIGITS: Final = 19
 _BEYOND: Final = 10**_MAX_DIGITS
+#: HTTP methods counted by name (OpenTelemetry's semantic conventions);
+#: any other is counted as ``_OTHER``.
+_METHODS: Final = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
 
 
 class _Reply(Exception):
@@ -139,10 +144,16 @@ class BlobApp:
             return
         if scope["type"] != "http":
             return
+        counted = _Counted(send, scope.get("method", ""))
         try:
-            await self._serve(scope, send)
-        except _Reply as reply:
-            await _answer(send, reply.status, reply.text, reply.headers)
+            try:
+                await self._serve(scope, counted)
+            except _Reply as reply:
+                await _answer(counted, reply.status, reply.text, reply.headers)
+        except BaseException as exc:
+            counted.aborted(exc)
+            raise
+        counted.answered()
 
     # -- one request -----------------------------------------------------------
 
@@ -307,6 +318,45 @@ class BlobApp:
                 _check_length(sent, length, integrity, store, final=False)
             _check_length(sent, length, integrity, store, final=True)
             await send(_body(held or b"", more=False))
+
+
+class _Counted:
+    """The server's ``send``, counting the response for the metrics on its way.
+
+    ``sriblob.http.requests`` counts each answered request by method and
+    status, ``sriblob.http.response.bytes`` the body bytes handed to the
+    server (as they go, so a long download shows while it runs). Nothing
+    else of the request is recorded: no path, header or query (a presigned
+    redirect's URL carries a signature).
+    """
+
+    __slots__ = ("_send", "method", "status")
+
+    def __init__(self, send: Send, method: str) -> None:
+        self._send = send
+        #: Unknown methods are one value: a client can't make up labels.
+        self.method = method if method in _METHODS else "_OTHER"
+        self.status: int | None = None
+
+    async def __call__(self, message: Message) -> None:
+        await self._send(message)
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        elif message["type"] == "http.response.body" and self.status is not None:
+            telemetry.note_http_bytes(
+                self.method, self.status, len(message.get("body", b""))
+            )
+
+    def answered(self) -> None:
+        """The response went out whole."""
+        telemetry.note_http(self.method, self.status or 500)
+
+    def aborted(self, exc: BaseException) -> None:
+        """The app raised: before a response (the server answers 500) or in one."""
+        kind = type(exc)
+        telemetry.note_http(
+            self.method, self.status or 500, f"{kind.__module__}.{kind.__qualname__}"
+        )
 
 
 class _ShortBodyError(StoreError):
