@@ -60,6 +60,11 @@ W1GET_CONTENDERS = [
     "obstore-ranges",
 ]
 SMALL_CONTENDERS = ["sriblob", "aioboto3", "obstore"]
+#: The telemetry overhead (issue 26): W2 with telemetry off, with no SDK (the
+#: API's no-op objects) and with the SDK exporting to nowhere.
+OTEL_CONTENDERS = ["sriblob-otel-off", "sriblob", "sriblob-otel-sdk"]
+#: At least this many rounds for the telemetry overhead, whatever --rounds.
+OTEL_ROUNDS = 5
 #: W1 put also runs sriblob with sign_payloads=False (informational).
 W1PUT_CONTENDERS = [*S3_CONTENDERS, "sriblob-unsigned"]
 LIST_CONTENDERS = ["sriblob", "aioboto3", "boto3", "obstore"]
@@ -488,6 +493,8 @@ class Bench:
                 for contender in SMALL_CONTENDERS:
                     extra = ["--count", str(self.count), "--seed", f"w2-{round_}"]
                     self.record("w2", contender, self.worker(contender, "w2", *extra))
+            if self.wanted("otel"):
+                self._otel(round_)
             if self.wanted("w3"):
                 for contender in LIST_CONTENDERS:
                     self.record("w3", contender, self.worker(contender, "w3"))
@@ -501,6 +508,16 @@ class Bench:
                     self.record(
                         "w4small", contender, self.worker(contender, "w4small", *extra)
                     )
+
+    def _otel(self, round_: int) -> None:
+        """W2 by telemetry mode, alternated; extra rounds after the last."""
+        rounds = [round_]
+        if round_ == self.rounds and not self.args.quick:
+            rounds += range(round_ + 1, OTEL_ROUNDS + 1)
+        for each in rounds:
+            for contender in OTEL_CONTENDERS:
+                extra = ["--count", str(self.count), "--seed", f"otel-{each}"]
+                self.record("otel", contender, self.worker(contender, "w2", *extra))
 
     def _integrity(self, size: int, seed: str) -> str:
         sys.path.insert(0, str(HERE))
@@ -717,6 +734,22 @@ def lane_targets(lane: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
             m("w2", "aioboto3", f"{phase}_ops"),
             0.95,
         )
+    for phase in ("put", "has", "get"):
+        off = m("otel", "sriblob-otel-off", f"{phase}_cpu_ms")
+        ratio(
+            f"Telemetry, W2 {phase}: CPU per op, no SDK / SRIBLOB_TELEMETRY=off",
+            m("otel", "sriblob", f"{phase}_cpu_ms"),
+            off,
+            1.03,
+            lower_is_better=True,
+        )
+        ratio(
+            f"Telemetry, W2 {phase}: CPU per op, SDK and no-op exporter / off",
+            m("otel", "sriblob-otel-sdk", f"{phase}_cpu_ms"),
+            off,
+            1.10,
+            lower_is_better=True,
+        )
     ratio(
         "W3: sriblob list time / aioboto3 paginator",
         m("w3", "sriblob", "list_s"),
@@ -775,6 +808,14 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("get_cpu_ms", "CPU ms/get", "{:.2f}"),
     ],
     "w3": [("list_s", "seconds", "{:.2f}")],
+    "otel": [
+        ("put_cpu_ms", "CPU ms/put", "{:.3f}"),
+        ("has_cpu_ms", "CPU ms/has", "{:.3f}"),
+        ("get_cpu_ms", "CPU ms/get", "{:.3f}"),
+        ("put_ops", "put ops/s", "{:.0f}"),
+        ("has_ops", "has ops/s", "{:.0f}"),
+        ("get_ops", "get ops/s", "{:.0f}"),
+    ],
     "cache": [
         ("s3_w1_mbps", "W1 S3 alone MB/s", "{:.0f}"),
         ("fs_w1_mbps", "W1 filesystem alone MB/s", "{:.0f}"),
@@ -806,6 +847,10 @@ TITLES = {
     "w1b": "W1b: one 1 GiB blob streamed both ways",
     "w2": "W2: 2,000 blobs of 4 KiB at concurrency 32",
     "w3": "W3: listing 10,000 blobs",
+    "otel": (
+        "Telemetry overhead: W2 with SRIBLOB_TELEMETRY=off, with no SDK, and "
+        "with the SDK exporting to nowhere (at least 5 alternated rounds)"
+    ),
     "cache": (
         "Cache: W1 get and W2 get through CachedBlobStore(filesystem, S3), "
         "cold then warm, against S3 alone and the filesystem store alone"

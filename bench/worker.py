@@ -794,12 +794,66 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def telemetry_mode(contender: str) -> None:
+    """Set up OpenTelemetry for a ``sriblob-otel-*`` contender, before any call.
+
+    ``sriblob-otel-off``: ``SRIBLOB_TELEMETRY=off`` (the baseline).
+    ``sriblob-otel-sdk``: the SDK's tracer and meter providers, spans batched
+    to an exporter that drops them and metrics aggregated for a reader that
+    exports every 60 s to one that drops them too. Plain ``sriblob`` runs
+    with no SDK: OpenTelemetry's no-op API.
+    """
+    if contender == "sriblob-otel-off":
+        os.environ["SRIBLOB_TELEMETRY"] = "off"
+        return
+    if contender != "sriblob-otel-sdk":
+        return
+    from opentelemetry import metrics, trace  # noqa: PLC0415
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.metrics.export import (  # noqa: PLC0415
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class DropSpans(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    class DropMetrics(MetricExporter):
+        def export(self, *_: Any, **__: Any) -> MetricExportResult:
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 0) -> bool:
+            return True
+
+        def shutdown(self, *_: Any, **__: Any) -> None:
+            return None
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+    trace.set_tracer_provider(tracer_provider)
+    reader = PeriodicExportingMetricReader(
+        DropMetrics(), export_interval_millis=60_000
+    )
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+
 def main(argv: list[str]) -> None:
     args = parse(argv)
+    telemetry_mode(args.contender)
     runners: dict[str, Callable[[argparse.Namespace], Any]] = {
         "sriblob": sriblob_run,
         "sriblob-unsigned": sriblob_run,
         "sriblob-ranged": sriblob_run,
+        "sriblob-otel-off": sriblob_run,
+        "sriblob-otel-sdk": sriblob_run,
         "obstore-ranges": obstore_run,
         "aioboto3": aioboto3_run,
         "boto3": boto3_run,
