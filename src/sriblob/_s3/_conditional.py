@@ -14,12 +14,12 @@ s3rver ignores both headers, so there the last writer wins.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from botocore.exceptions import ClientError
 
-from ._errors import code_of, not_implemented, status_of
+from ._errors import is_condition_failed, is_missing, is_not_implemented
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["ConditionalObject", "Version"]
 
 logger = logging.getLogger("sriblob")
-
-#: Answers to a conditional write that mean "the condition failed".
-_CONDITION_FAILED: Final = frozenset(
-    {"PreconditionFailed", "ConditionalRequestConflict"}
-)
 
 
 @attrs.frozen
@@ -83,7 +78,7 @@ class ConditionalObject:
                     Bucket=self._bucket, Key=self.key
                 )
             except ClientError as error:
-                if _missing(error):
+                if is_missing(error):
                     return None
                 raise
             async with response["Body"] as body:
@@ -116,7 +111,7 @@ class ConditionalObject:
                     Bucket=self._bucket, Key=self.key, IfMatch=self._form(etag)
                 )
             except ClientError as error:
-                if not (condition_failed(error) or _missing(error)):
+                if not (is_condition_failed(error) or is_missing(error)):
                     raise
 
     async def _put(self, data: bytes, **condition: str) -> str | None:
@@ -129,9 +124,9 @@ class ConditionalObject:
                     **condition,  # type: ignore[arg-type]
                 )
             except ClientError as error:
-                if condition_failed(error):
+                if is_condition_failed(error):
                     return None
-                if not not_implemented(error):
+                if not is_not_implemented(error):
                     raise
                 # No conditional writes here: a plain write, guarded only by
                 # the read before it (narrowly).
@@ -149,12 +144,3 @@ class ConditionalObject:
 
     def _form(self, etag: str) -> str:
         return etag if self._quoted else etag.strip('"')
-
-
-def condition_failed(error: ClientError) -> bool:
-    """Whether *error* is a conditional request's precondition failing."""
-    return code_of(error) in _CONDITION_FAILED or status_of(error) == 412  # noqa: PLR2004
-
-
-def _missing(error: ClientError) -> bool:
-    return code_of(error) == "NoSuchKey" or status_of(error) == 404  # noqa: PLR2004

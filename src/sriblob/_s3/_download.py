@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from sriblob._source import CHUNK_SIZE
 from sriblob.exceptions import StoreError, StoreUnavailable
 
-from ._errors import TRANSLATED, code_of, status_of
+from ._errors import is_invalid_range, is_missing, is_no_such_key
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["Downloader", "Opened", "Span", "parse_content_range"]
 
 _CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-#: Answers to the first GetObject that aren't errors of the read.
-_FIRST_ANSWERS: Final = frozenset({"NoSuchKey", "InvalidRange"})
 
 
 @attrs.frozen
@@ -175,10 +173,16 @@ class Downloader:
             first_stop = start + self._part_size
             if end is not None:
                 first_stop = min(first_stop, end)
-        response = await self._get(key, start, first_stop, answers=_FIRST_ANSWERS)
-        if response == "NoSuchKey":
-            return None
-        if response == "InvalidRange":
+        with self._where.translate("GetObject"):
+            try:
+                response = await self._get(key, start, first_stop)
+            except ClientError as error:
+                if is_no_such_key(error):
+                    return None
+                if not is_invalid_range(error):
+                    raise
+                response = None
+        if response is None:
             return await self._unsatisfiable(key, start, check)
         return self._opened(key, response, start, first_stop, check)
 
@@ -189,12 +193,10 @@ class Downloader:
         stop: int | None,
         *,
         if_match: str | None = None,
-        answers: frozenset[str] = frozenset(),
     ) -> Any:
         """Send one GetObject for bytes *start* to *stop* (None: the end).
 
-        An error whose code is in *answers* is returned as that code; any
-        other is raised as sriblob's.
+        Its errors are botocore's: the caller translates them.
         """
         arguments: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
         if start > 0 or stop is not None:
@@ -202,14 +204,7 @@ class Downloader:
             arguments["Range"] = f"bytes={start}-{last}"
         if if_match is not None:
             arguments["IfMatch"] = if_match
-        try:
-            return await self.client.get_object(**arguments)
-        except ClientError as error:
-            if (code := code_of(error)) in answers:
-                return code
-            self._where.fail(error, "GetObject")
-        except TRANSLATED as error:
-            self._where.fail(error, "GetObject")
+        return await self.client.get_object(**arguments)
 
     async def _unsatisfiable(
         self, key: str, start: int, check: Callable[[int], int]
@@ -223,7 +218,7 @@ class Downloader:
             try:
                 head = await self.client.head_object(Bucket=self._bucket, Key=key)
             except ClientError as error:
-                if status_of(error) == 404:  # noqa: PLR2004
+                if is_missing(error):
                     return None
                 raise
         size = int(head["ContentLength"])
@@ -388,7 +383,8 @@ class Downloader:
         self, key: str, start: int, stop: int, etag: str | None, size: int
     ) -> AsyncGenerator[bytes]:
         """Yield bytes *start* to *stop* of the object whose ETag is *etag*."""
-        response = await self._get(key, start, stop, if_match=etag)
+        with self._where.translate("GetObject"):
+            response = await self._get(key, start, stop, if_match=etag)
         body = response["Body"]
         try:
             length = int(response.get("ContentLength", 0))

@@ -19,7 +19,7 @@ from sriblob.exceptions import BucketNotFound, StoreError, StoreUnavailable
 from sriblob.keys import integrity_to_key, key_to_integrity
 
 from ._download import Downloader
-from ._errors import Where, status_of
+from ._errors import Where, is_missing
 from ._http import Limits, bounded_session
 from ._lease import LEASE_NAME, BucketLease
 from ._signing import hash_payloads_off_loop
@@ -359,7 +359,7 @@ class S3Backend(Backend):
                     Bucket=self._config.bucket, Key=key
                 )
             except ClientError as error:
-                if status_of(error) != 404:  # noqa: PLR2004
+                if not is_missing(error):
                     raise
         # A 404 to HEAD has no body: it may mean the bucket is missing.
         await self._check_bucket()

@@ -18,13 +18,12 @@ import math
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import attrs
-from botocore.exceptions import ClientError
 
 from sriblob._config import MAX_PART_SIZE, MAX_PARTS, MiB
 from sriblob._tasks import wait_out
 from sriblob.exceptions import StoreError, StoreUnavailable
 
-from ._errors import TRANSLATED, code_of, not_implemented
+from ._errors import TRANSLATED, is_no_such_upload, is_not_implemented
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -390,7 +389,7 @@ class Uploader:
         )
         await wait_out(abort)
         if not abort.cancelled() and (error := abort.exception()) is not None:
-            if isinstance(error, ClientError) and code_of(error) == "NoSuchUpload":
+            if is_no_such_upload(error):
                 return  # completed after all, or already gone
             self.unaborted.add((key, upload_id))
             logger.warning(
@@ -489,7 +488,7 @@ class Uploader:
         try:
             await self._copy_in_parts(copy_source, key, size)
         except StoreError as error:
-            if not not_implemented(error.__cause__):
+            if not is_not_implemented(error.__cause__):
                 raise
             # Small servers (s3rver) lack UploadPartCopy: read the staged
             # object back and upload it again, part by part. It was verified
