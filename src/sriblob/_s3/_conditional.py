@@ -22,9 +22,7 @@ from botocore.exceptions import ClientError
 from ._errors import is_condition_failed, is_missing, is_not_implemented
 
 if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
-
-    from ._errors import Where
+    from ._bucket import Bucket
 
 __all__ = ["ConditionalObject", "Version"]
 
@@ -44,38 +42,23 @@ class ConditionalObject:
     """Read, create, replace and delete one key with conditional requests.
 
     Args:
-        client: The store's open S3 client.
-        bucket: The bucket.
+        bucket: The bucket, through the store's open client.
         key: The object's key.
-        where: The bucket and endpoint, for messages.
-        backend: The store's id, for log lines.
         purpose: What the object is ("lease", "usage"), for log lines.
     """
 
-    def __init__(
-        self,
-        *,
-        client: S3Client,
-        bucket: str,
-        key: str,
-        where: Where,
-        backend: str,
-        purpose: str,
-    ) -> None:
-        self._client = client
+    def __init__(self, *, bucket: Bucket, key: str, purpose: str) -> None:
         self._bucket = bucket
         self.key = key
-        self._where = where
-        self._backend = backend
         self._purpose = purpose
         self._quoted = True
 
     async def read(self) -> Version | None:
         """Return the object, or None if there is none."""
-        with self._where.translate("GetObject"):
+        with self._bucket.where.translate("GetObject"):
             try:
-                response = await self._client.get_object(
-                    Bucket=self._bucket, Key=self.key
+                response = await self._bucket.client.get_object(
+                    Bucket=self._bucket.name, Key=self.key
                 )
             except ClientError as error:
                 if is_missing(error):
@@ -105,20 +88,20 @@ class ConditionalObject:
 
     async def delete(self, etag: str) -> None:
         """Delete the object if it is still the one with *etag* (quietly if not)."""
-        with self._where.translate("DeleteObject"):
+        with self._bucket.where.translate("DeleteObject"):
             try:
-                await self._client.delete_object(
-                    Bucket=self._bucket, Key=self.key, IfMatch=self._form(etag)
+                await self._bucket.client.delete_object(
+                    Bucket=self._bucket.name, Key=self.key, IfMatch=self._form(etag)
                 )
             except ClientError as error:
                 if not (is_condition_failed(error) or is_missing(error)):
                     raise
 
     async def _put(self, data: bytes, **condition: str) -> str | None:
-        with self._where.translate("PutObject"):
+        with self._bucket.where.translate("PutObject"):
             try:
-                response = await self._client.put_object(
-                    Bucket=self._bucket,
+                response = await self._bucket.client.put_object(
+                    Bucket=self._bucket.name,
                     Key=self.key,
                     Body=data,
                     **condition,  # type: ignore[arg-type]
@@ -134,11 +117,11 @@ class ConditionalObject:
                     "%s backend=%s: the server has no conditional writes (501); "
                     "the %s object is best-effort here",
                     self._purpose,
-                    self._backend,
+                    self._bucket.backend,
                     self._purpose,
                 )
-                response = await self._client.put_object(
-                    Bucket=self._bucket, Key=self.key, Body=data
+                response = await self._bucket.client.put_object(
+                    Bucket=self._bucket.name, Key=self.key, Body=data
                 )
         return str(response.get("ETag", ""))
 

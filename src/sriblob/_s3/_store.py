@@ -18,6 +18,7 @@ from sriblob._store import BlobStore
 from sriblob.exceptions import BucketNotFound, StoreError, StoreUnavailable
 from sriblob.keys import integrity_to_key, key_to_integrity
 
+from ._bucket import Bucket
 from ._download import Downloader
 from ._errors import Where, is_missing
 from ._http import Limits, bounded_session
@@ -145,17 +146,14 @@ class S3Backend(Backend):
             self._where = Where(self.id, config.bucket, client.meta.endpoint_url)
             if _signs_payloads(config):
                 hash_payloads_off_loop(client)
+            bucket = Bucket(client, self._where)
             self._uploader_or_none = Uploader(
-                client=client,
-                bucket=config.bucket,
-                where=self._where,
+                bucket=bucket,
                 part_size=config.part_size,
                 max_concurrency=config.max_concurrency,
             )
             self._downloader_or_none = Downloader(
-                client=client,
-                bucket=config.bucket,
-                where=self._where,
+                bucket=bucket,
                 limits=self._limits,
                 operation_timeout=config.operation_timeout,
                 part_size=config.read_part_size,
@@ -163,16 +161,11 @@ class S3Backend(Backend):
                 max_attempts=config.max_attempts,
             )
             self._bucket_lease = BucketLease(
-                client=client,
-                bucket=config.bucket,
-                key=config.key_prefix + LEASE_NAME,
-                ttl=config.lease_ttl,
-                where=self._where,
-                backend=self.id,
+                bucket=bucket, key=self._lease_key, ttl=config.lease_ttl
             )
             self._writer_or_none = Writer(
                 config=config,
-                where=self._where,
+                bucket=bucket,
                 uploader=self._uploader_or_none,
                 downloader=self._downloader_or_none,
                 key=self._key,
@@ -182,11 +175,8 @@ class S3Backend(Backend):
                 staging_prefix=self._staging_prefix,
             )
             self._bucket_total = BucketTotal(
-                client=client,
-                bucket=config.bucket,
+                bucket=bucket,
                 key=self._usage_key,
-                where=self._where,
-                backend=self.id,
                 count=self.stored_total,
                 fits=self.fits,
                 exceeded=self.quota_exceeded,
@@ -248,7 +238,7 @@ class S3Backend(Backend):
 
     @property
     def _client(self) -> S3Client:
-        return self._uploader.client
+        return self._uploader.bucket.client
 
     @contextlib.asynccontextmanager
     async def _deadline(self, action: str) -> AsyncIterator[None]:
