@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from sriblob import (
     AccessDenied,
     BucketNotFound,
+    Integrity,
     IntegrityMismatch,
     S3BlobStore,
     S3StoreConfig,
@@ -89,7 +90,9 @@ def record(store: S3BlobStore) -> list[Sent]:
         }
         sent.append(Sent(event_name.rsplit(".", 1)[-1], request.url, headers))
 
-    store.backend._client.meta.events.register("before-send.s3", before_send)
+    store.backend._connected.bucket.client.meta.events.register(
+        "before-send.s3", before_send
+    )
     return sent
 
 
@@ -112,7 +115,7 @@ def operations(sent: list[Sent]) -> list[str]:
 def spy_on_parts(store: S3BlobStore) -> dict[str, int]:
     """Count UploadPart calls and the most that were in flight at once."""
     stats = {"calls": 0, "in_flight": 0, "max_in_flight": 0}
-    client = store.backend._client
+    client = store.backend._connected.bucket.client
     upload_part = client.upload_part
 
     async def spy(**kwargs: Any) -> Any:
@@ -212,6 +215,19 @@ class TestLifecycle:
             await store.has(integrity_of(b"x"))
         await store.aclose()
 
+    async def test_backend_outside_its_store_says_how_to_open_it(
+        self, s3_config: S3StoreConfig
+    ) -> None:
+        """The backend called directly, before open or after close, says to open it."""
+        integrity = Integrity.parse(integrity_of(b"x"))
+        store = S3BlobStore(s3_config)
+        with pytest.raises(RuntimeError, match="async with S3BlobStore"):
+            await store.backend.has_blob(integrity)
+        async with store:
+            assert await store.backend.has_blob(integrity) is False
+        with pytest.raises(RuntimeError, match="is not open"):
+            await store.backend.stat_blob(integrity)
+
     def test_config_must_be_a_config(self) -> None:
         """Passing anything but an S3StoreConfig is a TypeError that says what to do."""
         with pytest.raises(TypeError, match="S3StoreConfig"):
@@ -230,21 +246,21 @@ class TestLifecycle:
 
         monkeypatch.setattr(aioboto3.Session, "client", counting)
         async with S3BlobStore(s3_config) as store:
-            first = store.backend._client
+            first = store.backend._connected.bucket.client
             integrity = await store.add(blob(6 * MiB))
             await store.get(integrity)
             await store.has(integrity)
             await collect(store)
             await store.delete(integrity)
-            assert store.backend._client is first
+            assert store.backend._connected.bucket.client is first
         assert created == ["s3"]
-        assert store.backend._uploader_or_none is None
+        assert store.backend._connected_or_none is None
 
     async def test_pool_fits_the_concurrency(self, s3_config: S3StoreConfig) -> None:
         """The connection pool holds at least max_concurrency connections."""
         config = other_config(s3_config, max_concurrency=20)
         async with opened(config) as store:
-            client_config: Any = store.backend._client.meta.config
+            client_config: Any = store.backend._connected.bucket.client.meta.config
             pool = client_config.max_pool_connections
         assert 20 <= pool <= 30
 
@@ -582,7 +598,7 @@ class TestPut:
         source = CountingSource(data, chunk=MiB)
         ahead: list[int] = []
         async with opened(other_config(s3_config, max_concurrency=2)) as store:
-            client = store.backend._client
+            client = store.backend._connected.bucket.client
             upload_part = client.upload_part
             finished = 0
 
@@ -624,7 +640,7 @@ class TestPut:
         """Cancelling a put while parts are uploading aborts the multipart upload."""
         data = blob(11 * MiB)
         uploading = asyncio.Event()
-        client = store.backend._client
+        client = store.backend._connected.bucket.client
         upload_part = client.upload_part
 
         async def spy(**kwargs: Any) -> Any:
@@ -657,7 +673,7 @@ class TestPut:
         data = blob(11 * MiB)
         uploading = asyncio.Event()
         aborting = asyncio.Event()
-        client = store.backend._client
+        client = store.backend._connected.bucket.client
         upload_part = client.upload_part
         abort = client.abort_multipart_upload
 
@@ -703,7 +719,7 @@ class TestPut:
         self, store: S3BlobStore, leftovers: Callable[[], list[str]]
     ) -> None:
         """A part the server keeps refusing aborts the upload and raises StoreError."""
-        client = store.backend._client
+        client = store.backend._connected.bucket.client
         upload_part = client.upload_part
 
         async def failing(**kwargs: Any) -> Any:
@@ -728,7 +744,7 @@ class TestPut:
         async def failing_abort(**kwargs: Any) -> Any:
             raise ConnectionResetError
 
-        store.backend._client.abort_multipart_upload = failing_abort  # type: ignore[method-assign]
+        store.backend._connected.bucket.client.abort_multipart_upload = failing_abort  # type: ignore[method-assign]
         data = blob(12 * MiB)
 
         with pytest.raises(IntegrityMismatch):
@@ -812,8 +828,8 @@ class TestAdd:
         leftovers: Callable[[], list[str]],
     ) -> None:
         """Above the copy threshold the move is a multipart UploadPartCopy."""
-        store.backend._uploader.copy_threshold = (
-            store.backend._uploader.copy_part_size
+        store.backend._connected.uploader.copy_threshold = (
+            store.backend._connected.uploader.copy_part_size
         ) = 5 * MiB
         sent = record(store)
         data = blob(12 * MiB)
@@ -836,14 +852,14 @@ class TestAdd:
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         """Without UploadPartCopy on the server, the store copies through itself."""
-        store.backend._uploader.copy_threshold = (
-            store.backend._uploader.copy_part_size
+        store.backend._connected.uploader.copy_threshold = (
+            store.backend._connected.uploader.copy_part_size
         ) = 5 * MiB
 
         async def lacking(**kwargs: Any) -> Any:
             raise client_error("NotImplemented", 501, "UploadPartCopy")
 
-        store.backend._client.upload_part_copy = lacking  # type: ignore[method-assign]
+        store.backend._connected.bucket.client.upload_part_copy = lacking  # type: ignore[method-assign]
         data = blob(12 * MiB + 5)
         caplog.set_level("INFO", logger="sriblob")
 
@@ -862,7 +878,7 @@ class TestAdd:
         async def failing(**kwargs: Any) -> Any:
             raise client_error("AccessDenied", 403, "CopyObject")
 
-        store.backend._client.copy_object = failing  # type: ignore[method-assign]
+        store.backend._connected.bucket.client.copy_object = failing  # type: ignore[method-assign]
 
         with pytest.raises(AccessDenied, match="CopyObject"):
             await store.add(chunked(blob(11 * MiB), MiB))
@@ -874,7 +890,7 @@ class TestAdd:
         self, store: S3BlobStore, caplog: pytest.LogCaptureFixture
     ) -> None:
         """A staging key that can't be deleted is logged; the blob is still added."""
-        client = store.backend._client
+        client = store.backend._connected.bucket.client
         delete = client.delete_object
         staging = store.config.key_prefix + ".staging/"
 
@@ -948,7 +964,7 @@ RANGE = 64 * 1024
 
 def acquired_connections(store: S3BlobStore) -> int:
     """Count the connections the store's aiohttp pools hand out right now."""
-    http = store.backend._client._endpoint.http_session  # type: ignore[attr-defined]
+    http = store.backend._connected.bucket.client._endpoint.http_session  # type: ignore[attr-defined]
     return sum(len(session.connector._acquired) for session in http._sessions.values())
 
 
@@ -1412,10 +1428,10 @@ class TestPayloadHashes:
                     sent = sent.decode()
                 bodies.append((event_name, sent, raw))
 
-            store.backend._client.meta.events.register(
+            store.backend._connected.bucket.client.meta.events.register(
                 "before-send.s3.UploadPart", before_send
             )
-            store.backend._client.meta.events.register(
+            store.backend._connected.bucket.client.meta.events.register(
                 "before-send.s3.PutObject", before_send
             )
             await store.put(integrity_of(data), chunked(data, MiB))

@@ -154,7 +154,7 @@ class TestUnclosed:
         """An S3BlobStore collected while open emits a ResourceWarning."""
         store = S3BlobStore(s3_config)
         await store.__aenter__()
-        context = store.backend._client_context
+        context = store.backend._connected.client_context
         assert context is not None
 
         with pytest.warns(ResourceWarning, match="never closed"):  # noqa: PT031

@@ -153,8 +153,8 @@ class TestTransientFaults:
         proxy.inject(Fault("late", match=match, times=1, seconds=1.0))
         async with S3BlobStore(proxied_config) as store:
             if how == "add-copied-in-parts":
-                store.backend._uploader.copy_threshold = (
-                    store.backend._uploader.copy_part_size
+                store.backend._connected.uploader.copy_threshold = (
+                    store.backend._connected.uploader.copy_part_size
                 ) = 5 * MiB
             await streamed_write(store, how.removesuffix("-copied-in-parts"), data)
             assert await store.get(integrity_of(data)) == data
@@ -437,7 +437,7 @@ class TestShortBody:
         integrity = integrity_of(data)
         async with S3BlobStore(config, verify=False) as store:
             await store.put(integrity, data)
-            client = store.backend._client
+            client = store.backend._connected.bucket.client
             get_object = client.get_object
             answers = 0
 

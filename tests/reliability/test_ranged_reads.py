@@ -32,7 +32,8 @@ INTEGRITY = integrity_of(DATA)
 
 def acquired_connections(store: S3BlobStore) -> int:
     """Count the connections the store's aiohttp pools hand out right now."""
-    http = store._client._endpoint.http_session  # type: ignore[attr-defined]
+    client = store.backend._connected.bucket.client
+    http = client._endpoint.http_session  # type: ignore[attr-defined]
     return sum(len(session.connector._acquired) for session in http._sessions.values())
 
 

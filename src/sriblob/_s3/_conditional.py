@@ -14,26 +14,19 @@ s3rver ignores both headers, so there the last writer wins.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from botocore.exceptions import ClientError
 
-from ._errors import code_of, not_implemented, status_of
+from ._errors import is_condition_failed, is_missing, is_not_implemented
 
 if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
-
-    from ._errors import Where
+    from ._bucket import Bucket
 
 __all__ = ["ConditionalObject", "Version"]
 
 logger = logging.getLogger("sriblob")
-
-#: Answers to a conditional write that mean "the condition failed".
-_CONDITION_FAILED: Final = frozenset(
-    {"PreconditionFailed", "ConditionalRequestConflict"}
-)
 
 
 @attrs.frozen
@@ -49,41 +42,26 @@ class ConditionalObject:
     """Read, create, replace and delete one key with conditional requests.
 
     Args:
-        client: The store's open S3 client.
-        bucket: The bucket.
+        bucket: The bucket, through the store's open client.
         key: The object's key.
-        where: The bucket and endpoint, for messages.
-        backend: The store's id, for log lines.
         purpose: What the object is ("lease", "usage"), for log lines.
     """
 
-    def __init__(
-        self,
-        *,
-        client: S3Client,
-        bucket: str,
-        key: str,
-        where: Where,
-        backend: str,
-        purpose: str,
-    ) -> None:
-        self._client = client
+    def __init__(self, *, bucket: Bucket, key: str, purpose: str) -> None:
         self._bucket = bucket
         self.key = key
-        self._where = where
-        self._backend = backend
         self._purpose = purpose
         self._quoted = True
 
     async def read(self) -> Version | None:
         """Return the object, or None if there is none."""
-        with self._where.translate("GetObject"):
+        with self._bucket.where.translate("GetObject"):
             try:
-                response = await self._client.get_object(
-                    Bucket=self._bucket, Key=self.key
+                response = await self._bucket.client.get_object(
+                    Bucket=self._bucket.name, Key=self.key
                 )
             except ClientError as error:
-                if _missing(error):
+                if is_missing(error):
                     return None
                 raise
             async with response["Body"] as body:
@@ -110,28 +88,28 @@ class ConditionalObject:
 
     async def delete(self, etag: str) -> None:
         """Delete the object if it is still the one with *etag* (quietly if not)."""
-        with self._where.translate("DeleteObject"):
+        with self._bucket.where.translate("DeleteObject"):
             try:
-                await self._client.delete_object(
-                    Bucket=self._bucket, Key=self.key, IfMatch=self._form(etag)
+                await self._bucket.client.delete_object(
+                    Bucket=self._bucket.name, Key=self.key, IfMatch=self._form(etag)
                 )
             except ClientError as error:
-                if not (condition_failed(error) or _missing(error)):
+                if not (is_condition_failed(error) or is_missing(error)):
                     raise
 
     async def _put(self, data: bytes, **condition: str) -> str | None:
-        with self._where.translate("PutObject"):
+        with self._bucket.where.translate("PutObject"):
             try:
-                response = await self._client.put_object(
-                    Bucket=self._bucket,
+                response = await self._bucket.client.put_object(
+                    Bucket=self._bucket.name,
                     Key=self.key,
                     Body=data,
                     **condition,  # type: ignore[arg-type]
                 )
             except ClientError as error:
-                if condition_failed(error):
+                if is_condition_failed(error):
                     return None
-                if not not_implemented(error):
+                if not is_not_implemented(error):
                     raise
                 # No conditional writes here: a plain write, guarded only by
                 # the read before it (narrowly).
@@ -139,22 +117,13 @@ class ConditionalObject:
                     "%s backend=%s: the server has no conditional writes (501); "
                     "the %s object is best-effort here",
                     self._purpose,
-                    self._backend,
+                    self._bucket.backend,
                     self._purpose,
                 )
-                response = await self._client.put_object(
-                    Bucket=self._bucket, Key=self.key, Body=data
+                response = await self._bucket.client.put_object(
+                    Bucket=self._bucket.name, Key=self.key, Body=data
                 )
         return str(response.get("ETag", ""))
 
     def _form(self, etag: str) -> str:
         return etag if self._quoted else etag.strip('"')
-
-
-def condition_failed(error: ClientError) -> bool:
-    """Whether *error* is a conditional request's precondition failing."""
-    return code_of(error) in _CONDITION_FAILED or status_of(error) == 412  # noqa: PLR2004
-
-
-def _missing(error: ClientError) -> bool:
-    return code_of(error) == "NoSuchKey" or status_of(error) == 404  # noqa: PLR2004

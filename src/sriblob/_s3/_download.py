@@ -1,16 +1,16 @@
 """The S3 download engine: one GetObject, or byte ranges on several connections.
 
-A :class:`Downloader` is handed an open client and turns "the bytes of this
-key, from here to there" into chunks in order. S3 serves each request at a
-bounded rate (AWS: roughly 85-90 MB/s), so a large object is read as byte
-ranges fetched on up to ``read_concurrency`` connections at once and handed
-on in order, at most ``read_concurrency`` ranges buffered whatever the
-object's size. The first range's answer gives the object's size and ETag;
-every later range carries ``If-Match`` with that ETag, so an object replaced
-mid-read fails the read (412) instead of mixing two objects' bytes. Each
-answer's ``Content-Range`` is checked against what was asked: a short range
-is an error, and a server that sends more than asked (s3rver answers
-``bytes=0-0`` with the whole object) is cut to the bytes asked for.
+A :class:`Downloader` is handed a bucket (``_bucket.Bucket``) and turns "the
+bytes of this key, from here to there" into chunks in order. S3 serves each
+request at a bounded rate (AWS: roughly 85-90 MB/s), so a large object is
+read as byte ranges fetched on up to ``read_concurrency`` connections at
+once and handed on in order, at most ``read_concurrency`` ranges buffered
+whatever the object's size. The first range's answer gives the object's size
+and ETag; every later range carries ``If-Match`` with that ETag, so an
+object replaced mid-read fails the read (412) instead of mixing two objects'
+bytes. Each answer's ``Content-Range`` is checked against what was asked: a
+short range is an error, and a server that sends more than asked (s3rver
+answers ``bytes=0-0`` with the whole object) is cut to the bytes asked for.
 
 It decides nothing about blobs; :class:`~sriblob.S3BlobStore` does.
 """
@@ -29,21 +29,17 @@ from botocore.exceptions import ClientError
 from sriblob._source import CHUNK_SIZE
 from sriblob.exceptions import StoreError, StoreUnavailable
 
-from ._errors import TRANSLATED, code_of, status_of
+from ._errors import is_invalid_range, is_missing, is_no_such_key
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-    from types_aiobotocore_s3 import S3Client
-
-    from ._errors import Where
+    from ._bucket import Bucket
     from ._http import Limits
 
 __all__ = ["Downloader", "Opened", "Span", "parse_content_range"]
 
 _CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-#: Answers to the first GetObject that aren't errors of the read.
-_FIRST_ANSWERS: Final = frozenset({"NoSuchKey", "InvalidRange"})
 
 
 @attrs.frozen
@@ -127,9 +123,7 @@ class Downloader:
     """Reads objects of one bucket, in one request or in parallel ranges.
 
     Args:
-        client: An open S3 client.
-        bucket: The bucket.
-        where: The bucket and endpoint, for messages.
+        bucket: The bucket, through the store's open client.
         limits: The per-request bounds (a body's minimum rate among them).
         operation_timeout: A bound on a whole body, or None.
         part_size: Bytes per range.
@@ -140,18 +134,15 @@ class Downloader:
     def __init__(
         self,
         *,
-        client: S3Client,
-        bucket: str,
-        where: Where,
+        bucket: Bucket,
         limits: Limits,
         operation_timeout: float | None,
         part_size: int,
         concurrency: int,
         max_attempts: int,
     ) -> None:
-        self.client = client
         self._bucket = bucket
-        self._where = where
+        self._where = bucket.where
         self._limits = limits
         self._operation_timeout = operation_timeout
         self._part_size = part_size
@@ -175,10 +166,16 @@ class Downloader:
             first_stop = start + self._part_size
             if end is not None:
                 first_stop = min(first_stop, end)
-        response = await self._get(key, start, first_stop, answers=_FIRST_ANSWERS)
-        if response == "NoSuchKey":
-            return None
-        if response == "InvalidRange":
+        with self._where.translate("GetObject"):
+            try:
+                response = await self._get(key, start, first_stop)
+            except ClientError as error:
+                if is_no_such_key(error):
+                    return None
+                if not is_invalid_range(error):
+                    raise
+                response = None
+        if response is None:
             return await self._unsatisfiable(key, start, check)
         return self._opened(key, response, start, first_stop, check)
 
@@ -189,27 +186,18 @@ class Downloader:
         stop: int | None,
         *,
         if_match: str | None = None,
-        answers: frozenset[str] = frozenset(),
     ) -> Any:
         """Send one GetObject for bytes *start* to *stop* (None: the end).
 
-        An error whose code is in *answers* is returned as that code; any
-        other is raised as sriblob's.
+        Its errors are botocore's: the caller translates them.
         """
-        arguments: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        arguments: dict[str, Any] = {"Bucket": self._bucket.name, "Key": key}
         if start > 0 or stop is not None:
             last = "" if stop is None else str(stop - 1)
             arguments["Range"] = f"bytes={start}-{last}"
         if if_match is not None:
             arguments["IfMatch"] = if_match
-        try:
-            return await self.client.get_object(**arguments)
-        except ClientError as error:
-            if (code := code_of(error)) in answers:
-                return code
-            self._where.fail(error, "GetObject")
-        except TRANSLATED as error:
-            self._where.fail(error, "GetObject")
+        return await self._bucket.client.get_object(**arguments)
 
     async def _unsatisfiable(
         self, key: str, start: int, check: Callable[[int], int]
@@ -221,9 +209,11 @@ class Downloader:
         """
         with self._where.translate("HeadObject"):
             try:
-                head = await self.client.head_object(Bucket=self._bucket, Key=key)
+                head = await self._bucket.client.head_object(
+                    Bucket=self._bucket.name, Key=key
+                )
             except ClientError as error:
-                if status_of(error) == 404:  # noqa: PLR2004
+                if is_missing(error):
                     return None
                 raise
         size = int(head["ContentLength"])
@@ -388,7 +378,8 @@ class Downloader:
         self, key: str, start: int, stop: int, etag: str | None, size: int
     ) -> AsyncGenerator[bytes]:
         """Yield bytes *start* to *stop* of the object whose ETag is *etag*."""
-        response = await self._get(key, start, stop, if_match=etag)
+        with self._where.translate("GetObject"):
+            response = await self._get(key, start, stop, if_match=etag)
         body = response["Body"]
         try:
             length = int(response.get("ContentLength", 0))

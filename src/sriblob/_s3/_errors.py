@@ -1,8 +1,11 @@
-"""S3 errors as sriblob's: one table and one translating context manager.
+"""S3 errors as sriblob's: one table, one translator, and named predicates.
 
 Like s3fs's ``translate_boto_error`` and httpx's ``map_httpcore_exceptions``:
-botocore's, aiohttp's and the network's exceptions are mapped in one place,
-so the store's code never inspects an error code itself.
+botocore's, aiohttp's and the network's exceptions are mapped in one place.
+Where the backend must branch on an answer (no such key, a failed
+condition), it asks a predicate here (:func:`is_missing`,
+:func:`is_condition_failed`, ...), so no other module inspects an error code
+or status itself.
 """
 
 from __future__ import annotations
@@ -34,9 +37,12 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSLATED",
     "Where",
-    "code_of",
-    "not_implemented",
-    "status_of",
+    "is_condition_failed",
+    "is_invalid_range",
+    "is_missing",
+    "is_no_such_key",
+    "is_no_such_upload",
+    "is_not_implemented",
 ]
 
 #: What :meth:`Where.translate` turns into sriblob errors.
@@ -99,27 +105,71 @@ _SERVER_ERROR: Final = (
 _OTHER: Final = (StoreError, "the server answered {code}")
 
 
-def code_of(error: ClientError) -> str:
+#: Answers to a conditional request that mean "the condition failed".
+_CONDITION_FAILED: Final = frozenset(
+    {"PreconditionFailed", "ConditionalRequestConflict"}
+)
+
+
+def _code_of(error: ClientError) -> str:
     """Return the S3 error code of *error* ("" when the answer had none)."""
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def status_of(error: ClientError) -> int:
+def _status_of(error: ClientError) -> int:
     """Return the HTTP status of *error* (0 when unknown)."""
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
-def not_implemented(error: BaseException | None) -> bool:
+# -- predicates: what the backend branches on --------------------------------
+# Each takes any exception (or None, an error's missing ``__cause__``) and is
+# False for anything but a botocore ClientError.
+
+
+def is_missing(error: BaseException | None) -> bool:
+    """Whether *error* is a 404: no such key or, to a bodiless HEAD, no bucket.
+
+    A HEAD answer has no error code, so its 404 may mean either; a GET's
+    404 names which (see :func:`is_no_such_key`).
+    """
+    return isinstance(error, ClientError) and (
+        _code_of(error) == "NoSuchKey" or _status_of(error) == 404  # noqa: PLR2004
+    )
+
+
+def is_no_such_key(error: BaseException | None) -> bool:
+    """Whether *error* says the bucket holds no such key (never: no such bucket)."""
+    return isinstance(error, ClientError) and _code_of(error) == "NoSuchKey"
+
+
+def is_invalid_range(error: BaseException | None) -> bool:
+    """Whether *error* refuses a range that starts at or past the end (416)."""
+    return isinstance(error, ClientError) and _code_of(error) == "InvalidRange"
+
+
+def is_condition_failed(error: BaseException | None) -> bool:
+    """Whether *error* is a conditional request's precondition failing (412)."""
+    return isinstance(error, ClientError) and (
+        _code_of(error) in _CONDITION_FAILED or _status_of(error) == 412  # noqa: PLR2004
+    )
+
+
+def is_no_such_upload(error: BaseException | None) -> bool:
+    """Whether *error* says a multipart upload is gone (completed or aborted)."""
+    return isinstance(error, ClientError) and _code_of(error) == "NoSuchUpload"
+
+
+def is_not_implemented(error: BaseException | None) -> bool:
     """Whether *error* says the server lacks the operation (501 NotImplemented)."""
     return isinstance(error, ClientError) and (
-        code_of(error) == "NotImplemented" or status_of(error) == 501  # noqa: PLR2004
+        _code_of(error) == "NotImplemented" or _status_of(error) == 501  # noqa: PLR2004
     )
 
 
 def _classify(error: Exception, action: str) -> tuple[type[StoreError], str]:
     if isinstance(error, ClientError):
-        code, status = code_of(error), status_of(error)
-        if not_implemented(error):
+        code, status = _code_of(error), _status_of(error)
+        if is_not_implemented(error):
             # Not transient: small S3-compatible servers lack whole
             # operations (s3rver: UploadPartCopy, AbortMultipartUpload).
             return (

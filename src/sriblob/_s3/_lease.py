@@ -32,9 +32,7 @@ from sriblob.exceptions import StoreBusy, StoreError
 from ._conditional import ConditionalObject
 
 if TYPE_CHECKING:
-    from types_aiobotocore_s3 import S3Client
-
-    from ._errors import Where
+    from ._bucket import Bucket
 
 __all__ = ["LEASE_NAME", "BucketLease"]
 
@@ -70,34 +68,16 @@ class BucketLease:
     """Take, renew and release the maintenance lease of one bucket prefix.
 
     Args:
-        client: The store's open S3 client.
-        bucket: The bucket.
+        bucket: The bucket, through the store's open client (and the
+            store's id, for messages).
         key: The lease object's key.
         ttl: Seconds a lease lives without renewal.
-        where: The bucket and endpoint, for messages.
-        backend: The store's id.
     """
 
-    def __init__(
-        self,
-        *,
-        client: S3Client,
-        bucket: str,
-        key: str,
-        ttl: float,
-        where: Where,
-        backend: str,
-    ) -> None:
-        self._object = ConditionalObject(
-            client=client,
-            bucket=bucket,
-            key=key,
-            where=where,
-            backend=backend,
-            purpose="lease",
-        )
+    def __init__(self, *, bucket: Bucket, key: str, ttl: float) -> None:
+        self._object = ConditionalObject(bucket=bucket, key=key, purpose="lease")
         self._ttl = ttl
-        self._backend = backend
+        self._backend = bucket.backend
         self._held: dict[str, _Holding] = {}
 
     async def take(self, lease: Lease) -> Lease | None:

@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Unpack
 
 import aioboto3
+import attrs
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
@@ -18,8 +19,9 @@ from sriblob._store import BlobStore
 from sriblob.exceptions import BucketNotFound, StoreError, StoreUnavailable
 from sriblob.keys import integrity_to_key, key_to_integrity
 
+from ._bucket import Bucket
 from ._download import Downloader
-from ._errors import Where, status_of
+from ._errors import Where, is_missing
 from ._http import Limits, bounded_session
 from ._lease import LEASE_NAME, BucketLease
 from ._signing import hash_payloads_off_loop
@@ -29,8 +31,6 @@ from ._writer import Writer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-    from types_aiobotocore_s3 import S3Client
 
     from sriblob._integrity import Integrity
     from sriblob._lease import Lease
@@ -67,6 +67,24 @@ def read_concurrency(config: S3StoreConfig) -> int:
     return PARALLEL_READS if endpoint.lower().startswith("https://") else 1
 
 
+@attrs.frozen
+class _Connected:
+    """What an open :class:`S3Backend` uses, built and dropped as one.
+
+    ``startup()`` builds it whole and ``shutdown()`` drops it whole, so the
+    backend is either open with all of it or closed with none of it.
+    """
+
+    bucket: Bucket
+    uploader: Uploader
+    downloader: Downloader
+    writer: Writer
+    lease: BucketLease
+    total: BucketTotal
+    #: Closes the S3 client and its connections.
+    client_context: contextlib.AsyncExitStack
+
+
 class S3Backend(Backend):
     """Blobs as objects in an S3 bucket (see :class:`~sriblob.S3BlobStore`)."""
 
@@ -80,14 +98,9 @@ class S3Backend(Backend):
         self._staging_prefix = config.key_prefix + STAGING_DIR
         self._lease_key = config.key_prefix + LEASE_NAME
         self._usage_key = config.key_prefix + USAGE_NAME
-        self._bucket_total: BucketTotal | None = None
         self._limits = Limits.of(config)
         self._where = Where(self.default_id, config.bucket, config.endpoint or "AWS")
-        self._client_context: contextlib.AsyncExitStack | None = None
-        self._uploader_or_none: Uploader | None = None
-        self._downloader_or_none: Downloader | None = None
-        self._writer_or_none: Writer | None = None
-        self._bucket_lease: BucketLease | None = None
+        self._connected_or_none: _Connected | None = None
         self._bucket_seen = False
 
     def bind(self, options: StoreOptions, /) -> None:
@@ -95,7 +108,7 @@ class S3Backend(Backend):
         self._where = Where(options.id, self._config.bucket, self._where.endpoint)
 
     def left_open(self) -> str | None:
-        if getattr(self, "_client_context", None) is None:
+        if getattr(self, "_connected_or_none", None) is None:
             return None
         return "its S3 client and connections"
 
@@ -145,53 +158,7 @@ class S3Backend(Backend):
             self._where = Where(self.id, config.bucket, client.meta.endpoint_url)
             if _signs_payloads(config):
                 hash_payloads_off_loop(client)
-            self._uploader_or_none = Uploader(
-                client=client,
-                bucket=config.bucket,
-                where=self._where,
-                part_size=config.part_size,
-                max_concurrency=config.max_concurrency,
-            )
-            self._downloader_or_none = Downloader(
-                client=client,
-                bucket=config.bucket,
-                where=self._where,
-                limits=self._limits,
-                operation_timeout=config.operation_timeout,
-                part_size=config.read_part_size,
-                concurrency=read_concurrency(config),
-                max_attempts=config.max_attempts,
-            )
-            self._bucket_lease = BucketLease(
-                client=client,
-                bucket=config.bucket,
-                key=config.key_prefix + LEASE_NAME,
-                ttl=config.lease_ttl,
-                where=self._where,
-                backend=self.id,
-            )
-            self._writer_or_none = Writer(
-                config=config,
-                where=self._where,
-                uploader=self._uploader_or_none,
-                downloader=self._downloader_or_none,
-                key=self._key,
-                head=self._head,
-                verify=self.options.verify,
-                counted=self.keeps_total,
-                staging_prefix=self._staging_prefix,
-            )
-            self._bucket_total = BucketTotal(
-                client=client,
-                bucket=config.bucket,
-                key=self._usage_key,
-                where=self._where,
-                backend=self.id,
-                count=self.stored_total,
-                fits=self.fits,
-                exceeded=self.quota_exceeded,
-            )
-            self._client_context = stack.pop_all()
+            self._connected_or_none = self._connect(Bucket(client, self._where), stack)
         try:
             await self._check_bucket()
         except BucketNotFound:
@@ -210,45 +177,65 @@ class S3Backend(Backend):
                 type(error).__name__,
             )
 
+    def _connect(self, bucket: Bucket, stack: contextlib.AsyncExitStack) -> _Connected:
+        """Build what the open backend uses on *bucket*; take the client's *stack*."""
+        config = self._config
+        uploader = Uploader(
+            bucket=bucket,
+            part_size=config.part_size,
+            max_concurrency=config.max_concurrency,
+        )
+        downloader = Downloader(
+            bucket=bucket,
+            limits=self._limits,
+            operation_timeout=config.operation_timeout,
+            part_size=config.read_part_size,
+            concurrency=read_concurrency(config),
+            max_attempts=config.max_attempts,
+        )
+        writer = Writer(
+            config=config,
+            bucket=bucket,
+            uploader=uploader,
+            downloader=downloader,
+            key=self._key,
+            head=self._head,
+            verify=self.options.verify,
+            counted=self.keeps_total,
+            staging_prefix=self._staging_prefix,
+        )
+        lease = BucketLease(bucket=bucket, key=self._lease_key, ttl=config.lease_ttl)
+        total = BucketTotal(
+            bucket=bucket,
+            key=self._usage_key,
+            count=self.stored_total,
+            fits=self.fits,
+            exceeded=self.quota_exceeded,
+        )
+        # The client's context is taken last: should building the rest fail,
+        # the stack still closes the client as it unwinds.
+        return _Connected(
+            bucket, uploader, downloader, writer, lease, total, stack.pop_all()
+        )
+
     async def shutdown(self) -> None:
-        bucket_lease, self._bucket_lease = self._bucket_lease, None
-        if bucket_lease is not None:
-            await bucket_lease.close()
-        context, self._client_context = self._client_context, None
-        self._uploader_or_none = None
-        self._downloader_or_none = None
-        self._writer_or_none = None
-        self._bucket_total = None
-        if context is not None:
-            await context.aclose()
+        connected = self._connected_or_none
+        if connected is None:
+            return
+        await connected.lease.close()
+        self._connected_or_none = None
+        await connected.client_context.aclose()
 
     @property
-    def _uploader(self) -> Uploader:
-        uploader = self._uploader_or_none
-        if uploader is None:  # pragma: no cover -- BlobStore._check_usable guards
+    def _connected(self) -> _Connected:
+        """What the open backend uses; only its store's ``async with`` opens it."""
+        connected = self._connected_or_none
+        if connected is None:
+            # Reached only by calling the backend directly (store.backend):
+            # the store itself refuses calls before it was opened.
             msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
             raise RuntimeError(msg)
-        return uploader
-
-    @property
-    def _writer(self) -> Writer:
-        writer = self._writer_or_none
-        if writer is None:  # pragma: no cover -- BlobStore._check_usable guards
-            msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
-            raise RuntimeError(msg)
-        return writer
-
-    @property
-    def _downloader(self) -> Downloader:
-        downloader = self._downloader_or_none
-        if downloader is None:  # pragma: no cover -- BlobStore._check_usable guards
-            msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
-            raise RuntimeError(msg)
-        return downloader
-
-    @property
-    def _client(self) -> S3Client:
-        return self._uploader.client
+        return connected
 
     @contextlib.asynccontextmanager
     async def _deadline(self, action: str) -> AsyncIterator[None]:
@@ -270,14 +257,6 @@ class S3Backend(Backend):
 
     # -- the maintenance lease -------------------------------------------------
 
-    @property
-    def _lease(self) -> BucketLease:
-        lease = self._bucket_lease
-        if lease is None:  # pragma: no cover -- BlobStore._check_usable guards
-            msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
-            raise RuntimeError(msg)
-        return lease
-
     async def try_lease(self, lease: Lease, /) -> Lease | None:
         """Create the lease object ``<key_prefix>.lease`` (``If-None-Match: *``).
 
@@ -285,22 +264,19 @@ class S3Backend(Backend):
         rewritten for ``lease_ttl`` seconds (on the server's clock) may be
         replaced by the next taker. See :mod:`sriblob` docs, "Operations".
         """
-        return await self._lease.take(lease)
+        return await self._connected.lease.take(lease)
 
     async def release_lease(self, lease: Lease, /) -> None:
-        await self._lease.release(lease)
+        await self._connected.lease.release(lease)
 
     async def check_lease(self, lease: Lease, /) -> None:
-        self._lease.check(lease)
+        self._connected.lease.check(lease)
 
     # -- the running total -----------------------------------------------------
 
     async def adjust_total(self, delta: int, /) -> int:
         """Change ``<key_prefix>.usage`` compare-and-swap (``If-Match``), retrying."""
-        total = self._bucket_total
-        if total is None:  # pragma: no cover -- BlobStore._check_usable guards
-            msg = f"{self!r} is not open; use `async with S3BlobStore(...)`."
-            raise RuntimeError(msg)
+        total = self._connected.total
         async with self._deadline("usage"):
             return await total.adjust(delta)
 
@@ -327,7 +303,7 @@ class S3Backend(Backend):
             msg = f"method must be 'GET' or 'HEAD', not {method!r}."
             raise ValueError(msg)
         with self._where.translate("presign"):
-            url: str = await self._client.generate_presigned_url(
+            url: str = await self._connected.bucket.client.generate_presigned_url(
                 operations[method],
                 Params={"Bucket": self._config.bucket, "Key": self._key(integrity)},
                 ExpiresIn=expires_in,
@@ -348,18 +324,18 @@ class S3Backend(Backend):
         if self._bucket_seen:
             return
         with self._where.translate("HeadBucket"):
-            await self._client.head_bucket(Bucket=self._config.bucket)
+            await self._connected.bucket.client.head_bucket(Bucket=self._config.bucket)
         self._bucket_seen = True
 
     async def _head(self, key: str) -> Any:
         """Return the HeadObject answer for *key*, or None when there is none."""
         with self._where.translate("HeadObject"):
             try:
-                return await self._client.head_object(
+                return await self._connected.bucket.client.head_object(
                     Bucket=self._config.bucket, Key=key
                 )
             except ClientError as error:
-                if status_of(error) != 404:  # noqa: PLR2004
+                if not is_missing(error):
                     raise
         # A 404 to HEAD has no body: it may mean the bucket is missing.
         await self._check_bucket()
@@ -373,13 +349,13 @@ class S3Backend(Backend):
 
     async def write_blob(self, source: BlobSource, /) -> None:
         async with self._deadline("PutObject"):
-            await self._writer.write(source)
+            await self._connected.writer.write(source)
 
     # -- reading -------------------------------------------------------------
 
     async def read_blob_bytes(self, integrity: Integrity, /) -> bytes | None:
         async with self._deadline("GetObject"):
-            return await self._downloader.read_bytes(
+            return await self._connected.downloader.read_bytes(
                 self._key(integrity), lambda size: size
             )
 
@@ -387,7 +363,7 @@ class S3Backend(Backend):
     async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
         """One GetObject, or ranges on ``read_concurrency`` connections."""
         async with self._deadline("GetObject"):
-            opened = await self._downloader.open(
+            opened = await self._connected.downloader.open(
                 self._key(integrity), 0, None, lambda size: size
             )
         if opened is None:
@@ -421,7 +397,7 @@ class S3Backend(Backend):
             yield BlobBody(_nothing(), size)
             return
         async with self._deadline("GetObject"):
-            opened = await self._downloader.open(
+            opened = await self._connected.downloader.open(
                 key,
                 start,
                 end,
@@ -469,13 +445,13 @@ class S3Backend(Backend):
                 ):
                     return False
                 size = info.size
-            await self._uploader.delete_key(key)
+            await self._connected.uploader.delete_key(key)
         if size is not None:
             await self.space_freed(size)
         return True
 
     async def list_names(self) -> AsyncIterator[str]:
-        paginator = self._client.get_paginator("list_objects_v2")
+        paginator = self._connected.bucket.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(
             Bucket=self._config.bucket,
             Prefix=self._prefix,

@@ -1,11 +1,11 @@
 """The S3 upload engine: single puts, multipart uploads, copies and sweeps.
 
-An :class:`Uploader` is handed an open client and owns everything between
-"these bytes go under this key" and the key holding them: one PutObject, or
-a multipart upload with a bounded number of parts in flight that is aborted
-on any error, the orphan-sweep protocol for lost CreateMultipartUpload
-answers, and server-side copies with a client-side fallback. It decides
-nothing about blobs; :class:`~sriblob.S3BlobStore` does.
+An :class:`Uploader` is handed a bucket (``_bucket.Bucket``) and owns
+everything between "these bytes go under this key" and the key holding
+them: one PutObject, or a multipart upload with a bounded number of parts in
+flight that is aborted on any error, the orphan-sweep protocol for lost
+CreateMultipartUpload answers, and server-side copies with a client-side
+fallback. It decides nothing about blobs; :class:`~sriblob.S3BlobStore` does.
 """
 
 from __future__ import annotations
@@ -18,18 +18,16 @@ import math
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import attrs
-from botocore.exceptions import ClientError
 
 from sriblob._config import MAX_PART_SIZE, MAX_PARTS, MiB
 from sriblob._tasks import wait_out
 from sriblob.exceptions import StoreError, StoreUnavailable
 
-from ._errors import TRANSLATED, code_of, not_implemented
+from ._errors import TRANSLATED, is_no_such_upload, is_not_implemented
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.type_defs import (
         CompletedPartTypeDef,
         CopySourceTypeDef,
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
 
     from sriblob._compat import Buffer
 
-    from ._errors import Where
+    from ._bucket import Bucket
 
 __all__ = [
     "BLIND_PUT_MAX",
@@ -201,9 +199,7 @@ class Uploader:
     """Puts bytes under keys of one bucket, through an open client.
 
     Attributes:
-        client: The open S3 client.
-        bucket: The bucket.
-        where: Names the bucket in errors and logs.
+        bucket: The bucket, through the store's open client.
         part_size: The configured multipart part size.
         max_concurrency: Parts in flight per upload.
         copy_threshold: Objects above this size are copied in parts.
@@ -212,9 +208,7 @@ class Uploader:
             as ``(key, upload id)``: retried before the next multipart upload.
     """
 
-    client: S3Client
-    bucket: str
-    where: Where
+    bucket: Bucket
     part_size: int
     max_concurrency: int
     copy_threshold: int = COPY_THRESHOLD
@@ -225,13 +219,15 @@ class Uploader:
 
     async def put_object(self, key: str, data: Part) -> None:
         """Put *data* under *key* in one PutObject (replacing what is there)."""
-        with self.where.translate("PutObject"):
-            await self.client.put_object(Bucket=self.bucket, Key=key, Body=body(data))
+        with self.bucket.where.translate("PutObject"):
+            await self.bucket.client.put_object(
+                Bucket=self.bucket.name, Key=key, Body=body(data)
+            )
 
     async def delete_key(self, key: str) -> None:
         """Delete *key* (S3 answers the same whether it existed or not)."""
-        with self.where.translate("DeleteObject"):
-            await self.client.delete_object(Bucket=self.bucket, Key=key)
+        with self.bucket.where.translate("DeleteObject"):
+            await self.bucket.client.delete_object(Bucket=self.bucket.name, Key=key)
 
     # -- parts -----------------------------------------------------------------
 
@@ -288,9 +284,9 @@ class Uploader:
     async def _complete(
         self, key: str, upload_id: str, parts: list[CompletedPartTypeDef]
     ) -> None:
-        with self.where.translate("CompleteMultipartUpload"):
-            await self.client.complete_multipart_upload(
-                Bucket=self.bucket,
+        with self.bucket.where.translate("CompleteMultipartUpload"):
+            await self.bucket.client.complete_multipart_upload(
+                Bucket=self.bucket.name,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
@@ -309,9 +305,9 @@ class Uploader:
         sweep runs before the error propagates, for the same reason.
         """
         try:
-            with self.where.translate("CreateMultipartUpload"):
-                created = await self.client.create_multipart_upload(
-                    Bucket=self.bucket, Key=key
+            with self.bucket.where.translate("CreateMultipartUpload"):
+                created = await self.bucket.client.create_multipart_upload(
+                    Bucket=self.bucket.name, Key=key
                 )
         except BaseException as error:
             await wait_out(asyncio.ensure_future(self._sweep_uploads(key, None)))
@@ -347,8 +343,8 @@ class Uploader:
         loses nothing, while an orphan would be billed forever.
         """
         try:
-            listed = await self.client.list_multipart_uploads(
-                Bucket=self.bucket, Prefix=key
+            listed = await self.bucket.client.list_multipart_uploads(
+                Bucket=self.bucket.name, Prefix=key
             )
             for upload in listed.get("Uploads", []):
                 if upload.get("Key") == key and upload.get("UploadId") != keep:
@@ -356,8 +352,8 @@ class Uploader:
         except TRANSLATED as error:
             logger.warning(
                 "orphaned upload sweep backend=%s bucket=%s key=%s failed: %r",
-                self.where.backend,
-                self.bucket,
+                self.bucket.backend,
+                self.bucket.name,
                 key,
                 error,
             )
@@ -384,19 +380,19 @@ class Uploader:
     async def abort(self, key: str, upload_id: str) -> None:
         """Abort an upload, to the end even if cancelled; log a failure."""
         abort = asyncio.ensure_future(
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id
+            self.bucket.client.abort_multipart_upload(
+                Bucket=self.bucket.name, Key=key, UploadId=upload_id
             )
         )
         await wait_out(abort)
         if not abort.cancelled() and (error := abort.exception()) is not None:
-            if isinstance(error, ClientError) and code_of(error) == "NoSuchUpload":
+            if is_no_such_upload(error):
                 return  # completed after all, or already gone
             self.unaborted.add((key, upload_id))
             logger.warning(
                 "abort backend=%s bucket=%s key=%s upload_id=%s failed: %r",
-                self.where.backend,
-                self.bucket,
+                self.bucket.backend,
+                self.bucket.name,
                 key,
                 upload_id,
                 error,
@@ -454,9 +450,9 @@ class Uploader:
         part: Part,
         etags: dict[int, str],
     ) -> None:
-        with self.where.translate("UploadPart"):
-            uploaded = await self.client.upload_part(
-                Bucket=self.bucket,
+        with self.bucket.where.translate("UploadPart"):
+            uploaded = await self.bucket.client.upload_part(
+                Bucket=self.bucket.name,
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=number,
@@ -477,19 +473,19 @@ class Uploader:
 
         *read* streams an object down, for servers without UploadPartCopy.
         """
-        copy_source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": source_key}
+        copy_source: CopySourceTypeDef = {"Bucket": self.bucket.name, "Key": source_key}
         if size <= self.copy_threshold:
-            with self.where.translate("CopyObject"):
+            with self.bucket.where.translate("CopyObject"):
                 await _finish(
-                    self.client.copy_object(
-                        Bucket=self.bucket, Key=key, CopySource=copy_source
+                    self.bucket.client.copy_object(
+                        Bucket=self.bucket.name, Key=key, CopySource=copy_source
                     )
                 )
             return
         try:
             await self._copy_in_parts(copy_source, key, size)
         except StoreError as error:
-            if not not_implemented(error.__cause__):
+            if not is_not_implemented(error.__cause__):
                 raise
             # Small servers (s3rver) lack UploadPartCopy: read the staged
             # object back and upload it again, part by part. It was verified
@@ -497,8 +493,8 @@ class Uploader:
             logger.info(
                 "copy backend=%s bucket=%s key=%s: UploadPartCopy not "
                 "implemented, copying through the client",
-                self.where.backend,
-                self.bucket,
+                self.bucket.backend,
+                self.bucket.name,
                 key,
             )
             parts = rechunk(
@@ -525,9 +521,9 @@ class Uploader:
 
             async def copy_part(number: int, byte_range: str) -> None:
                 async with semaphore:
-                    with self.where.translate("UploadPartCopy"):
-                        copied = await self.client.upload_part_copy(
-                            Bucket=self.bucket,
+                    with self.bucket.where.translate("UploadPartCopy"):
+                        copied = await self.bucket.client.upload_part_copy(
+                            Bucket=self.bucket.name,
                             Key=key,
                             UploadId=upload_id,
                             PartNumber=number,

@@ -23,11 +23,9 @@ from ._conditional import ConditionalObject
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from types_aiobotocore_s3 import S3Client
-
     from sriblob.exceptions import QuotaExceeded
 
-    from ._errors import Where
+    from ._bucket import Bucket
 
 __all__ = ["USAGE_NAME", "BucketTotal"]
 
@@ -41,11 +39,8 @@ class BucketTotal:
     """Keep a store's running total in one object of its bucket.
 
     Args:
-        client: The store's open S3 client.
-        bucket: The bucket.
+        bucket: The bucket, through the store's open client.
         key: The total's key.
-        where: The bucket and endpoint, for messages.
-        backend: The store's id.
         count: Counts the stored bytes (a listing), for a missing total.
         fits: Whether *size* more bytes fit on top of *total*.
         exceeded: The error for a blob that doesn't fit.
@@ -54,24 +49,14 @@ class BucketTotal:
     def __init__(
         self,
         *,
-        client: S3Client,
-        bucket: str,
+        bucket: Bucket,
         key: str,
-        where: Where,
-        backend: str,
         count: Callable[[], Awaitable[int]],
         fits: Callable[[int, int], bool],
         exceeded: Callable[[int, int], QuotaExceeded],
     ) -> None:
-        self._object = ConditionalObject(
-            client=client,
-            bucket=bucket,
-            key=key,
-            where=where,
-            backend=backend,
-            purpose="usage",
-        )
-        self._where = where
+        self._object = ConditionalObject(bucket=bucket, key=key, purpose="usage")
+        self._where = bucket.where
         self._count = count
         self._fits = fits
         self._exceeded = exceeded

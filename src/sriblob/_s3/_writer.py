@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from sriblob._integrity import Integrity
     from sriblob._source import BlobSource
 
+    from ._bucket import Bucket
     from ._download import Downloader
-    from ._errors import Where
     from ._upload import Uploader
 
 __all__ = ["Writer"]
@@ -54,7 +54,7 @@ class Writer:
 
     Attributes:
         config: The store's configuration (part sizes, thresholds).
-        where: The bucket, its endpoint and the store's id, for errors.
+        bucket: The bucket (its endpoint and the store's id, for errors).
         uploader: What sends objects and parts.
         downloader: What reads an object back (a copy without UploadPartCopy).
         key: The key a blob lives under.
@@ -65,7 +65,7 @@ class Writer:
     """
 
     config: S3StoreConfig
-    where: Where
+    bucket: Bucket
     uploader: Uploader
     downloader: Downloader
     key: Callable[[Integrity], str]
@@ -116,8 +116,8 @@ class Writer:
                 "put backend=%s bucket=%s key=%s: the stored object isn't the "
                 "bytes put (ETag %s: damaged, or written another way); "
                 "replacing it",
-                self.where.backend,
-                self.where.bucket,
+                self.bucket.backend,
+                self.bucket.name,
                 key,
                 head.get("ETag"),
             )
@@ -279,8 +279,8 @@ class Writer:
         if not delete.cancelled() and (error := delete.exception()) is not None:
             logger.warning(
                 "staging cleanup backend=%s bucket=%s key=%s failed: %r",
-                self.where.backend,
-                self.where.bucket,
+                self.bucket.backend,
+                self.bucket.name,
                 staging,
                 error,
             )
@@ -290,10 +290,10 @@ class Writer:
         opened = await self.downloader.open(key, 0, None, lambda size: size)
         if opened is None:
             msg = (
-                f"S3 GetObject on bucket {self.where.bucket!r} at "
-                f"{self.where.endpoint} failed: {key!r} vanished while copied."
+                f"S3 GetObject on bucket {self.bucket.name!r} at "
+                f"{self.bucket.where.endpoint} failed: {key!r} vanished while copied."
             )
-            raise self.where.error(StoreError, msg)
+            raise self.bucket.where.error(StoreError, msg)
         try:
             async for chunk in opened.chunks:
                 yield chunk
