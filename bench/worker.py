@@ -823,14 +823,14 @@ def telemetry_mode(contender: str) -> None:
     )
 
     class DropSpans(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
+        def export(self, spans: Any) -> SpanExportResult:  # noqa: ARG002
             return SpanExportResult.SUCCESS
 
     class DropMetrics(MetricExporter):
         def export(self, *_: Any, **__: Any) -> MetricExportResult:
             return MetricExportResult.SUCCESS
 
-        def force_flush(self, timeout_millis: float = 0) -> bool:
+        def force_flush(self, timeout_millis: float = 0) -> bool:  # noqa: ARG002
             return True
 
         def shutdown(self, *_: Any, **__: Any) -> None:
@@ -839,9 +839,7 @@ def telemetry_mode(contender: str) -> None:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(DropSpans()))
     trace.set_tracer_provider(tracer_provider)
-    reader = PeriodicExportingMetricReader(
-        DropMetrics(), export_interval_millis=60_000
-    )
+    reader = PeriodicExportingMetricReader(DropMetrics(), export_interval_millis=60_000)
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
 

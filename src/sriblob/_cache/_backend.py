@@ -283,13 +283,13 @@ class CacheBackend(Backend):
         self, integrity: Integrity, data: Any, size: int, *, verified: bool
     ) -> bool:
         """:meth:`_fill` under the blob's fill lock, if no other process holds it."""
-        stripe = self.front.take_stripe(integrity)
+        stripe = self.front.stripes.take(integrity)
         if stripe is None:
             return False
         try:
             return await self._fill(integrity, data, size, verified=verified)
         finally:
-            self.front.drop_stripe(stripe)
+            self.front.stripes.drop(stripe)
 
     # -- reading ---------------------------------------------------------------
 
@@ -435,7 +435,7 @@ class CacheBackend(Backend):
         stream = _checked(self.options.verify, integrity, back)
         stripe = None
         if self._cacheable(back.size):
-            stripe = self.front.take_stripe(integrity)
+            stripe = self.front.stripes.take(integrity)
         if stripe is None:
             async for chunk in stream:
                 yield chunk
@@ -456,7 +456,7 @@ class CacheBackend(Backend):
                 fill.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 flight.filled = await fill
-            self.front.drop_stripe(stripe)
+            self.front.stripes.drop(stripe)
 
     @contextlib.asynccontextmanager
     async def read_blob_range(

@@ -19,8 +19,7 @@ the same root sees the same blobs. What only a cache needs lives here:
   stripe, its writer is gone, and the next scan removes it and gives the
   bytes back.
 - **Stripes.** Fill locks are 256 lock files in ``.fill-locks/``, one per
-  first byte of the digest (the ``<aa>`` directory). Fills in one process
-  share a stripe's ``flock``, so only other processes' fills are kept out.
+  first byte of the digest (the ``<aa>`` directory); see :mod:`._stripes`.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import asyncio
 import collections
 import contextlib
 import errno
-import fcntl
 import functools
 import io
 import logging
@@ -58,6 +56,8 @@ from sriblob._quota import Quota
 from sriblob._source import CHUNK_SIZE, as_buffer
 from sriblob.exceptions import IntegrityMismatch, QuotaExceeded
 
+from ._stripes import Stripes
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator, Iterator
 
@@ -70,9 +70,6 @@ logger = logging.getLogger("sriblob")
 
 #: How many verified copies a process remembers.
 _REMEMBERED: Final = 65536
-_LOCK_DIR: Final = ".fill-locks"
-_STRIPES: Final = 256
-_LOCK_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 _FANOUT: Final = frozenset(f"{n:02x}" for n in range(256))
 #: Eviction frees room for the new blob and this share of the cap more, so
 #: the next fills don't each scan the front again.
@@ -170,8 +167,8 @@ class FrontFile:
 class Front:
     """The front's files, running total, fill locks and verified copies.
 
-    Blocking calls run in worker threads; the fill locks are taken without
-    blocking, on the event loop.
+    Blocking calls run in worker threads; the fill locks
+    (:attr:`stripes`) are taken without blocking, on the event loop.
     """
 
     def __init__(self, root: Path, *, max_bytes: int, id: str) -> None:
@@ -186,13 +183,12 @@ class Front:
         self._verified: collections.OrderedDict[str, Identity] = (
             collections.OrderedDict()
         )
-        self._stripes: dict[int, tuple[int, int]] = {}  # stripe: (fd, holders)
+        #: The fill locks (see :mod:`._stripes`).
+        self.stripes = Stripes(root)
 
     def close(self) -> None:
         """Drop the fill locks this object holds."""
-        for fd, _ in self._stripes.values():
-            os.close(fd)
-        self._stripes.clear()
+        self.stripes.close()
 
     # -- what this process verified ---------------------------------------------
 
@@ -487,7 +483,7 @@ class Front:
         """Remove the temp files of stripes no fill holds, and free their bytes."""
         freed = 0
         for stripe, temps in abandoned.items():
-            fd = self._lock_if_free(stripe)
+            fd = self.stripes.lock_if_free(stripe)
             if fd is None or fd < 0:
                 continue  # a writer (in some process) may still be filling
             try:
@@ -603,59 +599,6 @@ class Front:
             raise os_error(
                 exc, root=self.root, action="link", path=target, backend=self.id
             ) from exc
-
-    # -- fill locks -------------------------------------------------------------
-
-    def take_stripe(self, integrity: Integrity) -> int | None:
-        """Take this blob's fill lock: its stripe, or None if another process has it.
-
-        -1 when no lock can be had (a read-only front): the fill will fail.
-        """
-        stripe = integrity.digest[0]
-        held = self._stripes.get(stripe)
-        if held is not None:
-            self._stripes[stripe] = (held[0], held[1] + 1)
-            return stripe
-        fd = self._lock_if_free(stripe)
-        if fd is None:
-            return None
-        if fd < 0:
-            return -1
-        self._stripes[stripe] = (fd, 1)
-        return stripe
-
-    def drop_stripe(self, stripe: int) -> None:
-        """Give back a fill lock :meth:`take_stripe` gave."""
-        held = self._stripes.get(stripe)
-        if held is None:
-            return
-        fd, count = held
-        if count > 1:
-            self._stripes[stripe] = (fd, count - 1)
-            return
-        del self._stripes[stripe]
-        os.close(fd)  # closing drops the flock
-
-    def _lock_if_free(self, stripe: int) -> int | None:
-        """Lock *stripe* for this process alone; None if someone holds it.
-
-        A stripe this object holds counts as taken (its fills are live).
-        Returns -1 when the lock file can't be opened.
-        """
-        if stripe in self._stripes:
-            return None
-        directory = self.root / _LOCK_DIR
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(directory / f"{stripe:02x}", _LOCK_FLAGS, 0o644)
-        except OSError:
-            return -1
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return None
-        return fd
 
 
 def _walk(root: Path) -> Iterator[tuple[str, str, os.DirEntry[str]]]:
