@@ -533,3 +533,27 @@ class TestTheDocsExamples:
         assert {line["sriblob_store"] for line in lines} == {"packages"}
         assert lines[0]["sriblob_integrity"] == lines[1]["sriblob_integrity"]
         assert lines[0]["sriblob_integrity"].startswith("sha512-")
+
+
+def test_every_log_call_in_the_library_passes_its_fields() -> None:
+    """Each ``logger.<level>(...)`` in src/sriblob passes ``extra=``.
+
+    So no record reaches a JSON handler without sriblob_store, sriblob_op and
+    sriblob_integrity (a new log line without them fails here).
+    """
+    import ast  # noqa: PLC0415 -- this test only
+
+    source = Path(__file__).resolve().parents[1] / "src" / "sriblob"
+    levels = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+    missing = [
+        f"{path.relative_to(source)}:{node.lineno}"
+        for path in sorted(source.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "logger"
+        and node.func.attr in levels
+        and not any(keyword.arg == "extra" for keyword in node.keywords)
+    ]
+    assert missing == []

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from botocore.exceptions import ClientError
 
+from sriblob import _telemetry as telemetry
+
 from ._errors import is_condition_failed, is_missing, is_not_implemented
 
 if TYPE_CHECKING:
@@ -119,6 +121,7 @@ class ConditionalObject:
                     self._purpose,
                     self._bucket.backend,
                     self._purpose,
+                    extra=telemetry.fields(self._bucket.backend, self._purpose),
                 )
                 response = await self._bucket.client.put_object(
                     Bucket=self._bucket.name, Key=self.key, Body=data

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from sriblob import _telemetry as telemetry
 from sriblob._lease import UNKNOWN_HOLDER, Lease
 from sriblob.exceptions import StoreBusy, StoreError
 
@@ -96,6 +97,7 @@ class BucketLease:
                 current.holder.describe(),
                 current.age,
                 self._ttl,
+                extra=telemetry.fields(self._backend, "lease"),
             )
             etag = await self._object.replace(lease.to_json(), current.etag)
         if etag is None:
@@ -175,12 +177,15 @@ class BucketLease:
                     self._backend,
                     error,
                     self._ttl / 3,
+                    extra=telemetry.fields(self._backend, "lease"),
                 )
                 continue
             if etag is None:
                 holding.lost = "another process replaced it"
                 logger.error(
-                    "lease backend=%s: the lease was taken over", self._backend
+                    "lease backend=%s: the lease was taken over",
+                    self._backend,
+                    extra=telemetry.fields(self._backend, "lease"),
                 )
                 return
             holding.etag = etag

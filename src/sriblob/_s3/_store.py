@@ -13,6 +13,7 @@ import attrs
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
+from sriblob import _telemetry as telemetry
 from sriblob._backend import Backend, BlobBody, BlobInfo
 from sriblob._config import S3StoreConfig
 from sriblob._store import BlobStore
@@ -175,6 +176,7 @@ class S3Backend(Backend):
                 self.id,
                 config.bucket,
                 type(error).__name__,
+                extra=telemetry.fields(self.id, "open"),
             )
 
     def _connect(self, bucket: Bucket, stack: contextlib.AsyncExitStack) -> _Connected:

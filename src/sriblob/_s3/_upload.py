@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import attrs
 
+from sriblob import _telemetry as telemetry
 from sriblob._config import MAX_PART_SIZE, MAX_PARTS, MiB
 from sriblob._tasks import wait_out
 from sriblob.exceptions import StoreError, StoreUnavailable
@@ -356,6 +357,7 @@ class Uploader:
                 self.bucket.name,
                 key,
                 error,
+                extra=telemetry.fields(self.bucket.backend, "put"),
             )
 
     @contextlib.asynccontextmanager
@@ -396,6 +398,7 @@ class Uploader:
                 key,
                 upload_id,
                 error,
+                extra=telemetry.fields(self.bucket.backend, "put"),
             )
 
     async def _upload_parts(
@@ -496,6 +499,7 @@ class Uploader:
                 self.bucket.backend,
                 self.bucket.name,
                 key,
+                extra=telemetry.fields(self.bucket.backend, "put"),
             )
             parts = rechunk(
                 read(source_key),

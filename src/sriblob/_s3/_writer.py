@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sriblob import _telemetry as telemetry
 from sriblob.exceptions import StoreError
 
 from ._etag import holds
@@ -120,6 +121,7 @@ class Writer:
                 self.bucket.name,
                 key,
                 head.get("ETag"),
+                extra=telemetry.fields(self.bucket.backend, "put"),
             )
         return same
 
@@ -283,6 +285,7 @@ class Writer:
                 self.bucket.name,
                 staging,
                 error,
+                extra=telemetry.fields(self.bucket.backend, "put"),
             )
 
     async def read_key(self, key: str) -> AsyncIterator[bytes]:
