@@ -223,10 +223,11 @@ class S3StoreConfig:
             in parallel and handed on in order, at most this many ranges
             buffered. S3 serves each request at a bounded rate (AWS: about
             85-90 MB/s), so parallel ranges are how one read goes faster.
-            1 reads every blob in one GetObject. None (default) means 8 for
-            AWS and ``https://`` endpoints, 1 for ``http://`` ones: plain
-            http is a local or private server, where one stream is fast and
-            ranges can be slow (moto reads the whole object for each one).
+            1 reads every blob in one GetObject. None (default) measures,
+            on any endpoint: a read starts as one GetObject and, once it
+            proves slower than 200 MB/s with two ranges' worth left,
+            fetches the rest on 8 connections (a local server, where one
+            stream is fast and ranges can be slow, stays on one).
         read_part_size: Bytes per range of a parallel read (64 KiB to
             5 GiB; 4 MiB by default); blobs up to this size are read in one
             GetObject. A read holds about ``read_concurrency *

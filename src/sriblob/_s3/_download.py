@@ -5,7 +5,16 @@ bytes of this key, from here to there" into chunks in order. S3 serves each
 request at a bounded rate (AWS: roughly 85-90 MB/s), so a large object is
 read as byte ranges fetched on up to ``read_concurrency`` connections at
 once and handed on in order, at most ``read_concurrency`` ranges buffered
-whatever the object's size. The first range's answer gives the object's size
+whatever the object's size.
+
+By default (no ``read_concurrency`` set) the choice is measured, on any
+endpoint: a read starts as one GetObject of everything asked for; once
+:data:`PROBE_BYTES` of it arrived, or :data:`PROBE_SECONDS` went by waiting
+for them, and at least two ranges' worth remain, a stream slower than
+:data:`SWITCH_RATE` is closed and the rest is fetched as ranges on
+:data:`PARALLEL_READS` connections. A fast stream (a local server, where
+one stream outruns the hashing and ranges can cost the server more) is read
+to its end. The first range's answer gives the object's size
 and ETag; every later range carries ``If-Match`` with that ETag, so an
 object replaced mid-read fails the read (412) instead of mixing two objects'
 bytes. Each answer's ``Content-Range`` is checked against what was asked: a
@@ -37,9 +46,27 @@ if TYPE_CHECKING:
     from ._bucket import Bucket
     from ._http import Limits
 
-__all__ = ["Downloader", "Opened", "Span", "parse_content_range"]
+__all__ = [
+    "PARALLEL_READS",
+    "PROBE_BYTES",
+    "PROBE_SECONDS",
+    "SWITCH_RATE",
+    "Downloader",
+    "Opened",
+    "Span",
+    "parse_content_range",
+]
 
 _CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+#: Connections a measured read switches to (and the most ranges it buffers).
+PARALLEL_READS: Final = 8
+#: Bytes of the first stream a measured read waits for before it decides.
+PROBE_BYTES: Final = 2 * 1024 * 1024
+#: Seconds of waiting on the first stream after which it decides anyway.
+PROBE_SECONDS: Final = 0.1
+#: Bytes a second below which one stream is slow enough for ranges: AWS
+#: serves one request at ~85-90 MB/s; a local server streams far faster.
+SWITCH_RATE: Final = 200_000_000
 
 
 @attrs.frozen
@@ -128,6 +155,8 @@ class Downloader:
         operation_timeout: A bound on a whole body, or None.
         part_size: Bytes per range.
         concurrency: Connections one read may use; 1 reads in one request.
+            None measures: one request, switched to ranges on
+            :data:`PARALLEL_READS` connections if it proves slow.
         max_attempts: Tries per range whose body broke off mid-way.
     """
 
@@ -138,7 +167,7 @@ class Downloader:
         limits: Limits,
         operation_timeout: float | None,
         part_size: int,
-        concurrency: int,
+        concurrency: int | None,
         max_attempts: int,
     ) -> None:
         self._bucket = bucket
@@ -146,8 +175,11 @@ class Downloader:
         self._limits = limits
         self._operation_timeout = operation_timeout
         self._part_size = part_size
-        self._concurrency = concurrency
+        self._measures = concurrency is None
+        self._concurrency = PARALLEL_READS if concurrency is None else concurrency
         self._max_attempts = max_attempts
+        #: Reads this object switched to ranges (measured ones only).
+        self.switches = 0
 
     # -- opening ---------------------------------------------------------
 
@@ -160,7 +192,7 @@ class Downloader:
         read stops (or raises for a range past the end). Returns None if
         there is no such key.
         """
-        if self._concurrency == 1:
+        if self._concurrency == 1 or self._measures:
             first_stop = end
         else:
             first_stop = start + self._part_size
@@ -241,10 +273,21 @@ class Downloader:
         except BaseException:
             body.close()
             raise
+        skip = start - span.first
         chunks: AsyncIterator[bytes] = self._body(
-            body, skip=start - span.first, count=covered - start
+            body, skip=skip, count=covered - start
         )
-        if covered < stop:
+        if self._measures and covered == stop:
+            chunks = self._measured(
+                body,
+                skip=skip,
+                key=key,
+                etag=response.get("ETag"),
+                size=span.total,
+                start=start,
+                stop=stop,
+            )
+        elif covered < stop:
             chunks = self._ranged(
                 chunks,
                 key=key,
@@ -278,7 +321,7 @@ class Downloader:
             span.last + 1 - span.first != length
             or span.first > start
             or (covered <= start < stop)
-            or (covered < stop and self._concurrency == 1)
+            or (covered < stop and (self._concurrency == 1 or self._measures))
         ):
             raise self._bad_range(start, asked_stop, span, length)
         return span, covered, stop
@@ -295,6 +338,58 @@ class Downloader:
         )
         return self._where.error(StoreUnavailable, msg)
 
+    # -- measuring -------------------------------------------------------
+
+    async def _measured(
+        self,
+        body: Any,
+        *,
+        skip: int,
+        key: str,
+        etag: str | None,
+        size: int,
+        start: int,
+        stop: int,
+    ) -> AsyncGenerator[bytes]:
+        """Yield bytes *start* to *stop* of *body*, or switch to ranges.
+
+        The rate is what arrived over the time spent waiting for it (not the
+        time the consumer took with each chunk, during which bytes keep
+        arriving): a consumer slower than the network never looks like a
+        slow network.
+        """
+        loop = asyncio.get_running_loop()
+        first = self._body(body, skip=skip, count=stop - start)
+        position = start
+        waited = 0.0
+        decided = False
+        async with contextlib.aclosing(first):
+            while True:
+                began = loop.time()
+                chunk = await anext(first, None)
+                waited += loop.time() - began
+                if chunk is None:
+                    return
+                yield chunk
+                position += len(chunk)
+                if decided or (
+                    position - start < PROBE_BYTES and waited < PROBE_SECONDS
+                ):
+                    continue
+                decided = True
+                slow = (position - start) < SWITCH_RATE * waited
+                if slow and stop - position >= 2 * self._part_size:
+                    break
+        # Slow, and enough left: drop this stream, fetch the rest as ranges.
+        body.close()
+        self.switches += 1
+        ranged = self._ranged(
+            _nothing(), key=key, etag=etag, size=size, start=position, stop=stop
+        )
+        async with contextlib.aclosing(ranged):
+            async for chunk in ranged:
+                yield chunk
+
     # -- ranges ----------------------------------------------------------
 
     async def _ranged(
@@ -306,7 +401,7 @@ class Downloader:
         size: int,
         start: int,
         stop: int,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes]:
         """Yield *first*, then bytes *start* to *stop* fetched as ranges.
 
         Ranges are fetched while *first* streams, ``concurrency`` requests in

@@ -21,7 +21,7 @@ from sriblob.exceptions import BucketNotFound, StoreError, StoreUnavailable
 from sriblob.keys import integrity_to_key, key_to_integrity
 
 from ._bucket import Bucket
-from ._download import Downloader
+from ._download import PARALLEL_READS, Downloader
 from ._errors import Where, is_missing
 from ._http import Limits, bounded_session
 from ._lease import LEASE_NAME, BucketLease
@@ -48,8 +48,6 @@ STAGING_DIR: Final = ".staging/"
 #: Connections beyond ``max_concurrency``, for small calls made while an
 #: upload keeps its parts in flight.
 EXTRA_CONNECTIONS: Final = 4
-#: Ranges one read fetches at once by default, where it reads in parallel.
-PARALLEL_READS: Final = 8
 
 
 def _signs_payloads(config: S3StoreConfig) -> bool:
@@ -61,11 +59,10 @@ def _signs_payloads(config: S3StoreConfig) -> bool:
 
 
 def read_concurrency(config: S3StoreConfig) -> int:
-    """Connections one read uses: by default 8 over https (and AWS), else 1."""
+    """The most connections one read uses: ``read_concurrency``, else 8."""
     if config.read_concurrency is not None:
         return config.read_concurrency
-    endpoint = config.endpoint or "https://"
-    return PARALLEL_READS if endpoint.lower().startswith("https://") else 1
+    return PARALLEL_READS
 
 
 @attrs.frozen
@@ -192,7 +189,7 @@ class S3Backend(Backend):
             limits=self._limits,
             operation_timeout=config.operation_timeout,
             part_size=config.read_part_size,
-            concurrency=read_concurrency(config),
+            concurrency=config.read_concurrency,  # None: measured
             max_attempts=config.max_attempts,
         )
         writer = Writer(

@@ -1,0 +1,135 @@
+"""The default read measures its one stream and switches to ranges if slow.
+
+A proxy trickles the first GetObject (the whole blob, no Range) to model a
+server that caps each connection; the ranges that follow go through at
+full speed. The requests the proxy saw say what the store did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import attrs
+import pytest
+
+from sriblob import S3BlobStore
+from sriblob._s3 import _download
+
+from ..helpers import blob, integrity_of
+from .proxy import Fault
+from .test_ranged_reads import acquired_connections, other_tasks
+
+if TYPE_CHECKING:
+    from sriblob import S3StoreConfig
+
+    from .proxy import FaultProxy
+
+pytestmark = [pytest.mark.reliability, pytest.mark.s3]
+
+RANGE = 64 * 1024
+DATA = blob(40 * RANGE + 123, seed=41)
+INTEGRITY = integrity_of(DATA)
+#: One quarter-second step of the trickle, then another: slow by any measure.
+SLOW = 4_000_000
+
+
+def gets(proxy: FaultProxy) -> int:
+    """How many GetObject requests went through the proxy."""
+    return sum(line.startswith("GET ") and "?" not in line for line in proxy.requests)
+
+
+async def stored(config: S3StoreConfig) -> None:
+    async with S3BlobStore(config) as store:
+        await store.put(INTEGRITY, DATA)
+
+
+class TestMeasuredReads:
+    """read_concurrency unset: one stream, or ranges once it proves slow."""
+
+    @pytest.mark.parametrize("how", ["open", "get"])
+    async def test_a_slow_stream_switches_to_ranges(
+        self, proxied_config: S3StoreConfig, proxy: FaultProxy, how: str
+    ) -> None:
+        """The trickled first GET is dropped; the rest comes as ranges, whole."""
+        config = attrs.evolve(
+            proxied_config, read_part_size=RANGE, read_concurrency=None
+        )
+        await stored(config)
+        async with S3BlobStore(config) as store:
+            proxy.requests.clear()
+            proxy.inject(Fault("trickle", match="GET ", times=1, rate=SLOW))
+            if how == "open":
+                async with store.open(INTEGRITY) as reader:
+                    assert await reader.read() == DATA
+            else:
+                assert await store.get(INTEGRITY) == DATA
+            assert store.backend._connected.downloader.switches == 1
+            # The first stream, then the ~1.5 MiB left in 64 KiB ranges.
+            assert gets(proxy) > 10
+            assert acquired_connections(store) == 0
+
+    async def test_a_fast_stream_is_read_in_one_request(
+        self,
+        proxied_config: S3StoreConfig,
+        proxy: FaultProxy,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """No trickle, a threshold any loopback stream beats: one GetObject."""
+        monkeypatch.setattr(_download, "SWITCH_RATE", 1_000_000)
+        config = attrs.evolve(
+            proxied_config, read_part_size=RANGE, read_concurrency=None
+        )
+        await stored(config)
+        async with S3BlobStore(config) as store:
+            proxy.requests.clear()
+            assert await store.get(INTEGRITY) == DATA
+            assert store.backend._connected.downloader.switches == 0
+            assert gets(proxy) == 1
+
+    async def test_an_explicit_read_concurrency_wins(
+        self, proxied_config: S3StoreConfig, proxy: FaultProxy
+    ) -> None:
+        """read_concurrency=1 reads a slow stream to its end in one request."""
+        config = attrs.evolve(proxied_config, read_part_size=RANGE, read_concurrency=1)
+        await stored(config)
+        async with S3BlobStore(config) as store:
+            proxy.requests.clear()
+            proxy.inject(Fault("trickle", match="GET ", times=1, rate=SLOW))
+            assert await store.get(INTEGRITY) == DATA
+            assert store.backend._connected.downloader.switches == 0
+            assert gets(proxy) == 1
+
+    async def test_too_little_left_stays_one_stream(
+        self, proxied_config: S3StoreConfig, proxy: FaultProxy
+    ) -> None:
+        """Slow, but under two ranges left once measured: not worth switching."""
+        config = attrs.evolve(
+            proxied_config, read_part_size=2 * 1024 * 1024, read_concurrency=None
+        )
+        await stored(config)
+        async with S3BlobStore(config) as store:
+            proxy.requests.clear()
+            proxy.inject(Fault("trickle", match="GET ", times=1, rate=SLOW))
+            assert await store.get(INTEGRITY) == DATA
+            assert store.backend._connected.downloader.switches == 0
+            assert gets(proxy) == 1
+
+    async def test_leaving_a_switched_read_leaves_nothing_running(
+        self, proxied_config: S3StoreConfig, proxy: FaultProxy
+    ) -> None:
+        """A reader closed right after the switch: no task, no connection held."""
+        config = attrs.evolve(
+            proxied_config, read_part_size=RANGE, read_concurrency=None
+        )
+        await stored(config)
+        async with S3BlobStore(config) as store:
+            proxy.inject(Fault("trickle", match="GET ", times=1, rate=SLOW))
+            async with store.open(INTEGRITY) as reader:
+                first = await anext(reader)  # the trickled stream's first chunk
+                second = await anext(reader)  # from the ranges
+                assert DATA.startswith(first + second)
+            assert store.backend._connected.downloader.switches == 1
+            await asyncio.sleep(0)
+            assert other_tasks() == set()
+            assert acquired_connections(store) == 0
