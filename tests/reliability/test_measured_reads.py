@@ -40,6 +40,7 @@ def gets(proxy: FaultProxy) -> int:
 
 
 async def stored(config: S3StoreConfig) -> None:
+    """Put the test blob through a store of *config*."""
     async with S3BlobStore(config) as store:
         await store.put(INTEGRITY, DATA)
 
