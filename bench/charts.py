@@ -7,9 +7,12 @@
   contender (bars at the median, whiskers from min to max);
 - ``docs/images/bench-memory.png``: RSS over time of each contender's W1 get
   and put in the S3-like lane (its first round), from process start;
-- ``docs/images/bench-cache.png``: the cache workload by lane: W1 get MB/s
-  and W2 get ops/s of S3 alone, the filesystem store alone, and the cache
-  cold and warm (drawn when the report has it: ``--only cache``).
+- ``docs/images/bench-cache.png``: the cache workload by lane: 64 KiB
+  gets/s and 64 MiB get MB/s of S3 alone (and the filesystem store alone),
+  and the cache cold and warm;
+- ``docs/images/bench-limits.png``: sriblob's W1 get (default and one
+  stream) and put by lane, beside the lane's limits: sha512 on one core and
+  one ``curl`` stream of the blob.
 """
 
 from __future__ import annotations
@@ -104,25 +107,71 @@ def draw(report: dict[str, Any], docs: Path) -> list[Path]:
     figure.savefig(path, dpi=90)
     plt.close(figure)
     drawn.append(path)
-    return drawn
+    extras = (draw_limits(report, docs), draw_cache(report, docs))
+    return drawn + [extra for extra in extras if extra is not None]
+
+
+#: The limits chart: (workload, contender, key, label), per lane.
+LIMIT_BARS = (
+    ("limits", "limits", "sha512_mbps", "sha512, one core"),
+    ("limits", "curl", "curl_mbps", "one stream, curl"),
+    ("w1get", "sriblob-single", "get_mbps", "sriblob get, one stream"),
+    ("w1get", "sriblob", "get_mbps", "sriblob get, default"),
+    ("w1put", "sriblob", "put_mbps", "sriblob put, default"),
+)
+
+
+def draw_limits(report: dict[str, Any], docs: Path) -> Path | None:
+    """Draw sriblob's W1 throughput beside each lane's limits; return the path."""
+    lanes = [
+        name for name, lane in report["lanes"].items() if "limits" in lane["summary"]
+    ]
+    if not lanes:
+        return None
+    figure, axis = plt.subplots(figsize=(13, 4.8))
+    width = 0.8 / len(LIMIT_BARS)
+    for index, (workload, contender, key, label) in enumerate(LIMIT_BARS):
+        xs, heights, low, high = [], [], [], []
+        for position, lane in enumerate(lanes):
+            summary = report["lanes"][lane]["summary"]
+            stats = summary.get(workload, {}).get(contender, {}).get(key)
+            if stats is None:
+                continue
+            xs.append(position + (index - (len(LIMIT_BARS) - 1) / 2) * width)
+            heights.append(stats["median"])
+            low.append(stats["median"] - stats["min"])
+            high.append(stats["max"] - stats["median"])
+        axis.bar(xs, heights, width, yerr=[low, high], capsize=2, label=label)
+    axis.set_xticks(range(len(lanes)), lanes)
+    axis.set_ylabel("MB/s (median, min–max)")
+    axis.set_title("W1 (256 MiB) beside the limits: sha512 on one core, one stream")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize="small", ncols=3)
+    figure.tight_layout()
+    images = docs / "images"
+    images.mkdir(exist_ok=True)
+    path = images / "bench-limits.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
 
 
 CACHE_BARS = (
     (
-        "W1 get (256 MiB), MB/s",
+        "64 KiB gets (300 at concurrency 16), gets/s",
         (
-            ("s3_w1_mbps", "S3 alone"),
-            ("fs_w1_mbps", "filesystem alone"),
-            ("cold_w1_mbps", "cache, cold"),
-            ("warm_w1_mbps", "cache, warm"),
+            ("s3_small_ops", "S3 alone"),
+            ("cold_small_ops", "cache, cold"),
+            ("warm_small_ops", "cache, warm"),
         ),
     ),
     (
-        "W2 get (2,000 x 4 KiB), ops/s",
+        "64 MiB get, MB/s",
         (
-            ("s3_w2_ops", "S3 alone"),
-            ("cold_w2_ops", "cache, cold"),
-            ("warm_w2_ops", "cache, warm"),
+            ("s3_large_mbps", "S3 alone"),
+            ("fs_large_mbps", "filesystem alone"),
+            ("cold_large_mbps", "cache, cold"),
+            ("warm_large_mbps", "cache, warm"),
         ),
     ),
 )

@@ -119,9 +119,9 @@ def sri_of(hasher: Any) -> str:
     return "sha512-" + base64.b64encode(hasher.digest()).decode()
 
 
-def small_blobs(count: int, seed: str) -> list[bytes]:
+def small_blobs(count: int, seed: str, size: int = 4096) -> list[bytes]:
     rng = random.Random(seed)
-    return [rng.randbytes(4096) for _ in range(count)]
+    return [rng.randbytes(size) for _ in range(count)]
 
 
 def file_chunks(path: Path) -> Iterator[bytes]:
@@ -144,8 +144,11 @@ def sriblob_config(args: argparse.Namespace, bucket: str) -> Any:
     if args.contender == "sriblob-unsigned":
         options["sign_payloads"] = False
     if args.contender == "sriblob-ranged":
-        # What the default is over https (AWS): ranges on 8 connections.
+        # Ranges on 8 connections from the first request.
         options["read_concurrency"] = 8
+    if args.contender == "sriblob-single":
+        # One stream, whatever its speed: the reference for the default.
+        options["read_concurrency"] = 1
     return sriblob.S3StoreConfig(
         bucket=bucket,
         access_key_id=ACCESS_KEY,
@@ -346,13 +349,17 @@ async def sriblob_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def cached_run(args: argparse.Namespace) -> dict[str, Any]:
-    """The cache: W1 and W2 gets through CachedBlobStore(filesystem, S3), cold
-    and warm, against S3 alone and the filesystem store alone, in one process."""
+    """The cache: gets through CachedBlobStore(filesystem, S3), cold then warm.
+
+    Against S3 alone (the back) and the filesystem store alone, in one
+    process: ``--count`` blobs of ``--small-size`` bytes at ``--concurrency``,
+    and one blob of ``--size`` bytes.
+    """
     import sriblob  # noqa: PLC0415
 
     data = Data(args.size, args.seed)
     integrity = args.integrity or data.integrity()
-    blobs = small_blobs(args.count, f"{args.seed}-small")
+    blobs = small_blobs(args.count, f"{args.seed}-small", args.small_size)
     names = [sri(iter([blob])) for blob in blobs]
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -365,9 +372,10 @@ async def cached_run(args: argparse.Namespace) -> dict[str, Any]:
             await bounded(
                 args.count, args.concurrency, lambda i: s3.put(names[i], blobs[i])
             )
+            await s3.put(integrity, data.achunks())
             await fs.put(integrity, data.achunks())
 
-            async def timed_w1(store: Any, key: str) -> None:
+            async def timed_large(store: Any, key: str) -> None:
                 with Timer() as t:
                     got = await store.get(integrity)
                 if got is None or len(got) != args.size:
@@ -375,7 +383,7 @@ async def cached_run(args: argparse.Namespace) -> dict[str, Any]:
                 del got
                 out[key] = args.size / t.wall / 1e6
 
-            async def timed_w2(store: Any, key: str) -> None:
+            async def timed_small(store: Any, key: str) -> None:
                 async def get(i: int) -> None:
                     if await store.get(names[i]) is None:
                         raise SystemExit("missing blob")
@@ -384,19 +392,20 @@ async def cached_run(args: argparse.Namespace) -> dict[str, Any]:
                     await bounded(args.count, args.concurrency, get)
                 out[key] = args.count / t.wall
 
-            await timed_w1(s3, "s3_w1_mbps")
-            await timed_w1(fs, "fs_w1_mbps")
-            await timed_w2(s3, "s3_w2_ops")
+            await timed_large(s3, "s3_large_mbps")
+            await timed_large(fs, "fs_large_mbps")
+            await timed_small(s3, "s3_small_ops")
             front = sriblob.FilesystemBlobStore(root / "front")
             back = sriblob.S3BlobStore(config)
             async with sriblob.CachedBlobStore(
-                front, back, max_bytes=2 * args.size
+                front, back, max_bytes=2 * args.size + args.count * args.small_size
             ) as cache:
-                await timed_w1(cache, "cold_w1_mbps")
-                await timed_w1(cache, "warm_w1_mbps")
-                await timed_w2(cache, "cold_w2_ops")
-                await timed_w2(cache, "warm_w2_ops")
+                await timed_large(cache, "cold_large_mbps")
+                await timed_large(cache, "warm_large_mbps")
+                await timed_small(cache, "cold_small_ops")
+                await timed_small(cache, "warm_small_ops")
             await bounded(args.count, args.concurrency, lambda i: s3.delete(names[i]))
+            await s3.delete(integrity)
     return out
 
 
@@ -786,6 +795,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--list-bucket", default="bench-list")
     parser.add_argument("--size", type=int, default=256 * MiB)
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument(
+        "--small-size", type=int, default=4096, help="bytes per small blob"
+    )
     parser.add_argument("--concurrency", type=int, default=SMALL_CONCURRENCY)
     parser.add_argument("--seed", default="0")
     parser.add_argument("--key", default="", help="object to download")
@@ -850,6 +862,7 @@ def main(argv: list[str]) -> None:
         "sriblob": sriblob_run,
         "sriblob-unsigned": sriblob_run,
         "sriblob-ranged": sriblob_run,
+        "sriblob-single": sriblob_run,
         "sriblob-otel-off": sriblob_run,
         "sriblob-otel-sdk": sriblob_run,
         "obstore-ranges": obstore_run,

@@ -14,12 +14,20 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sriblob import CachedBlobStore, FilesystemBlobStore, MemoryBlobStore, verify
+from sriblob import (
+    CachedBlobStore,
+    FilesystemBlobStore,
+    IntegrityMismatch,
+    MemoryBlobStore,
+    verify,
+)
+from sriblob._cache import _fill
 
 from ..helpers import blob, chunked, integrity_of
 from .test_data_safety import remount_read_only, small_tmpfs
@@ -191,6 +199,78 @@ class TestCutFills:
                 p for p in (tmp_path / "front").rglob("*") if p.name.startswith(".tmp-")
             ]
             assert temps == []
+
+
+class TestColdGets:
+    """A get that missed checks the back's bytes and fills the front at once."""
+
+    @pytest.mark.parametrize("size", [100 * KiB, 3 * MiB])
+    async def test_a_back_serving_wrong_bytes_stores_nothing(
+        self, tmp_path: Path, size: int
+    ) -> None:
+        """A damaged copy in the back: IntegrityMismatch, nothing in the front.
+
+        100 KiB is hashed and written in one worker-thread call; 3 MiB on
+        two threads at once, the rename waiting for the hash.
+        """
+        data = blob(size, seed=22)
+        async with FilesystemBlobStore(tmp_path / "back") as back:
+            integrity = await back.add(data)
+            damaged = back.path_of(integrity)
+        raw = bytearray(damaged.read_bytes())
+        raw[size // 2] ^= 0xFF
+        damaged.write_bytes(bytes(raw))
+        async with CachedBlobStore(
+            FilesystemBlobStore(tmp_path / "front"),
+            FilesystemBlobStore(tmp_path / "back"),
+            max_bytes=64 * MiB,
+        ) as store:
+            with pytest.raises(IntegrityMismatch):
+                await store.get(integrity)
+            assert not await store.front.has(integrity)
+            left = [p for p in (tmp_path / "front").rglob("*") if p.is_file()]
+            assert [p.name for p in left if p.parent.name != ".fill-locks"] in (
+                [],
+                [".usage"],
+            )
+            assert (await store.stats()).bytes == 0
+            assert await store.backend.front.usage() == 0
+
+    async def test_a_cancelled_cold_get_leaves_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Cancelled while the write of its copy runs: no file, no reservation.
+
+        The race is widened: the worker thread that writes the copy waits
+        0.3 s first, and the get is cancelled 0.1 s in.
+        """
+        data = blob(3 * MiB, seed=23)
+        back = MemoryBlobStore()
+        integrity = await back.add(data)
+        real_write = _fill._write_sync
+
+        def slow_write(*args: Any) -> Any:
+            time.sleep(0.3)
+            return real_write(*args)
+
+        monkeypatch.setattr(_fill, "_write_sync", slow_write)
+        async with CachedBlobStore(
+            FilesystemBlobStore(tmp_path / "front"), back, max_bytes=64 * MiB
+        ) as store:
+            task = asyncio.ensure_future(store.get(integrity))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not await store.front.has(integrity)
+            temps = [
+                p for p in (tmp_path / "front").rglob("*") if p.name.startswith(".tmp-")
+            ]
+            assert temps == []
+            assert await store.backend.front.usage() == 0
+            # And the next get fills it.
+            assert await store.get(integrity) == data
+            assert await store.front.has(integrity)
 
 
 def test_four_processes_share_one_front(tmp_path: Path) -> None:

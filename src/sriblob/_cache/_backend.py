@@ -38,6 +38,8 @@ from sriblob.exceptions import (
     StoreError,
 )
 
+from ._counters import Counters
+from ._fill import check_and_fill
 from ._front import Front, FrontFile
 from ._spool import Spool
 
@@ -62,17 +64,6 @@ logger = logging.getLogger("sriblob")
 _WHOLE_READ: Final = 16 * 1024 * 1024
 #: Chunks a fill may lag behind the reader it tees from.
 _FILL_QUEUE: Final = 8
-
-
-@attrs.define
-class Counters:
-    """What one cache object has seen (see :class:`~sriblob.CacheStats`)."""
-
-    hits: int = 0
-    misses: int = 0
-    fills: int = 0
-    repairs: int = 0
-    front_errors: int = 0
 
 
 @attrs.define
@@ -163,7 +154,7 @@ class CacheBackend(Backend):
             try:
                 await self.front.drop(integrity)
             except (StoreError, OSError) as error:
-                self._front_failed("delete", integrity, error)
+                self.counters.front_failed(self.id, "delete", integrity, error)
         return gone
 
     def list_names(self) -> AsyncIterator[str]:
@@ -195,28 +186,6 @@ class CacheBackend(Backend):
 
     # -- the front -------------------------------------------------------------
 
-    def _hit(self) -> None:
-        self.counters.hits += 1
-        telemetry.note_cache(self.id, "hit")
-
-    def _miss(self) -> None:
-        self.counters.misses += 1
-        telemetry.note_cache(self.id, "miss")
-
-    def _front_failed(
-        self, action: str, integrity: Integrity, error: Exception
-    ) -> None:
-        self.counters.front_errors += 1
-        logger.warning(
-            "cache backend=%s: the front failed to %s integrity=%s (%s); "
-            "using the back",
-            self.id,
-            action,
-            integrity,
-            error,
-            extra=telemetry.fields(self.id, action, integrity),
-        )
-
     async def _repair(self, integrity: Integrity, why: str) -> None:
         self.counters.repairs += 1
         logger.warning(
@@ -230,7 +199,7 @@ class CacheBackend(Backend):
         try:
             await self.front.drop(integrity)
         except (SriblobError, OSError) as error:
-            self._front_failed("drop", integrity, error)
+            self.counters.front_failed(self.id, "drop", integrity, error)
 
     async def _open_front(
         self, integrity: Integrity, *, read_up_to: int | None = 0
@@ -241,7 +210,7 @@ class CacheBackend(Backend):
                 integrity, read_up_to=read_up_to, hash_it=self.options.verify
             )
         except (StoreError, OSError) as error:
-            self._front_failed("read", integrity, error)
+            self.counters.front_failed(self.id, "read", integrity, error)
             return None
 
     async def _checked(self, integrity: Integrity, file: FrontFile) -> bytes | None:
@@ -257,7 +226,7 @@ class CacheBackend(Backend):
                 return None
             if file.unchanged:
                 self.front.trust(integrity, file.after)
-        self._hit()
+        self.counters.hit(self.id)
         return data
 
     def _cacheable(self, size: int | None) -> bool:
@@ -274,7 +243,7 @@ class CacheBackend(Backend):
                 integrity, data, size, verified=verified
             )
         except (StoreError, OSError, IntegrityMismatch) as error:
-            self._front_failed("store", integrity, error)
+            self.counters.front_failed(self.id, "store", integrity, error)
             return False
         self.counters.fills += filled
         return filled
@@ -308,17 +277,32 @@ class CacheBackend(Backend):
             return await self._after_flight(integrity, flight)
         flight = self._flights[integrity] = _Flight()
         try:
-            flight.data = data = await self._from_back(integrity)
-            flight.done.set()  # waiters needn't wait for the fill
-            if data is not None and self._cacheable(len(data)):
-                flight.filled = await self._fill_locked(
-                    integrity, data, len(data), verified=True
-                )
+            self.counters.miss(self.id)
+            data = await self._back.read_blob_bytes(integrity)
+            if data is not None:
+                flight.filled = await self._check_and_fill(integrity, data)
+            flight.data = data
             return data
         finally:
             if self._flights.get(integrity) is flight:
                 del self._flights[integrity]
             flight.done.set()
+
+    async def _check_and_fill(self, integrity: Integrity, data: bytes) -> bool:
+        """Check the back's *data* and copy it into the front, at once.
+
+        Whether the front got it. The bytes are checked whatever becomes of
+        the copy: :class:`~sriblob.IntegrityMismatch` if they aren't the blob.
+        """
+        if not self.options.verify:
+            return False
+        cacheable = self._cacheable(len(data))
+        outcome = await check_and_fill(self.front, integrity, data, cacheable=cacheable)
+        if isinstance(outcome, Exception):
+            self.counters.front_failed(self.id, "store", integrity, outcome)
+            return False
+        self.counters.fills += outcome
+        return outcome
 
     async def _after_flight(
         self, integrity: Integrity, flight: _Flight
@@ -333,7 +317,7 @@ class CacheBackend(Backend):
 
     async def _from_back(self, integrity: Integrity) -> bytes | None:
         """The back's bytes, checked against the integrity (when verifying)."""
-        self._miss()
+        self.counters.miss(self.id)
         data = await self._back.read_blob_bytes(integrity)
         if data is not None and self.options.verify:
             (await hash_buffer(data, integrity.algorithm)).verify(integrity)
@@ -357,7 +341,7 @@ class CacheBackend(Backend):
                     yield body
                     return
             async with self._back.read_blob(integrity) as back:
-                self._miss()
+                self.counters.miss(self.id)
                 yield BlobBody(
                     _checked(self.options.verify, integrity, back), back.size
                 )
@@ -367,7 +351,7 @@ class CacheBackend(Backend):
         flight = self._flights[integrity] = _Flight()
         try:
             async with self._back.read_blob(integrity) as back:
-                self._miss()
+                self.counters.miss(self.id)
                 tee = self._tee(integrity, back, flight)
                 try:
                     yield BlobBody(tee, back.size)
@@ -391,14 +375,14 @@ class CacheBackend(Backend):
                 intact = await file.check(integrity)
             except OSError as error:
                 await file.close()
-                self._front_failed("read", integrity, error)
+                self.counters.front_failed(self.id, "read", integrity, error)
                 return None
             if not intact:
                 await file.close()
                 await self._repair(integrity, f"{file.size} bytes that don't match")
                 return None
             self.front.trust(integrity, file.after)
-        self._hit()
+        self.counters.hit(self.id)
         return BlobBody(self._front_stream(integrity, file), file.size)
 
     async def _front_stream(
@@ -468,12 +452,12 @@ class CacheBackend(Backend):
             file = None
         if file is None:
             async with self._back.read_blob_range(integrity, start, end) as back:
-                self._miss()
+                self.counters.miss(self.id)
                 yield back
             return
         try:
             stop = self.check_range(integrity, start, end, file.size)
-            self._hit()
+            self.counters.hit(self.id)
             yield BlobBody(file.chunks(start, stop), file.size)
         finally:
             await file.close()

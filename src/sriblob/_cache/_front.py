@@ -54,8 +54,9 @@ from sriblob._filesystem._temp import TempFile, acquire, discard
 from sriblob._integrity import THREAD_HASH_THRESHOLD, IntegrityHasher, hash_buffer
 from sriblob._quota import Quota
 from sriblob._source import CHUNK_SIZE, as_buffer
-from sriblob.exceptions import IntegrityMismatch, QuotaExceeded
+from sriblob.exceptions import QuotaExceeded
 
+from ._fill import fill_bytes, wrong_size
 from ._stripes import Stripes
 
 if TYPE_CHECKING:
@@ -309,13 +310,13 @@ class Front:
                 total += entry.stat(follow_symlinks=False).st_size
         return total
 
-    def _reserve_sync(self, size: int) -> None:
+    def reserve_sync(self, size: int) -> None:
         with self._usage() as usage:
             if not self._quota.fits(usage.total, size):
                 raise self._quota.exceeded(usage.total, size)
             usage.total += size
 
-    def _release_sync(self, size: int) -> None:
+    def release_sync(self, size: int) -> None:
         with self._usage() as usage:
             usage.total = max(0, usage.total - size)
 
@@ -346,47 +347,20 @@ class Front:
         if view is not None:
             if not view.readonly:
                 view = memoryview(bytes(view))  # what is hashed is what is written
-            identity = await asyncio.to_thread(
-                self._fill_sync, integrity, view, size, verified
-            )
+            if view.nbytes != size:
+                raise wrong_size(integrity, view.nbytes, size)
+            identity = await fill_bytes(self, integrity, view, verified=verified)
             self.trust(integrity, identity)
             return
-        await asyncio.to_thread(self._reserve_sync, size)
+        await asyncio.to_thread(self.reserve_sync, size)
         try:
             identity = await self._write(integrity, data, size, verified=verified)
         except BaseException:
-            await asyncio.shield(asyncio.to_thread(self._release_sync, size))
+            await asyncio.shield(asyncio.to_thread(self.release_sync, size))
             raise
         self.trust(integrity, identity)
 
-    def _fill_sync(
-        self, integrity: Integrity, view: memoryview, size: int, verified: bool
-    ) -> Identity:
-        """:meth:`fill` of bytes in one worker-thread call: reserve, write, rename.
-
-        Cancelling the caller doesn't stop it: the copy lands or is removed.
-        """
-        if view.nbytes != size:
-            raise _wrong_size(integrity, view.nbytes, size)
-        if not verified:
-            hasher = IntegrityHasher(integrity.algorithm)
-            hasher.update(view)
-            hasher.verify(integrity)
-        self._reserve_sync(size)
-        try:
-            location = locate(self.root, integrity)
-            temp = self._temp(location, size)
-            try:
-                temp.write(view)
-                return self._commit_sync(temp, location)
-            except BaseException:
-                temp.discard()
-                raise
-        except BaseException:
-            self._release_sync(size)
-            raise
-
-    def _temp(self, location: Location, size: int) -> TempFile:
+    def temp_for(self, location: Location, size: int) -> TempFile:
         # Nothing synced: a copy torn by a power loss fails the verification
         # every copy gets before this process uses it, and is fetched again.
         return TempFile.create(
@@ -403,16 +377,16 @@ class Front:
     ) -> Identity:
         location = locate(self.root, integrity)
         temp = await acquire(
-            functools.partial(self._temp, location, size), TempFile.discard
+            functools.partial(self.temp_for, location, size), TempFile.discard
         )
         try:
             await _write_hashed(temp, integrity, data, size, verified=verified)
-            return await asyncio.to_thread(self._commit_sync, temp, location)
+            return await asyncio.to_thread(self.commit_sync, temp, location)
         except BaseException:
             await discard(temp)
             raise
 
-    def _commit_sync(self, temp: TempFile, location: Location) -> Identity:
+    def commit_sync(self, temp: TempFile, location: Location) -> Identity:
         """Rename the temp file into place: its reservation becomes the blob."""
         temp.sync()  # outside the lock: the commit holds it only for the rename
         directory = None
@@ -494,7 +468,7 @@ class Front:
             finally:
                 os.close(fd)
         if freed:
-            self._release_sync(freed)
+            self.release_sync(freed)
 
     # -- room ----------------------------------------------------------------------
 
@@ -655,15 +629,7 @@ async def _write_hashed(
     """
     written = await _write_chunks(temp, None if verified else integrity, data)
     if written != size:
-        raise _wrong_size(integrity, written, size)
-
-
-def _wrong_size(integrity: Integrity, written: int, size: int) -> IntegrityMismatch:
-    msg = (
-        f"The cache's fill of {integrity} got {written} bytes, not {size}; "
-        "nothing was cached."
-    )
-    return IntegrityMismatch(msg, expected=str(integrity), actual="")
+        raise wrong_size(integrity, written, size)
 
 
 async def _write_chunks(
