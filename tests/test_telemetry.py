@@ -557,3 +557,31 @@ def test_every_log_call_in_the_library_passes_its_fields() -> None:
         and not any(keyword.arg == "extra" for keyword in node.keywords)
     ]
     assert missing == []
+
+
+def test_a_provider_set_after_the_first_call_is_followed(tmp_path: Path) -> None:
+    """Calls before any SDK make no span; once a host sets one, calls do."""
+    script = f"""
+import asyncio
+import sriblob
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+store = sriblob.FilesystemBlobStore({str(tmp_path)!r})
+integrity = asyncio.run(store.add(b"before"))
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+asyncio.run(sriblob.FilesystemBlobStore({str(tmp_path)!r}).get(integrity))
+print(",".join(span.name for span in exporter.get_finished_spans()))
+"""
+    done = subprocess.run(  # noqa: S603 -- our own interpreter
+        [sys.executable, "-c", script],
+        env={k: v for k, v in os.environ.items() if k != "SRIBLOB_TELEMETRY"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "sriblob.get"

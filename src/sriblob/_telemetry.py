@@ -80,6 +80,7 @@ class _Instruments:
         from opentelemetry import metrics, trace  # noqa: PLC0415 -- on first use
 
         self.tracer = trace.get_tracer("sriblob")
+        self._trace = trace
         meter = metrics.get_meter("sriblob")
         self.operations = meter.create_counter(
             "sriblob.operations",
@@ -130,6 +131,17 @@ class _Instruments:
             unit="By",
             description="Response body bytes BlobApp sent, by method and status",
         )
+
+
+def _tracing(instruments: _Instruments) -> bool:
+    """Whether a tracer provider was set (the SDK's, say).
+
+    Until one is, the API's tracer makes only no-op spans: skipping them
+    saves most of what a call's telemetry costs. Asked at every call, so a
+    provider set later is followed at once.
+    """
+    trace = instruments._trace  # noqa: SLF001 -- this module's own
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 _instruments: _Instruments | None = None
@@ -213,19 +225,23 @@ def call(
         return
     attributes = {"sriblob.op": op, "sriblob.store": store}
     started = time.perf_counter()
-    start = (
-        instruments.tracer.start_as_current_span
-        if current
-        else instruments.tracer.start_span
-    )
-    with start(
-        f"sriblob.{op}",
-        attributes={"sriblob.store": store}
-        if integrity is None
-        else {"sriblob.store": store, "sriblob.integrity": str(integrity)},
-        record_exception=True,
-        set_status_on_exception=True,
-    ) as opened:
+    if _tracing(instruments):
+        start = (
+            instruments.tracer.start_as_current_span
+            if current
+            else instruments.tracer.start_span
+        )
+        spanning: contextlib.AbstractContextManager[Span | None] = start(
+            f"sriblob.{op}",
+            attributes={"sriblob.store": store}
+            if integrity is None
+            else {"sriblob.store": store, "sriblob.integrity": str(integrity)},
+            record_exception=True,
+            set_status_on_exception=True,
+        )
+    else:
+        spanning = contextlib.nullcontext()
+    with spanning as opened:
         made = Call(opened, attributes)
         try:
             yield made
@@ -239,7 +255,8 @@ def call(
             raise
         finally:
             if made.bytes:
-                opened.set_attribute("sriblob.bytes", made.bytes)
+                if opened is not None:
+                    opened.set_attribute("sriblob.bytes", made.bytes)
                 instruments.bytes.add(
                     made.bytes,
                     {"sriblob.store": store, "sriblob.direction": made._direction},  # noqa: SLF001
@@ -253,7 +270,7 @@ def call(
 def span(name: str, **attributes: Any) -> Iterator[Span | None]:
     """A span ``sriblob.<name>`` for a whole-store operation or a registry read."""
     instruments = _get()
-    if instruments is None:
+    if instruments is None or not _tracing(instruments):
         yield None
         return
     with instruments.tracer.start_as_current_span(

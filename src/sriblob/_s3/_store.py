@@ -48,6 +48,7 @@ STAGING_DIR: Final = ".staging/"
 #: Connections beyond ``max_concurrency``, for small calls made while an
 #: upload keeps its parts in flight.
 EXTRA_CONNECTIONS: Final = 4
+_NO_DEADLINE: Final = contextlib.nullcontext()
 
 
 def _signs_payloads(config: S3StoreConfig) -> bool:
@@ -236,21 +237,23 @@ class S3Backend(Backend):
             raise RuntimeError(msg)
         return connected
 
-    @contextlib.asynccontextmanager
-    async def _deadline(self, action: str) -> AsyncIterator[None]:
+    def _deadline(self, action: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Bound a whole call by ``operation_timeout``, if one is configured."""
         timeout = self._config.operation_timeout
         if timeout is None:
-            yield
-            return
+            return _NO_DEADLINE  # nothing to set up, on every call
+        return self._bounded(action, timeout)
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, action: str, seconds: float) -> AsyncIterator[None]:
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 yield
         except TimeoutError:
             msg = (
                 f"S3 {action} on bucket {self._where.bucket!r} at "
                 f"{self._where.endpoint} failed: it did not finish within "
-                f"{timeout:g} s (operation_timeout)."
+                f"{seconds:g} s (operation_timeout)."
             )
             raise self._where.error(StoreUnavailable, msg) from None
 
