@@ -45,8 +45,8 @@ from sriblob._filesystem._locks import Total, locked_total
 from sriblob._filesystem._paths import (
     Location,
     NotABlob,
+    find_blob,
     locate,
-    open_blob,
     open_dirs,
     reserved_size,
 )
@@ -245,16 +245,9 @@ class Front:
     def _open_sync(
         self, location: Location, read_up_to: int | None, algorithm: Algorithm | None
     ) -> FrontFile | None:
-        try:
-            directory = open_dirs(self.root, location.dirs, create=False)
-        except FileNotFoundError:
+        fd = find_blob(self.root, location)
+        if fd is None:
             return None
-        try:
-            fd = open_blob(directory, location)
-        except FileNotFoundError:
-            return None
-        finally:
-            os.close(directory)
         file = io.FileIO(fd, "rb", closefd=True)
         try:
             before = Identity.of(os.fstat(fd))

@@ -27,6 +27,7 @@ from ._paths import (
     blob_name,
     exists,
     file_size,
+    find_blob,
     locate,
     not_a_file,
     open_blob,
@@ -183,16 +184,9 @@ class Tree:
 
     def open_file(self, location: Location) -> tuple[io.FileIO, int] | None:
         """Open the blob for reading; None when it isn't stored."""
-        try:
-            directory = open_dirs(self.root, location.dirs, create=False)
-        except FileNotFoundError:
+        fd = find_blob(self.root, location)
+        if fd is None:
             return None
-        try:
-            fd = open_blob(directory, location)
-        except FileNotFoundError:
-            return None
-        finally:
-            os.close(directory)
         return io.FileIO(fd, "rb", closefd=True), os.fstat(fd).st_size
 
     def read_whole(self, location: Location) -> bytes | None:
