@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import functools
 import io
 import logging
@@ -41,7 +40,7 @@ import attrs
 from sriblob import _telemetry as telemetry
 from sriblob._filesystem._errors import os_error
 from sriblob._filesystem._link import LinkMethod, link_sync
-from sriblob._filesystem._locks import Total, locked_total
+from sriblob._filesystem._locks import Total, current_total, locked_total
 from sriblob._filesystem._paths import (
     Location,
     NotABlob,
@@ -283,13 +282,7 @@ class Front:
         return await asyncio.to_thread(self._usage_sync)
 
     def _usage_sync(self) -> int:
-        try:
-            with self._usage() as usage:
-                return usage.total
-        except OSError as exc:
-            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise
-            return self._count_sync()  # a read-only front: count instead
+        return current_total(self._usage, self._count_sync)
 
     def _count_sync(self) -> int:
         """Count what the total should hold: blob files and reservations."""

@@ -9,7 +9,6 @@ stat, keep, commit and unlink blob files relative to directory descriptors
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import io
 import os
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from sriblob._integrity import Integrity
 from sriblob.exceptions import InvalidIntegrity
 
-from ._locks import Total, locked_total
+from ._locks import Total, current_total, locked_total
 from ._paths import (
     HEX_PAIR,
     Location,
@@ -91,13 +90,7 @@ class Tree:
     def adjust(self, delta: int, quota: Quota | None) -> int:
         """Add *delta* to the total (refusing what passes *quota*); the new total."""
         if delta == 0:
-            try:
-                with self.usage() as usage:
-                    return usage.total
-            except OSError as exc:
-                if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-                    raise
-                return self.count()  # a read-only root: count instead
+            return current_total(self.usage, self.count)
         with self.usage() as usage:
             if delta > 0 and quota is not None and not quota.fits(usage.total, delta):
                 raise quota.exceeded(usage.total, delta)
