@@ -26,6 +26,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any, Final
 
 from sriblob._backend import BlobBody, BlobInfo, chunks_of
+from sriblob._source import read_all
 from sriblob.exceptions import StoreError
 
 from ._backend import PostgresBackend
@@ -137,11 +138,7 @@ class CheckstackBackend(PostgresBackend):
         """Insert (or repair) the blob's row: its bytes as one base64 value."""
         if await self._stored_copy_stands(source):
             return
-        view = await source.buffer()
-        if view is not None:
-            data = bytes(view)
-        else:
-            data = b"".join([bytes(chunk) async for chunk in source.chunks()])
+        data = await read_all(source)
         text = binascii.b2a_base64(data, newline=False).decode("ascii")
         failure: Exception | None = None
         try:
