@@ -123,9 +123,9 @@ class _Repeats(logging.Filter):
         if self.held is not None:
             self.held.append(record)
             return False
-        if isinstance(record.msg, str) and record.msg.startswith(self.PER_BLOB):
-            return False
         message = record.getMessage()
+        if message.startswith(self.PER_BLOB):
+            return False
         return not any(problem in message for problem in self.problems)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "levels_or_problem",
     "load_cache_settings",
     "load_quota_levels",
+    "not_registered",
 ]
 
 logger = logging.getLogger("sriblob")
@@ -217,15 +218,32 @@ def levels_or_problem(
     try:
         return load_quota_levels(env)
     except ConfigurationError as error:
-        logger.error(  # noqa: TRY400 -- one line
-            "%s store not registered: %s",
-            name,
-            error,
-            extra=telemetry.fields(name, "configure"),
-        )
-        registry.set_problem(name, error)
-        registry.set_status(name, f"misconfigured, not registered: {error}")
+        not_registered(registry, logger, error, name=name, label=name)
         return None
+
+
+def not_registered(
+    registry: BlobStoreRegistry,
+    logger: logging.Logger,
+    error: ConfigurationError,
+    *,
+    name: str,
+    label: str,
+    status: str | None = None,
+) -> None:
+    """Log and record why plugin *name*'s store (*label* in the log) isn't there.
+
+    The problem refuses writes (see :func:`default_registry`); the status
+    says *status*, by default that the settings are wrong.
+    """
+    logger.error(
+        "%s store not registered: %s",
+        label,
+        error,
+        extra=telemetry.fields(name, "configure"),
+    )
+    registry.set_problem(name, error)
+    registry.set_status(name, status or f"misconfigured, not registered: {error}")
 
 
 #: The settings key :func:`~sriblob.default_registry` uses to say where an

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, ClassVar, Unpack
 
 from ._backend import Backend, BlobBody, BlobInfo, chunks_of
+from ._source import read_all
 from ._store import BlobStore
 
 if TYPE_CHECKING:
@@ -46,14 +47,7 @@ class MemoryBackend(Backend):
             and await source.stored_copy_intact()
         ):
             return
-        view = await source.buffer()
-        if view is not None:
-            data = bytes(view)
-        else:
-            buffer = bytearray()
-            async for chunk in source.chunks():
-                buffer += chunk
-            data = bytes(buffer)
+        data = await read_all(source)
         name = str(source.integrity)
         # The data is verified and in memory: comparing it with the stored
         # copy is cheaper than hashing that copy.

@@ -73,6 +73,25 @@ def _failure(integrity: str, exc: BaseException) -> Failure:
     return Failure(integrity, reason)
 
 
+def _record(
+    failures: list[Failure],
+    operation: str,
+    store: BlobStore,
+    integrity: str,
+    exc: BaseException,
+) -> None:
+    """Add *exc* to the run's *failures*, and log it as a warning."""
+    failure = _failure(integrity, exc)
+    failures.append(failure)
+    logger.warning(
+        "%s failed integrity=%s reason=%s",
+        operation,
+        integrity,
+        failure.reason,
+        extra=telemetry.fields(store.id, operation, integrity),
+    )
+
+
 @attrs.frozen
 class Progress:
     """How far an operation has come, as ``on_progress`` receives it.
@@ -510,14 +529,7 @@ class _Migration:
                 written = await self._copy(integrity, replace=False)
                 await self._confirm(integrity, written, deleting=False)
         except _RECORDED as exc:
-            failure = _failure(name, exc)
-            self.failures.append(failure)
-            logger.warning(
-                "migrate failed integrity=%s reason=%s",
-                name,
-                failure.reason,
-                extra=telemetry.fields(self._source.id, "migrate", name),
-            )
+            _record(self.failures, "migrate", self._source, name, exc)
         self.done += 1
         if self._on_progress is not None:
             self._on_progress(
@@ -795,14 +807,7 @@ class _Verification:
             )
 
     def _fail(self, integrity: str, exc: BaseException) -> None:
-        failure = _failure(integrity, exc)
-        self.failures.append(failure)
-        logger.warning(
-            "verify failed integrity=%s reason=%s",
-            integrity,
-            failure.reason,
-            extra=telemetry.fields(self._store.id, "verify", integrity),
-        )
+        _record(self.failures, "verify", self._store, integrity, exc)
 
 
 async def _live_set(

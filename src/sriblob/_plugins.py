@@ -17,6 +17,7 @@ imported only when their configuration is complete.
 from __future__ import annotations
 
 import importlib
+import operator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _telemetry as telemetry
@@ -29,7 +30,12 @@ from ._config import (
     load_postgres_config_from_env,
     load_s3_config_from_env,
 )
-from ._environment import ROOT_ORIGIN, levels_or_problem, load_quota_levels
+from ._environment import (
+    ROOT_ORIGIN,
+    levels_or_problem,
+    load_quota_levels,
+    not_registered,
+)
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -111,22 +117,19 @@ def register_s3(
     :func:`~sriblob.load_s3_config_from_env`.
     """
 
-    def build(config: Any) -> BlobStore:
-        module = importlib.import_module("._s3", __package__)
-        store: BlobStore = module.S3BlobStore(config, **load_quota_levels(env))
-        return store
-
     def describe(config: Any) -> str:
         return f"configured: bucket {config.bucket!r} at {config.endpoint or 'AWS'}"
 
     _register(
         registry,
+        env,
         logger,
         name="s3",
         label="S3",
         result=load_s3_config_from_env(env),
         variables=f"{DEFAULT_ENV_PREFIX}*",
-        build=build,
+        module="._s3",
+        factory="S3BlobStore",
         describe=describe,
     )
 
@@ -140,37 +143,38 @@ def register_postgres(
     :func:`~sriblob.load_postgres_config_from_env`; needs the ``postgres``
     extra (asyncpg).
     """
-
-    def build(config: Any) -> BlobStore:
-        module = importlib.import_module("._postgres", __package__)
-        levels = load_quota_levels(env)
-        store: BlobStore = module.PostgresBlobStore.from_config(config, **levels)
-        return store
-
     _register(
         registry,
+        env,
         logger,
         name="postgres",
         label="PostgreSQL",
         result=load_postgres_config_from_env(env),
         variables=f"{POSTGRES_ENV_PREFIX}DSN",
-        build=build,
+        module="._postgres",
+        factory="PostgresBlobStore.from_config",
         describe=lambda _: f"configured from {POSTGRES_ENV_PREFIX}DSN",
     )
 
 
 def _register(
     registry: BlobStoreRegistry,
+    env: Mapping[str, str],
     logger: logging.Logger,
     *,
     name: str,
     label: str,
     result: Unconfigured | Configured[Any] | Misconfigured,
     variables: str,
-    build: Callable[[Any], BlobStore],
+    module: str,
+    factory: str,
     describe: Callable[[Any], str],
 ) -> None:
-    """Register a configured backend, or record why it isn't registered."""
+    """Register a configured backend, or record why it isn't registered.
+
+    *factory*, an attribute of *module* (imported only now: it is heavy),
+    builds the store from the config and the quota levels.
+    """
     match result:
         case Unconfigured():
             logger.debug(
@@ -183,27 +187,16 @@ def _register(
                 name, f"not configured (no {variables} variable is set)"
             )
         case Misconfigured(error=error):
-            logger.error(
-                "%s store not registered: %s",
-                label,
-                error,
-                extra=telemetry.fields(name, "configure"),
-            )
-            registry.set_problem(name, error)
-            registry.set_status(name, f"misconfigured, not registered: {error}")
+            not_registered(registry, logger, error, name=name, label=label)
         case Configured(config=config):
             try:
-                store = build(config)
-            except ConfigurationError as exc:
-                # The quota levels every store shares (SRIBLOB_*_TOTAL_SIZE).
-                logger.error(  # noqa: TRY400 -- one line
-                    "%s store not registered: %s",
-                    label,
-                    exc,
-                    extra=telemetry.fields(name, "configure"),
+                build = operator.attrgetter(factory)(
+                    importlib.import_module(module, __package__)
                 )
-                registry.set_problem(name, exc)
-                registry.set_status(name, f"misconfigured, not registered: {exc}")
+                # The quota levels every store shares (SRIBLOB_*_TOTAL_SIZE).
+                store: BlobStore = build(config, **load_quota_levels(env))
+            except ConfigurationError as exc:
+                not_registered(registry, logger, exc, name=name, label=label)
                 return
             except ImportError as exc:
                 reason = str(exc) or type(exc).__name__
@@ -211,14 +204,14 @@ def _register(
                     f"{label} storage is configured ({variables}) but can't be "
                     f"used: {reason}"
                 )
-                logger.error(  # noqa: TRY400 -- one line; the cause is in the message
-                    "%s store not registered: %s",
-                    label,
-                    msg,
-                    extra=telemetry.fields(name, "configure"),
+                not_registered(
+                    registry,
+                    logger,
+                    ConfigurationError(msg),
+                    name=name,
+                    label=label,
+                    status=f"configured but unavailable: {reason}",
                 )
-                registry.set_problem(name, ConfigurationError(msg))
-                registry.set_status(name, f"configured but unavailable: {reason}")
                 return
             registry.register(store)
             registry.set_status(name, describe(config))

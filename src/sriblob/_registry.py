@@ -334,14 +334,12 @@ class BlobStoreRegistry:
             Exception: No store served the blob and at least one failed: the
                 first failure is raised again.
         """
-        candidates(integrity)  # raises before any I/O if malformed
-        found = await self.first_answer(
+        return await self._answer_and_id(
             integrity,
             lambda store: store.get(integrity),
             active=active,
             operation="read_with_fallback",
         )
-        return None if found is None else (found[0], found[1].id)
 
     async def has_with_fallback(
         self, integrity: str | Integrity, /, *, active: str | None = None
@@ -353,15 +351,14 @@ class BlobStoreRegistry:
         Raises:
             Exception: As :meth:`first_answer`.
         """
-        candidates(integrity)  # raises before any I/O if malformed
 
         async def holds(store: BlobStore) -> bool | None:
             return await store.has(integrity) or None
 
-        found = await self.first_answer(
+        found = await self._answer_and_id(
             integrity, holds, active=active, operation="has_with_fallback"
         )
-        return None if found is None else found[1].id
+        return None if found is None else found[1]
 
     async def stat_with_fallback(
         self, integrity: str | Integrity, /, *, active: str | None = None
@@ -374,12 +371,25 @@ class BlobStoreRegistry:
         Raises:
             Exception: As :meth:`first_answer`.
         """
-        candidates(integrity)  # raises before any I/O if malformed
-        found = await self.first_answer(
+        return await self._answer_and_id(
             integrity,
             lambda store: store.stat(integrity),
             active=active,
             operation="stat_with_fallback",
+        )
+
+    async def _answer_and_id(
+        self,
+        integrity: str | Integrity,
+        ask: Callable[[BlobStore], Awaitable[_T | None]],
+        /,
+        *,
+        active: str | None,
+        operation: str,
+    ) -> tuple[_T, str] | None:
+        """:meth:`first_answer`, naming the store that answered by its id."""
+        found = await self.first_answer(
+            integrity, ask, active=active, operation=operation
         )
         return None if found is None else (found[0], found[1].id)
 

@@ -18,7 +18,7 @@ from .exceptions import BlobTooLarge, IntegrityMismatch
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-__all__ = ["CHUNK_SIZE", "BlobSource", "Data", "as_buffer"]
+__all__ = ["CHUNK_SIZE", "BlobSource", "Data", "as_buffer", "read_all"]
 
 #: Bytes-like data, or an async iterable of bytes-like chunks.
 Data: TypeAlias = Buffer | AsyncIterable[Buffer]
@@ -365,3 +365,16 @@ class BlobSource:
             # copied: hashing and writing run behind the stream and must see
             # the bytes as they were yielded.
             yield chunk if view.readonly else bytes(view)
+
+
+async def read_all(source: BlobSource) -> bytes:
+    """Return *source*'s whole data, verified, for a backend that keeps blobs whole.
+
+    Raises:
+        IntegrityMismatch: The data doesn't match the expected integrity.
+        BlobTooLarge: The data grew past the store's size limit.
+    """
+    view = await source.buffer()
+    if view is not None:
+        return bytes(view)
+    return b"".join([bytes(chunk) async for chunk in source.chunks()])

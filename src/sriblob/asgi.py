@@ -246,23 +246,13 @@ class BlobApp:
         """Send the blob, its Content-Length from the reader that streams it.
 
         *size* (the stat's) is used only when the reader doesn't know its
-        own. The last chunk waits until the blob verified and the byte count
-        matched: otherwise the connection ends short, and no client takes
-        the body for the blob.
+        own. The body goes out as :func:`_stream` sends it.
         """
         async with _opened(store, integrity) as reader:
             length = size if reader.size is None else reader.size
             await _start(send, 200, length, common)
-            held: bytes | None = None
-            sent = 0
             try:
-                async for chunk in reader:
-                    if held is not None:
-                        await send(_body(held, more=True))
-                    held = chunk
-                    sent += len(chunk)
-                    _check_length(sent, length, integrity, store, final=False)
-                _check_length(sent, length, integrity, store, final=True)
+                await _stream(send, reader, length, integrity, store)
             except IntegrityMismatch:
                 logger.error(  # noqa: TRY400 -- one line; the cause is in it
                     "serve integrity=%s store=%s: the stored bytes are corrupt; "
@@ -272,7 +262,6 @@ class BlobApp:
                     extra=telemetry.fields(store.id, "serve", integrity),
                 )
                 raise
-            await send(_body(held or b"", more=False))
 
     async def _send_range(
         self,
@@ -288,7 +277,7 @@ class BlobApp:
 
         A range is computed from the blob's size, so a reader that knows
         another size (a damaged copy somewhere) is refused before any byte.
-        The last chunk waits until the byte count matched.
+        The body goes out as :func:`_stream` sends it.
         """
         start, stop = span
         async with _opened(store, integrity, start, stop) as reader:
@@ -308,16 +297,7 @@ class BlobApp:
             await _start(
                 send, 206, length, [*common, (b"content-range", content_range)]
             )
-            held: bytes | None = None
-            sent = 0
-            async for chunk in reader:
-                if held is not None:
-                    await send(_body(held, more=True))
-                held = chunk
-                sent += len(chunk)
-                _check_length(sent, length, integrity, store, final=False)
-            _check_length(sent, length, integrity, store, final=True)
-            await send(_body(held or b"", more=False))
+            await _stream(send, reader, length, integrity, store)
 
 
 class _Counted:
@@ -361,6 +341,31 @@ class _Counted:
 
 class _ShortBodyError(StoreError):
     """The store streamed another number of bytes than the response announced."""
+
+
+async def _stream(
+    send: Send,
+    reader: BlobReader,
+    length: int,
+    integrity: Integrity,
+    store: BlobStore,
+) -> None:
+    """Send the reader's chunks as the body of *length* bytes, the last one held.
+
+    The last chunk waits until the reader ended (the blob verified) and the
+    byte count matched: otherwise the connection ends short, and no client
+    takes the body for the blob.
+    """
+    held: bytes | None = None
+    sent = 0
+    async for chunk in reader:
+        if held is not None:
+            await send(_body(held, more=True))
+        held = chunk
+        sent += len(chunk)
+        _check_length(sent, length, integrity, store, final=False)
+    _check_length(sent, length, integrity, store, final=True)
+    await send(_body(held or b"", more=False))
 
 
 def _check_length(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import functools
 import io
 import logging
@@ -41,12 +40,12 @@ import attrs
 from sriblob import _telemetry as telemetry
 from sriblob._filesystem._errors import os_error
 from sriblob._filesystem._link import LinkMethod, link_sync
-from sriblob._filesystem._locks import Total, locked_total
+from sriblob._filesystem._locks import Total, current_total, locked_total
 from sriblob._filesystem._paths import (
     Location,
     NotABlob,
+    find_blob,
     locate,
-    open_blob,
     open_dirs,
     reserved_size,
 )
@@ -246,16 +245,9 @@ class Front:
     def _open_sync(
         self, location: Location, read_up_to: int | None, algorithm: Algorithm | None
     ) -> FrontFile | None:
-        try:
-            directory = open_dirs(self.root, location.dirs, create=False)
-        except FileNotFoundError:
+        fd = find_blob(self.root, location)
+        if fd is None:
             return None
-        try:
-            fd = open_blob(directory, location)
-        except FileNotFoundError:
-            return None
-        finally:
-            os.close(directory)
         file = io.FileIO(fd, "rb", closefd=True)
         try:
             before = Identity.of(os.fstat(fd))
@@ -291,13 +283,7 @@ class Front:
         return await asyncio.to_thread(self._usage_sync)
 
     def _usage_sync(self) -> int:
-        try:
-            with self._usage() as usage:
-                return usage.total
-        except OSError as exc:
-            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise
-            return self._count_sync()  # a read-only front: count instead
+        return current_total(self._usage, self._count_sync)
 
     def _count_sync(self) -> int:
         """Count what the total should hold: blob files and reservations."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -18,6 +19,10 @@ from ._paths import LEASE_FILE, USAGE_FILE, open_root_file
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+
+
+#: What opening ``.usage`` fails with where the root is read-only to us.
+_READ_ONLY: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 @contextlib.contextmanager
@@ -45,6 +50,20 @@ def locked_total(root: Path, recount: Callable[[], int]) -> Iterator[Total]:
             os.ftruncate(fd, len(data))
     finally:
         os.close(fd)  # closing drops the flock
+
+
+def current_total(
+    usage: Callable[[], contextlib.AbstractContextManager[Total]],
+    recount: Callable[[], int],
+) -> int:
+    """The total read under *usage*'s lock; *recount* where the root is read-only."""
+    try:
+        with usage() as held:
+            return held.total
+    except OSError as exc:
+        if exc.errno not in _READ_ONLY:
+            raise
+        return recount()
 
 
 def read_holder(fd: int) -> Lease | None:

@@ -221,6 +221,24 @@ def open_blob(directory: int, location: Location) -> int:
     return fd
 
 
+def find_blob(root: Path, location: Location) -> int | None:
+    """Open the blob file at *location* read-only; None when it isn't stored.
+
+    A missing fan-out directory or file is None; anything else in the way
+    raises as :func:`open_dirs` and :func:`open_blob` do.
+    """
+    try:
+        directory = open_dirs(root, location.dirs, create=False)
+    except FileNotFoundError:
+        return None
+    try:
+        return open_blob(directory, location)
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(directory)
+
+
 def open_root_file(root: Path, name: str) -> int:
     """Open (creating) the regular file *name* in *root*, never a symlink."""
     directory = open_dirs(root, (), create=True)

@@ -9,7 +9,6 @@ stat, keep, commit and unlink blob files relative to directory descriptors
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import io
 import os
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from sriblob._integrity import Integrity
 from sriblob.exceptions import InvalidIntegrity
 
-from ._locks import Total, locked_total
+from ._locks import Total, current_total, locked_total
 from ._paths import (
     HEX_PAIR,
     Location,
@@ -27,6 +26,7 @@ from ._paths import (
     blob_name,
     exists,
     file_size,
+    find_blob,
     locate,
     not_a_file,
     open_blob,
@@ -90,13 +90,7 @@ class Tree:
     def adjust(self, delta: int, quota: Quota | None) -> int:
         """Add *delta* to the total (refusing what passes *quota*); the new total."""
         if delta == 0:
-            try:
-                with self.usage() as usage:
-                    return usage.total
-            except OSError as exc:
-                if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-                    raise
-                return self.count()  # a read-only root: count instead
+            return current_total(self.usage, self.count)
         with self.usage() as usage:
             if delta > 0 and quota is not None and not quota.fits(usage.total, delta):
                 raise quota.exceeded(usage.total, delta)
@@ -183,16 +177,9 @@ class Tree:
 
     def open_file(self, location: Location) -> tuple[io.FileIO, int] | None:
         """Open the blob for reading; None when it isn't stored."""
-        try:
-            directory = open_dirs(self.root, location.dirs, create=False)
-        except FileNotFoundError:
+        fd = find_blob(self.root, location)
+        if fd is None:
             return None
-        try:
-            fd = open_blob(directory, location)
-        except FileNotFoundError:
-            return None
-        finally:
-            os.close(directory)
         return io.FileIO(fd, "rb", closefd=True), os.fstat(fd).st_size
 
     def read_whole(self, location: Location) -> bytes | None:

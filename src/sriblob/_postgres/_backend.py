@@ -245,6 +245,23 @@ class PostgresBackend(Backend):
                 size: int | None = await conn.fetchval(self._sql.renew, str(integrity))
         return size
 
+    async def _stored_copy_stands(self, source: BlobSource) -> bool:
+        """Whether a put of a known blob may keep the stored copy (now renewed).
+
+        A copy of the right size stands once it verified: reading it costs
+        less than writing it again (WAL, TOAST, dead rows for vacuum), and
+        the data isn't read at all then.
+        """
+        known = source.expected
+        if known is None or source.replace:
+            return False
+        size = await self._renew(known)
+        return (
+            size is not None
+            and source.keeps(size)
+            and await source.stored_copy_intact()
+        )
+
     async def _insert(self, source: BlobSource) -> bool:
         """Write the source's rows; return False if a stored copy stood instead."""
         sql = self._sql
@@ -304,18 +321,8 @@ class PostgresBackend(Backend):
         return True
 
     async def write_blob(self, source: BlobSource, /) -> None:
-        known = source.expected
-        if known is not None and not source.replace:
-            size = await self._renew(known)
-            # A copy of the right size stands once it verified: reading it
-            # costs less than writing it again (WAL, TOAST, dead rows for
-            # vacuum), and the data isn't read at all then.
-            if (
-                size is not None
-                and source.keeps(size)
-                and await source.stored_copy_intact()
-            ):
-                return
+        if await self._stored_copy_stands(source):
+            return
         if not await self._insert(source):
             await self._renew(source.integrity)
 
@@ -448,6 +455,11 @@ class PostgresBackend(Backend):
         if delta > 0 and not self.fits(total - delta, delta):
             raise Passthrough(self.quota_exceeded(total - delta, delta))
 
+    @property
+    def _list_page_sql(self) -> str:
+        """The query of one list() page: at most $2 names after $1, in order."""
+        return self._sql.list_page
+
     async def list_names(self) -> AsyncIterator[str]:
         # Keyset pagination: each page is a short index scan on its own
         # connection, so a slow consumer holds no connection or snapshot.
@@ -456,7 +468,7 @@ class PostgresBackend(Backend):
             with self._errors.translate("list blobs"):
                 async with self._db.connection("list blobs") as conn:
                     rows = await conn.fetch(
-                        self._sql.list_page, after, self._list_page_size
+                        self._list_page_sql, after, self._list_page_size
                     )
             for row in rows:
                 yield row[0]

@@ -26,6 +26,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any, Final
 
 from sriblob._backend import BlobBody, BlobInfo, chunks_of
+from sriblob._source import read_all
 from sriblob.exceptions import StoreError
 
 from ._backend import PostgresBackend
@@ -59,7 +60,6 @@ _QUOTA_KEY: Final = int.from_bytes(
     "big",
     signed=True,
 )
-_LIST_PAGE_SIZE: Final = 1000
 
 
 class CheckstackBackend(PostgresBackend):
@@ -136,22 +136,9 @@ class CheckstackBackend(PostgresBackend):
 
     async def write_blob(self, source: BlobSource, /) -> None:
         """Insert (or repair) the blob's row: its bytes as one base64 value."""
-        known = source.expected
-        if known is not None and not source.replace:
-            size = await self._renew_row(known)
-            # As in the store's own layout: a copy of the right size stands
-            # once it verified (reading it costs less than rewriting it).
-            if (
-                size is not None
-                and source.keeps(size)
-                and await source.stored_copy_intact()
-            ):
-                return
-        view = await source.buffer()
-        if view is not None:
-            data = bytes(view)
-        else:
-            data = b"".join([bytes(chunk) async for chunk in source.chunks()])
+        if await self._stored_copy_stands(source):
+            return
+        data = await read_all(source)
         text = binascii.b2a_base64(data, newline=False).decode("ascii")
         failure: Exception | None = None
         try:
@@ -213,7 +200,8 @@ class CheckstackBackend(PostgresBackend):
             )
             self.noted(total)
 
-    async def _renew_row(self, integrity: Integrity) -> int | None:
+    async def _renew(self, integrity: Integrity) -> int | None:
+        """Renew a stored row's ``created_at``; return its size, or None."""
         with self._errors.translate("look a blob up"):
             async with self._db.connection("look a blob up") as conn:
                 size: int | None = await conn.fetchval(
@@ -313,19 +301,9 @@ class CheckstackBackend(PostgresBackend):
                 )
         return deleted
 
-    async def list_names(self) -> AsyncIterator[str]:
-        after = ""
-        while True:
-            with self._errors.translate("list blobs"):
-                async with self._db.connection("list blobs") as conn:
-                    rows = await conn.fetch(
-                        f'SELECT integrity FROM {_TABLE} WHERE integrity COLLATE "C"'
-                        ' > $1 ORDER BY integrity COLLATE "C" LIMIT $2',
-                        after,
-                        _LIST_PAGE_SIZE,
-                    )
-            for row in rows:
-                yield row[0]
-            if len(rows) < _LIST_PAGE_SIZE:
-                return
-            after = rows[-1][0]
+    @property
+    def _list_page_sql(self) -> str:
+        return (
+            f'SELECT integrity FROM {_TABLE} WHERE integrity COLLATE "C"'
+            ' > $1 ORDER BY integrity COLLATE "C" LIMIT $2'
+        )

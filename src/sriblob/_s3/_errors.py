@@ -11,7 +11,7 @@ or status itself.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 
 import aiohttp
 import attrs
@@ -192,6 +192,9 @@ def _classify(error: Exception, action: str) -> tuple[type[StoreError], str]:
     return StoreError, f"the request failed ({type(error).__name__})"
 
 
+_E = TypeVar("_E", bound=StoreError)
+
+
 @attrs.frozen
 class Where:
     """The bucket a store talks to, for messages: never a credential.
@@ -206,7 +209,7 @@ class Where:
     bucket: str
     endpoint: str
 
-    def error(self, kind: type[StoreError], message: str) -> StoreError:
+    def error(self, kind: type[_E], message: str) -> _E:
         """Return *kind* with *message*, naming this bucket and endpoint."""
         return kind(
             message, backend=self.backend, bucket=self.bucket, endpoint=self.endpoint

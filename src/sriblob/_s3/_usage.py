@@ -92,6 +92,4 @@ class BucketTotal:
             f"running total {self._object.key!r} changed under every one of "
             f"{CAS_ATTEMPTS} tries to update it; try again."
         )
-        error = self._where.error(StoreUnavailable, msg)
-        assert isinstance(error, StoreUnavailable)  # noqa: S101 -- built as one
-        raise error
+        raise self._where.error(StoreUnavailable, msg)
