@@ -235,14 +235,7 @@ class BlobStore(Lifecycle):
                     self, data, None, algorithm, replace=replace, allowed=wanted
                 )
                 await source.resolve()
-            stored = await self._write(source, call)
-        logger.debug(
-            "put backend=%s integrity=%s size=%d",
-            self.id,
-            stored,
-            source.bytes_read,
-            extra=telemetry.fields(self.id, "put", stored),
-        )
+            stored = await self._write(source, call, "put")
         return str(stored)
 
     async def add(
@@ -265,17 +258,12 @@ class BlobStore(Lifecycle):
         with telemetry.call("add", self.id) as call:
             source = _source(self, data, None, algorithm, replace=replace)
             await source.resolve()
-            integrity = await self._write(source, call)
-        logger.debug(
-            "add backend=%s integrity=%s size=%d",
-            self.id,
-            integrity,
-            source.bytes_read,
-            extra=telemetry.fields(self.id, "add", integrity),
-        )
+            integrity = await self._write(source, call, "add")
         return str(integrity)
 
-    async def _write(self, source: BlobSource, call: telemetry.Call) -> Integrity:
+    async def _write(
+        self, source: BlobSource, call: telemetry.Call, operation: str
+    ) -> Integrity:
         await self._backend.write_blob(source)
         integrity = source.integrity
         call.integrity(integrity)
@@ -285,6 +273,14 @@ class BlobStore(Lifecycle):
         call.moved(size, direction="in")
         if source.consumed:
             self._suspects.forget(integrity)
+        logger.debug(
+            "%s backend=%s integrity=%s size=%d",
+            operation,
+            self.id,
+            integrity,
+            source.bytes_read,
+            extra=telemetry.fields(self.id, operation, integrity),
+        )
         return integrity
 
     # -- reading -----------------------------------------------------------------

@@ -109,6 +109,19 @@ class Opened:
             body.close()
 
 
+@attrs.frozen
+class _Object:
+    """What a read is of: the key, and the first answer's ETag and size.
+
+    Every later range must match them (``If-Match``, the total in its
+    ``Content-Range``), so an object replaced mid-read fails the read.
+    """
+
+    key: str
+    etag: str | None
+    size: int
+
+
 @attrs.define(eq=False)
 class _Range:
     """One range of a parallel read: its bytes so far, filled by its task."""
@@ -277,25 +290,11 @@ class Downloader:
         chunks: AsyncIterator[bytes] = self._body(
             body, skip=skip, count=covered - start
         )
+        whole = _Object(key, response.get("ETag"), span.total)
         if self._measures and covered == stop:
-            chunks = self._measured(
-                body,
-                skip=skip,
-                key=key,
-                etag=response.get("ETag"),
-                size=span.total,
-                start=start,
-                stop=stop,
-            )
+            chunks = self._measured(body, whole, skip=skip, start=start, stop=stop)
         elif covered < stop:
-            chunks = self._ranged(
-                chunks,
-                key=key,
-                etag=response.get("ETag"),
-                size=span.total,
-                start=covered,
-                stop=stop,
-            )
+            chunks = self._ranged(chunks, whole, start=covered, stop=stop)
         return Opened(span.total, chunks, [body])
 
     def _plan(
@@ -341,15 +340,7 @@ class Downloader:
     # -- measuring -------------------------------------------------------
 
     async def _measured(
-        self,
-        body: Any,
-        *,
-        skip: int,
-        key: str,
-        etag: str | None,
-        size: int,
-        start: int,
-        stop: int,
+        self, body: Any, whole: _Object, *, skip: int, start: int, stop: int
     ) -> AsyncGenerator[bytes]:
         """Yield bytes *start* to *stop* of *body*, or switch to ranges.
 
@@ -383,9 +374,7 @@ class Downloader:
         # Slow, and enough left: drop this stream, fetch the rest as ranges.
         body.close()
         self.switches += 1
-        ranged = self._ranged(
-            _nothing(), key=key, etag=etag, size=size, start=position, stop=stop
-        )
+        ranged = self._ranged(_nothing(), whole, start=position, stop=stop)
         async with contextlib.aclosing(ranged):
             async for chunk in ranged:
                 yield chunk
@@ -393,14 +382,7 @@ class Downloader:
     # -- ranges ----------------------------------------------------------
 
     async def _ranged(
-        self,
-        first: AsyncIterator[bytes],
-        *,
-        key: str,
-        etag: str | None,
-        size: int,
-        start: int,
-        stop: int,
+        self, first: AsyncIterator[bytes], whole: _Object, *, start: int, stop: int
     ) -> AsyncGenerator[bytes]:
         """Yield *first*, then bytes *start* to *stop* fetched as ranges.
 
@@ -420,7 +402,7 @@ class Downloader:
                 if begin is None:
                     return
                 part = _Range(begin, min(begin + step, stop))
-                part.task = asyncio.ensure_future(self._fill(part, key, etag, size))
+                part.task = asyncio.ensure_future(self._fill(part, whole))
                 pending.append(part)
 
         try:
@@ -444,8 +426,8 @@ class Downloader:
             if aclose is not None:
                 await aclose()
 
-    async def _fill(self, part: _Range, key: str, etag: str | None, size: int) -> None:
-        """Fetch *part* of the object whose ETag is *etag* into its buffer.
+    async def _fill(self, part: _Range, whole: _Object) -> None:
+        """Fetch *part* of the object *whole* into its buffer.
 
         A body that breaks off mid-way is fetched again from where it broke,
         up to ``max_attempts`` in all (botocore retries only before the body).
@@ -457,7 +439,7 @@ class Downloader:
                     # Closed here, not left to the garbage collector, whose
                     # finalizer would schedule a stray task after a cancel.
                     async with contextlib.aclosing(
-                        self._range_body(key, begin, part.stop, etag, size)
+                        self._range_body(whole, begin, part.stop)
                     ) as chunks:
                         async for chunk in chunks:
                             part.put(chunk)
@@ -470,11 +452,12 @@ class Downloader:
             part.arrived.set()
 
     async def _range_body(
-        self, key: str, start: int, stop: int, etag: str | None, size: int
+        self, whole: _Object, start: int, stop: int
     ) -> AsyncGenerator[bytes]:
-        """Yield bytes *start* to *stop* of the object whose ETag is *etag*."""
+        """Yield bytes *start* to *stop* of the object *whole*, still the same."""
+        etag, size = whole.etag, whole.size
         with self._where.translate("GetObject"):
-            response = await self._get(key, start, stop, if_match=etag)
+            response = await self._get(whole.key, start, stop, if_match=etag)
         body = response["Body"]
         try:
             length = int(response.get("ContentLength", 0))
@@ -510,25 +493,16 @@ class Downloader:
 
     def stalled(self, size: int | None, rate: int) -> StoreUnavailable:
         """The error for a body slower than *rate* bytes a second."""
-        msg = (
-            f"S3 GetObject on bucket {self._where.bucket!r} at "
-            f"{self._where.endpoint} failed: the body of {size} bytes arrived "
-            f"slower than {rate} bytes/s (min_transfer_rate); the server stalled."
+        what = (
+            f"the body of {size} bytes arrived slower than {rate} bytes/s "
+            "(min_transfer_rate); the server stalled"
         )
-        error = self._where.error(StoreUnavailable, msg)
-        assert isinstance(error, StoreUnavailable)  # noqa: S101 -- built as one
-        return error
+        return self._where.failed(StoreUnavailable, "GetObject", what)
 
     def short(self, received: int, expected: int) -> StoreUnavailable:
         """The error for a body that ended after *received* of *expected* bytes."""
-        msg = (
-            f"S3 GetObject on bucket {self._where.bucket!r} at "
-            f"{self._where.endpoint} failed: the body ended after {received} of "
-            f"{expected} bytes."
-        )
-        error = self._where.error(StoreUnavailable, msg)
-        assert isinstance(error, StoreUnavailable)  # noqa: S101 -- built as one
-        return error
+        what = f"the body ended after {received} of {expected} bytes"
+        return self._where.failed(StoreUnavailable, "GetObject", what)
 
     async def _body(self, body: Any, *, skip: int, count: int) -> AsyncGenerator[bytes]:
         """Yield *count* bytes of *body* after its first *skip*, in ~1 MiB chunks.

@@ -215,13 +215,17 @@ class Where:
             message, backend=self.backend, bucket=self.bucket, endpoint=self.endpoint
         )
 
-    def fail(self, error: Exception, action: str) -> NoReturn:
-        """Raise the sriblob error for a botocore, aiohttp or network *error*."""
-        kind, what = _classify(error, action)
+    def failed(self, kind: type[_E], action: str, what: str) -> _E:
+        """Return *kind* saying "S3 *action* on this bucket failed: *what*."."""
         msg = (
             f"S3 {action} on bucket {self.bucket!r} at {self.endpoint} failed: {what}."
         )
-        raise self.error(kind, msg) from error
+        return self.error(kind, msg)
+
+    def fail(self, error: Exception, action: str) -> NoReturn:
+        """Raise the sriblob error for a botocore, aiohttp or network *error*."""
+        kind, what = _classify(error, action)
+        raise self.failed(kind, action, what) from error
 
     @contextlib.contextmanager
     def translate(self, action: str) -> Iterator[None]:

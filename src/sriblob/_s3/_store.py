@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Unpack
 
@@ -31,7 +32,7 @@ from ._usage import USAGE_NAME, BucketTotal
 from ._writer import Writer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from sriblob._integrity import Integrity
     from sriblob._lease import Lease
@@ -363,20 +364,9 @@ class S3Backend(Backend):
 
     @contextlib.asynccontextmanager
     async def read_blob(self, integrity: Integrity, /) -> AsyncIterator[BlobBody]:
-        """One GetObject, or ranges on ``read_concurrency`` connections."""
-        async with self._deadline("GetObject"):
-            opened = await self._connected.downloader.open(
-                self._key(integrity), 0, None, lambda size: size
-            )
-        if opened is None:
-            raise self.not_found(integrity)
-        try:
-            yield BlobBody(opened.chunks, opened.size)
-        finally:
-            # Cancels the ranges in flight and closes their connections (and
-            # the first answer's, if it wasn't read to the end), so an early
-            # exit never leaks one or leaves it half-read in the pool.
-            await opened.aclose()
+        """One GetObject, or ranges on several connections (see _download)."""
+        async with self._opened(integrity, 0, None, lambda size: size) as body:
+            yield body
 
     @contextlib.asynccontextmanager
     async def read_blob_range(
@@ -398,18 +388,30 @@ class S3Backend(Backend):
             self.check_range(integrity, start, end, size)
             yield BlobBody(_nothing(), size)
             return
+        check = functools.partial(self.check_range, integrity, start, end)
+        async with self._opened(integrity, start, end, check) as body:
+            yield body
+
+    @contextlib.asynccontextmanager
+    async def _opened(
+        self,
+        integrity: Integrity,
+        start: int,
+        end: int | None,
+        check: Callable[[int], int],
+    ) -> AsyncIterator[BlobBody]:
         async with self._deadline("GetObject"):
             opened = await self._connected.downloader.open(
-                key,
-                start,
-                end,
-                lambda size: self.check_range(integrity, start, end, size),
+                self._key(integrity), start, end, check
             )
         if opened is None:
             raise self.not_found(integrity)
         try:
             yield BlobBody(opened.chunks, opened.size)
         finally:
+            # Cancels the ranges in flight and closes their connections (and
+            # the first answer's, if it wasn't read to the end), so an early
+            # exit never leaks one or leaves it half-read in the pool.
             await opened.aclose()
 
     async def stat_blob(self, integrity: Integrity, /) -> BlobInfo | None:
