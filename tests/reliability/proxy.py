@@ -30,6 +30,7 @@ FaultKind = Literal[
     "hang",
     "stop_reading",
     "trickle",
+    "pause",
     "short_range",
 ]
 
@@ -54,7 +55,10 @@ class Fault:
             *after* bytes of the body, then stops reading (the client's
             writes back up) and never answers; ``trickle`` forwards the
             request, sends the first *after* bytes of the response on, and
-            the rest at *rate* bytes a second; ``short_range`` forwards the
+            the rest at *rate* bytes a second; ``pause`` forwards the
+            request, sends the first *after* bytes of the response on, holds
+            the rest *seconds*, then sends it at full speed (a fast server
+            that hiccups once); ``short_range`` forwards the
             request and answers a ranged GET *after* bytes short, its
             ``Content-Range`` and ``Content-Length`` rewritten to match (a
             server that lies consistently).
@@ -209,7 +213,7 @@ class FaultProxy:
                     writer.close()
             self._tasks.discard(task)
 
-    async def _requests(  # noqa: C901 -- one branch per fault kind reads best flat
+    async def _requests(  # noqa: C901, PLR0912 -- one branch per fault kind reads best flat
         self,
         reader: asyncio.StreamReader,
         client: asyncio.StreamWriter,
@@ -229,12 +233,16 @@ class FaultProxy:
             if fault is None or fault.kind in (
                 "reset_response",
                 "trickle",
+                "pause",
                 "short_range",
             ):
                 cut[0] = None if fault is None else fault.after
                 if fault is not None and fault.kind == "trickle":
                     cut[0] = None
                     rate[:] = [fault.rate, fault.after]
+                if fault is not None and fault.kind == "pause":
+                    cut[0] = None
+                    rate[:] = [-round(fault.seconds * 1000), fault.after]
                 if fault is not None and fault.kind == "short_range":
                     cut[0] = -fault.after  # negative: shorten, don't reset
                 upstream.write(head)
@@ -336,6 +344,18 @@ class FaultProxy:
             data = await reader.read(65536)
             if not data:
                 break
+            if rate[0] is not None and rate[0] < 0:
+                # Pause: the first `after` bytes, a hold of -rate ms, the rest.
+                fast = min(len(data), rate[1] or 0)
+                rate[1] = (rate[1] or 0) - fast
+                client.write(data[:fast])
+                await client.drain()
+                if fast < len(data):
+                    await asyncio.sleep(-rate[0] / 1000)
+                    rate[0] = None
+                    client.write(data[fast:])
+                    await client.drain()
+                continue
             if rate[0] is not None:
                 # Trickle: the first `after` bytes at once, then at most
                 # `rate` bytes a second.

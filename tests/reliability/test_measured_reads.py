@@ -88,6 +88,30 @@ class TestMeasuredReads:
             assert store.backend._connected.downloader.switches == 0
             assert gets(proxy) == 1
 
+    async def test_one_hiccup_in_a_fast_stream_is_not_a_slow_stream(
+        self,
+        proxied_config: S3StoreConfig,
+        proxy: FaultProxy,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A fast stream held 0.3 s once in its probe is read to its end.
+
+        The probe's total rate (3 MiB over 0.3 s and more, ~10 MB/s) is far
+        under the threshold; the typical chunk's rate isn't. A fast server
+        on a busy machine stalls like this (SeaweedFS fetching an internal
+        chunk); switching to ranges then only costs it more.
+        """
+        monkeypatch.setattr(_download, "SWITCH_RATE", 20_000_000)
+        data = blob(8 * 1024 * 1024 + 5, seed=42)
+        config = attrs.evolve(proxied_config, read_concurrency=None)
+        async with S3BlobStore(config) as store:
+            integrity = await store.add(data)
+            proxy.requests.clear()
+            proxy.inject(Fault("pause", match="GET ", after=2_500_000, seconds=0.3))
+            assert await store.get(integrity) == data
+            assert store.backend._connected.downloader.switches == 0
+            assert gets(proxy) == 1
+
     async def test_an_explicit_read_concurrency_wins(
         self, proxied_config: S3StoreConfig, proxy: FaultProxy
     ) -> None:

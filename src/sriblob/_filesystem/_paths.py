@@ -154,7 +154,7 @@ def open_child(
         if not create:
             raise
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        if is_refused_link(exc, directory=True):
             raise not_a_directory(root.joinpath(*shown)) from None
         raise
     try:
@@ -167,9 +167,19 @@ def open_child(
     try:
         return os.open(part, flags, dir_fd=parent)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        if is_refused_link(exc, directory=True):
             raise not_a_directory(root.joinpath(*shown)) from None
         raise
+
+
+def is_refused_link(exc: OSError, *, directory: bool) -> bool:
+    """Whether *exc* is ``O_NOFOLLOW`` (or ``O_DIRECTORY``) refusing a path.
+
+    Opening a symlink with ``O_NOFOLLOW`` fails with ``ELOOP``; a directory
+    open of something that isn't one (a file, a symlink) with ``ENOTDIR``.
+    """
+    refused = {errno.ELOOP, errno.ENOTDIR} if directory else {errno.ELOOP}
+    return exc.errno in refused
 
 
 def file_size(directory: int, name: str) -> int:
@@ -211,7 +221,7 @@ def open_blob(directory: int, location: Location) -> int:
     try:
         fd = os.open(location.name, READ_FLAGS, dir_fd=directory)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
+        if is_refused_link(exc, directory=False):
             raise not_a_file(location.path, stat.S_IFLNK) from None
         raise
     mode = os.fstat(fd).st_mode

@@ -10,16 +10,17 @@ whatever the object's size.
 By default (no ``read_concurrency`` set) the choice is measured, on any
 endpoint: a read starts as one GetObject of everything asked for; once
 :data:`PROBE_BYTES` of it arrived, or :data:`PROBE_SECONDS` went by waiting
-for them, and at least two ranges' worth remain, a stream slower than
-:data:`SWITCH_RATE` is closed and the rest is fetched as ranges on
-:data:`PARALLEL_READS` connections. A fast stream (a local server, where
-one stream outruns the hashing and ranges can cost the server more) is read
-to its end. The first range's answer gives the object's size
-and ETag; every later range carries ``If-Match`` with that ETag, so an
-object replaced mid-read fails the read (412) instead of mixing two objects'
-bytes. Each answer's ``Content-Range`` is checked against what was asked: a
-short range is an error, and a server that sends more than asked (s3rver
-answers ``bytes=0-0`` with the whole object) is cut to the bytes asked for.
+for them, and at least two ranges' worth remain, a stream whose typical
+chunk (the median) arrived slower than :data:`SWITCH_RATE` is closed and the
+rest is fetched as ranges on :data:`PARALLEL_READS` connections. A fast
+stream (a local server, where one stream outruns the hashing and ranges can
+cost the server more) is read to its end. The first range's answer gives the
+object's size and ETag; every later range carries ``If-Match`` with that
+ETag, so an object replaced mid-read fails the read (412) instead of mixing
+two objects' bytes. Each answer's ``Content-Range`` is checked against what
+was asked: a short range is an error, and a server that sends more than
+asked (s3rver answers ``bytes=0-0`` with the whole object) is cut to the
+bytes asked for.
 
 It decides nothing about blobs; :class:`~sriblob.S3BlobStore` does.
 """
@@ -29,12 +30,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import re
+import statistics
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 from botocore.exceptions import ClientError
 
+from sriblob import _telemetry as telemetry
 from sriblob._source import CHUNK_SIZE
 from sriblob.exceptions import StoreError, StoreUnavailable
 
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
 
     from ._bucket import Bucket
     from ._http import Limits
+
+logger = logging.getLogger("sriblob")
 
 __all__ = [
     "PARALLEL_READS",
@@ -61,11 +67,15 @@ _CONTENT_RANGE: Final = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 #: Connections a measured read switches to (and the most ranges it buffers).
 PARALLEL_READS: Final = 8
 #: Bytes of the first stream a measured read waits for before it decides.
-PROBE_BYTES: Final = 2 * 1024 * 1024
+PROBE_BYTES: Final = 4 * 1024 * 1024
 #: Seconds of waiting on the first stream after which it decides anyway.
 PROBE_SECONDS: Final = 0.1
 #: Bytes a second below which one stream is slow enough for ranges: AWS
 #: serves one request at ~85-90 MB/s; a local server streams far faster.
+#: The rate compared is the median of the probe's chunks (each chunk's size
+#: over the wait for it): a throttled connection is slow on every chunk, a
+#: fast server on a busy machine only on a few (a scheduling stall, a
+#: server fetching its next internal chunk), which a total would count.
 SWITCH_RATE: Final = 200_000_000
 
 
@@ -344,32 +354,42 @@ class Downloader:
     ) -> AsyncGenerator[bytes]:
         """Yield bytes *start* to *stop* of *body*, or switch to ranges.
 
-        The rate is what arrived over the time spent waiting for it (not the
-        time the consumer took with each chunk, during which bytes keep
-        arriving): a consumer slower than the network never looks like a
-        slow network.
+        A chunk's rate is its size over the time spent waiting for it (not
+        the time the consumer took with the one before, during which bytes
+        keep arriving): a consumer slower than the network never looks like
+        a slow network. The median of the probe's chunks is compared.
         """
         loop = asyncio.get_running_loop()
         first = self._body(body, skip=skip, count=stop - start)
         position = start
         waited = 0.0
-        decided = False
+        rates: list[float] | None = []
         async with contextlib.aclosing(first):
             while True:
                 began = loop.time()
                 chunk = await anext(first, None)
-                waited += loop.time() - began
+                wait = loop.time() - began
                 if chunk is None:
                     return
                 yield chunk
                 position += len(chunk)
-                if decided or (
-                    position - start < PROBE_BYTES and waited < PROBE_SECONDS
-                ):
+                if rates is None:
                     continue
-                decided = True
-                slow = (position - start) < SWITCH_RATE * waited
-                if slow and stop - position >= 2 * self._part_size:
+                waited += wait
+                rates.append(len(chunk) / max(wait, 1e-6))
+                if position - start < PROBE_BYTES and waited < PROBE_SECONDS:
+                    continue
+                rate, rates = statistics.median(rates), None
+                switch = rate < SWITCH_RATE and stop - position >= 2 * self._part_size
+                logger.debug(
+                    "read key=%s: %d bytes, %.0f MB/s a chunk (median); %s",
+                    whole.key,
+                    position - start,
+                    rate / 1e6,
+                    "switching to ranges" if switch else "one stream",
+                    extra=telemetry.fields(self._where.backend, "get"),
+                )
+                if switch:
                     break
         # Slow, and enough left: drop this stream, fetch the rest as ranges.
         body.close()
