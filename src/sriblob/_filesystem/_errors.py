@@ -35,6 +35,8 @@ UNAVAILABLE_ERRNOS: Final = frozenset(
     }
 )
 DENIED_ERRNOS: Final = frozenset({errno.EACCES, errno.EPERM})
+#: What writing under the root fails with where it is read-only to us.
+READ_ONLY_ERRNOS: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 HINTS: Final = {
     errno.ENOSPC: "free some space on that file system or move the store's root",
     errno.EDQUOT: "the disk quota is used up; free some space",
@@ -72,6 +74,11 @@ def os_error(
     elif number in DENIED_ERRNOS:
         kind = AccessDenied
     return kind(msg, backend=backend)
+
+
+def is_read_only(exc: OSError) -> bool:
+    """Whether *exc* says the root can't be written by us (read-only, or denied)."""
+    return exc.errno in READ_ONLY_ERRNOS
 
 
 @contextlib.contextmanager

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import attrs
 
 from sriblob._lease import HOLDER_PAUSE, HOLDER_READS, UNKNOWN_HOLDER, Lease
 from sriblob._quota import dump_total, load_total
 
+from ._errors import is_read_only
 from ._paths import LEASE_FILE, USAGE_FILE, open_root_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
-
-
-#: What opening ``.usage`` fails with where the root is read-only to us.
-_READ_ONLY: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 @contextlib.contextmanager
@@ -61,7 +57,7 @@ def current_total(
         with usage() as held:
             return held.total
     except OSError as exc:
-        if exc.errno not in _READ_ONLY:
+        if not is_read_only(exc):
             raise
         return recount()
 
