@@ -45,6 +45,20 @@ async def stored(config: S3StoreConfig) -> None:
         await store.put(INTEGRITY, DATA)
 
 
+async def read_in_one_stream(
+    config: S3StoreConfig, proxy: FaultProxy, *faults: Fault
+) -> None:
+    """Read the test blob with *faults* queued; assert one GetObject, no switch."""
+    await stored(config)
+    async with S3BlobStore(config) as store:
+        proxy.requests.clear()
+        for fault in faults:
+            proxy.inject(fault)
+        assert await store.get(INTEGRITY) == DATA
+        assert store.backend._connected.downloader.switches == 0
+        assert gets(proxy) == 1
+
+
 class TestMeasuredReads:
     """read_concurrency unset: one stream, or ranges once it proves slow."""
 
@@ -81,12 +95,7 @@ class TestMeasuredReads:
         config = attrs.evolve(
             proxied_config, read_part_size=RANGE, read_concurrency=None
         )
-        await stored(config)
-        async with S3BlobStore(config) as store:
-            proxy.requests.clear()
-            assert await store.get(INTEGRITY) == DATA
-            assert store.backend._connected.downloader.switches == 0
-            assert gets(proxy) == 1
+        await read_in_one_stream(config, proxy)
 
     async def test_one_hiccup_in_a_fast_stream_is_not_a_slow_stream(
         self,
@@ -117,13 +126,9 @@ class TestMeasuredReads:
     ) -> None:
         """read_concurrency=1 reads a slow stream to its end in one request."""
         config = attrs.evolve(proxied_config, read_part_size=RANGE, read_concurrency=1)
-        await stored(config)
-        async with S3BlobStore(config) as store:
-            proxy.requests.clear()
-            proxy.inject(Fault("trickle", match="GET ", times=1, rate=SLOW))
-            assert await store.get(INTEGRITY) == DATA
-            assert store.backend._connected.downloader.switches == 0
-            assert gets(proxy) == 1
+        await read_in_one_stream(
+            config, proxy, Fault("trickle", match="GET ", times=1, rate=SLOW)
+        )
 
     async def test_too_little_left_stays_one_stream(
         self, proxied_config: S3StoreConfig, proxy: FaultProxy
@@ -132,13 +137,9 @@ class TestMeasuredReads:
         config = attrs.evolve(
             proxied_config, read_part_size=2 * 1024 * 1024, read_concurrency=None
         )
-        await stored(config)
-        async with S3BlobStore(config) as store:
-            proxy.requests.clear()
-            proxy.inject(Fault("trickle", match="GET ", times=1, rate=SLOW))
-            assert await store.get(INTEGRITY) == DATA
-            assert store.backend._connected.downloader.switches == 0
-            assert gets(proxy) == 1
+        await read_in_one_stream(
+            config, proxy, Fault("trickle", match="GET ", times=1, rate=SLOW)
+        )
 
     async def test_leaving_a_switched_read_leaves_nothing_running(
         self, proxied_config: S3StoreConfig, proxy: FaultProxy
