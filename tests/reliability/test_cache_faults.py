@@ -40,6 +40,11 @@ MiB = 1024 * KiB
 GUARD = 180
 
 
+def temp_files(front: Path) -> list[Path]:
+    """The fills' temp files anywhere under the front directory."""
+    return [p for p in front.rglob("*") if p.name.startswith(".tmp-")]
+
+
 async def read_open(store: Any, integrity: str) -> bytes:
     """The blob's bytes through open()."""
     async with store.open(integrity) as reader:
@@ -150,10 +155,7 @@ class TestCutFills:
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert not await store.front.has(integrity)
-            temps = [
-                p for p in (tmp_path / "front").rglob("*") if p.name.startswith(".tmp-")
-            ]
-            assert temps == []
+            assert temp_files(tmp_path / "front") == []
             # And the next whole read fills it.
             assert await read_open(store, integrity) == data
             assert await store.front.has(integrity)
@@ -195,10 +197,7 @@ class TestCutFills:
             async with asyncio.timeout(GUARD):
                 assert await read_open(store, integrity) == data
             assert not await store.front.has(integrity)
-            temps = [
-                p for p in (tmp_path / "front").rglob("*") if p.name.startswith(".tmp-")
-            ]
-            assert temps == []
+            assert temp_files(tmp_path / "front") == []
 
 
 class TestColdGets:
@@ -263,10 +262,7 @@ class TestColdGets:
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert not await store.front.has(integrity)
-            temps = [
-                p for p in (tmp_path / "front").rglob("*") if p.name.startswith(".tmp-")
-            ]
-            assert temps == []
+            assert temp_files(tmp_path / "front") == []
             assert await store.backend.front.usage() == 0
             # And the next get fills it.
             assert await store.get(integrity) == data
