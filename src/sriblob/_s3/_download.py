@@ -273,12 +273,11 @@ class Downloader:
                 raise
         size = int(head["ContentLength"])
         if check(size) != start:
-            msg = (
-                f"S3 GetObject on bucket {self._where.bucket!r} at "
-                f"{self._where.endpoint} failed: the server refused bytes from "
-                f"{start} of an object of {size} bytes (416)."
+            what = (
+                f"the server refused bytes from {start} of an object of {size} "
+                "bytes (416)"
             )
-            raise self._where.error(StoreError, msg)
+            raise self._where.failed(StoreError, "GetObject", what)
         return Opened(size, _nothing())
 
     def _opened(
@@ -339,13 +338,11 @@ class Downloader:
         self, start: int, stop: int | None, span: Span, length: int
     ) -> StoreError:
         asked = f"{start}-{'' if stop is None else stop - 1}"
-        msg = (
-            f"S3 GetObject on bucket {self._where.bucket!r} at "
-            f"{self._where.endpoint} failed: asked for bytes {asked}, the server "
-            f"answered bytes {span.first}-{span.last} of {span.total} with "
-            f"{length} bytes."
+        what = (
+            f"asked for bytes {asked}, the server answered bytes "
+            f"{span.first}-{span.last} of {span.total} with {length} bytes"
         )
-        return self._where.error(StoreUnavailable, msg)
+        return self._where.failed(StoreUnavailable, "GetObject", what)
 
     # -- measuring -------------------------------------------------------
 
@@ -487,13 +484,11 @@ class Downloader:
             now = response.get("ETag")
             if span.total != size or (etag is not None and now not in (None, etag)):
                 # If-Match should have made it a 412; not every server checks.
-                msg = (
-                    f"S3 GetObject on bucket {self._where.bucket!r} at "
-                    f"{self._where.endpoint} failed: the object changed while it "
-                    f"was read (from {size} bytes, ETag {etag}, to {span.total} "
-                    f"bytes, ETag {now}); read it again."
+                what = (
+                    f"the object changed while it was read (from {size} bytes, "
+                    f"ETag {etag}, to {span.total} bytes, ETag {now}); read it again"
                 )
-                raise self._where.error(StoreError, msg)
+                raise self._where.failed(StoreError, "GetObject", what)
             if (
                 span.first > start
                 or span.last + 1 < stop

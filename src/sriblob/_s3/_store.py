@@ -251,12 +251,8 @@ class S3Backend(Backend):
             async with asyncio.timeout(seconds):
                 yield
         except TimeoutError:
-            msg = (
-                f"S3 {action} on bucket {self._where.bucket!r} at "
-                f"{self._where.endpoint} failed: it did not finish within "
-                f"{seconds:g} s (operation_timeout)."
-            )
-            raise self._where.error(StoreUnavailable, msg) from None
+            what = f"it did not finish within {seconds:g} s (operation_timeout)"
+            raise self._where.failed(StoreUnavailable, action, what) from None
 
     # -- the maintenance lease -------------------------------------------------
 

@@ -292,11 +292,8 @@ class Writer:
         """Stream an object down: the copy for servers without UploadPartCopy."""
         opened = await self.downloader.open(key, 0, None, lambda size: size)
         if opened is None:
-            msg = (
-                f"S3 GetObject on bucket {self.bucket.name!r} at "
-                f"{self.bucket.where.endpoint} failed: {key!r} vanished while copied."
-            )
-            raise self.bucket.where.error(StoreError, msg)
+            what = f"{key!r} vanished while copied"
+            raise self.bucket.where.failed(StoreError, "GetObject", what)
         try:
             async for chunk in opened.chunks:
                 yield chunk
